@@ -1,0 +1,82 @@
+"""Command-line arguments as dataclasses, parsed by ``transformers.HfArgumentParser``.
+
+Every option is ``--snake_case`` or ``--kebab-case`` on the command line, a key of a YAML file passed
+with ``--config FILE.yaml`` (command-line options win), or a keyword in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .data import EMBEDDED_BBC
+from .models import EMBEDDED_MINILM
+
+
+@dataclass
+class ModelDataArguments:
+    """Which model and which data."""
+
+    model: str = field(default=EMBEDDED_MINILM, metadata={"help": "Hub model id or local folder (or embedded:minilm-l6)."})
+    dataset: str = field(
+        default=EMBEDDED_BBC,
+        metadata={"help": "Hub dataset id, local .tsv/.csv/.jsonl/.parquet file or folder (or embedded:bbc-news)."},
+    )
+    dataset_config: Optional[str] = field(default=None, metadata={"help": "Hub dataset configuration, e.g. sst2 for glue."})
+    split: str = field(default="test", metadata={"help": "Split to use (train for `train`, test for `certify`)."})
+    text_column: Optional[str] = field(default=None, metadata={"help": "Text column (auto-detected when obvious)."})
+    label_column: Optional[str] = field(default=None, metadata={"help": "Label column (auto-detected when obvious)."})
+    max_examples: Optional[int] = field(default=None, metadata={"help": "Use only the first N examples."})
+    max_length: Optional[int] = field(default=None, metadata={"help": "Tokens the model sees (default: its limit, <= 512)."})
+
+
+@dataclass
+class SmoothingArguments:
+    """The randomized-deletion mechanism."""
+
+    p_del: float = field(default=0.9, metadata={"help": "Probability of deleting each unit, in (0, 1)."})
+    unit: str = field(default="word", metadata={"help": "Deletion unit: word, char or token.", "choices": ["word", "char", "token"]})
+
+
+@dataclass
+class CertifyArguments:
+    """Monte Carlo budget, confidence, outputs."""
+
+    n0: int = field(default=100, metadata={"help": "Selection samples per input."})
+    n: int = field(default=4000, metadata={"help": "Estimation samples per input (at most)."})
+    alpha: float = field(default=0.05, metadata={"help": "Failure probability of each certificate, in (0, 1)."})
+    looks: str = field(
+        default="auto",
+        metadata={"help": "Sequential looks: 'auto' (n/20, n/4, n), 'none' (one look at n), or e.g. '200,1000,4000'."},
+    )
+    top2: str = field(default="complement", metadata={"help": "Runner-up bound.", "choices": ["complement", "bonferroni"]})
+    seed: int = field(default=0, metadata={"help": "Seed of every input's random stream."})
+    batch_size: int = field(default=64, metadata={"help": "Noisy samples per forward pass."})
+    chunk_size: int = field(default=32, metadata={"help": "Inputs certified together (and written) at a time."})
+    dedup: bool = field(default=True, metadata={"help": "Classify identical noisy samples once (exact)."})
+    precision: str = field(
+        default="auto", metadata={"help": "fp32, bf16, fp16, or auto (bf16 on GPUs that support it).", "choices": ["auto", "fp32", "bf16", "fp16"]}
+    )
+    output_dir: str = field(default="runs/certify", metadata={"help": "Where results.jsonl, summary.json, report.md go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier results in output_dir first."})
+
+    def parsed_looks(self) -> list[int] | str | None:
+        """``looks`` as the smoothing API takes it."""
+        value = str(self.looks).strip().lower()
+        if value == "auto":
+            return "auto"
+        if value in ("none", ""):
+            return None
+        try:
+            return [int(v) for v in value.split(",") if v.strip()]
+        except ValueError as err:
+            raise ValueError(f"--looks must be 'auto', 'none' or comma-separated integers, got {self.looks!r}") from err
+
+
+@dataclass
+class TrainArguments:
+    """Training under deletion noise (and, with --algorithm fishr, across domains)."""
+
+    eval_split: Optional[str] = field(default=None, metadata={"help": "Split evaluated during training (optional)."})
+    algorithm: str = field(default="erm", metadata={"help": "erm (plain) or fishr (domain generalization)."})
+    ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a classification head of another size."})

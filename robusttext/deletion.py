@@ -1,0 +1,232 @@
+"""Randomized deletion: split a text into units, delete each unit independently, encode for the model.
+
+The RS-Del mechanism (Huang et al., NeurIPS 2023, Sec. 3): every unit of the input is deleted
+independently with probability ``p_del``; the order of the kept units is preserved. The unit is a
+**word** (maximal run of non-whitespace, CERT-ED's setting; kept words are rejoined with one space),
+a **character**, or a **token** (the model tokenizer's sub-tokens, special tokens excluded). The
+certificate of :func:`robusttext.stats.edit_distance_radius` counts edits in the same unit.
+
+Deletion is applied to the *whole* text before truncation: the base classifier sees at most
+``max_length`` tokens of the kept units, so long inputs are still covered by the certificate (a
+truncating base classifier is still a deterministic function of the noisy sequence).
+
+The same code path serves certification (:class:`DeletionMechanism`, used by the engine) and training
+(:class:`DeletionCollator`, a ``transformers`` data collator), so a model is trained under exactly the
+noise it is certified with.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+Unit = Literal["word", "char", "token"]
+UNITS: tuple[str, ...] = ("word", "char", "token")
+_WORD = re.compile(r"\S+")
+
+
+def check_deletion_args(p_del: float, unit: str, allow_zero: bool = False) -> None:
+    """Raise a clear ``ValueError`` for a deletion probability or unit that cannot be used.
+
+    Certification needs ``p_del`` in (0, 1); training also accepts 0 (no noise, plain fine-tuning).
+    """
+    low_ok = float(p_del) >= 0.0 if allow_zero else float(p_del) > 0.0
+    if not isinstance(p_del, (int, float)) or not (low_ok and float(p_del) < 1.0):
+        interval = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(f"p_del must be in {interval}, got {p_del!r}; RS-Del/CERT-ED use p_del=0.9 (word unit)")
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+
+
+def split_units(text: str, unit: str) -> list[str]:
+    """Split ``text`` into word or character units (token units need a tokenizer: see DeletionMechanism)."""
+    if unit == "word":
+        return _WORD.findall(text)
+    if unit == "char":
+        return list(text)
+    raise ValueError(f"split_units handles 'word' and 'char', got {unit!r}")
+
+
+def keep_masks(rng: np.random.Generator, n: int, length: int, p_del: float) -> np.ndarray:
+    """``n`` boolean rows of ``length``: True = unit kept (probability 1 - p_del, independently)."""
+    return rng.random((n, length)) >= p_del
+
+
+@dataclass
+class DeletionInput:
+    """A text prepared for deletion: its units and, when possible, each unit's token ids."""
+
+    text: str
+    units: list[Any]
+    unit_ids: list[list[int]] | None = None  # word unit fast path: ids of each word, concatenable
+    cache: dict = field(default_factory=dict)  # kept-mask bytes -> encoded ids
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+
+class DeletionMechanism:
+    """Randomized deletion for a ``transformers`` tokenizer: prepares texts, draws encoded noisy copies.
+
+    A noisy sample is a tuple of input ids (special tokens added, truncated to ``max_length``); it is
+    its own deduplication key and its length is its batching cost.
+
+    Args:
+        tokenizer: the classifier's tokenizer (fast or slow).
+        p_del: deletion probability of each unit, in [0, 1) (0 = no noise, for plain training).
+        unit: ``"word"``, ``"char"`` or ``"token"``.
+        max_length: tokens the base classifier sees at most (special tokens included).
+    """
+
+    def __init__(self, tokenizer: Any, p_del: float, unit: Unit = "word", max_length: int | None = None) -> None:
+        check_deletion_args(p_del, unit, allow_zero=True)
+        self.tokenizer = tokenizer
+        self.p_del = float(p_del)
+        self.unit = unit
+        self.max_length = int(max_length or model_max_length(tokenizer))
+        self._n_special = tokenizer.num_special_tokens_to_add(pair=False)
+        if self.max_length <= self._n_special:
+            raise ValueError(f"max_length={self.max_length} leaves no room for text after special tokens")
+
+    # -------------------------------------------------------------- preparing and encoding
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+
+    def prepare(self, text: str) -> DeletionInput:
+        """Split ``text`` into units (and pre-tokenize words when concatenating their ids is exact)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if self.unit == "token":
+            return DeletionInput(text, self._ids([text])[0])
+        units = split_units(text, self.unit)
+        if self.unit == "word" and units:
+            per_word = self._ids(units)
+            whole = self._ids([" ".join(units)])[0]
+            if [t for ids in per_word for t in ids] == whole:
+                # WordPiece/SentencePiece-style tokenizers encode words independently: building ids
+                # from per-word ids equals tokenizing the rejoined string, with no re-tokenization.
+                return DeletionInput(text, units, per_word)
+        return DeletionInput(text, units)
+
+    def _finish(self, ids: Sequence[int]) -> tuple[int, ...]:
+        ids = list(ids)[: self.max_length - self._n_special]
+        return tuple(self.tokenizer.build_inputs_with_special_tokens(ids))
+
+    def encode_kept(self, x: DeletionInput, masks: np.ndarray) -> list[tuple[int, ...]]:
+        """Encode the kept units of ``x`` for each boolean row of ``masks`` (exact, with caching)."""
+        if len(x) == 0:
+            return [self._finish([])] * masks.shape[0]
+        packed = np.packbits(masks, axis=1)
+        uniq, inverse = np.unique(packed, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        encoded: list[tuple[int, ...] | None] = [None] * len(uniq)
+        todo: list[int] = []
+        for u, row in enumerate(uniq):
+            hit = x.cache.get(row.tobytes())
+            if hit is None:
+                todo.append(u)
+            else:
+                encoded[u] = hit
+        if todo:
+            rows = np.unpackbits(uniq[todo], axis=1, count=len(x)).astype(bool)
+            if x.unit_ids is not None:
+                new = [self._finish([t for k, ids in zip(r, x.unit_ids) if k for t in ids]) for r in rows]
+            elif self.unit == "token":
+                new = [self._finish([t for k, t in zip(r, x.units) if k]) for r in rows]
+            else:
+                sep = " " if self.unit == "word" else ""
+                texts = [sep.join(u for k, u in zip(r, x.units) if k) for r in rows]
+                new = [self._finish(ids) for ids in self._ids(texts)]
+            for u, ids in zip(todo, new):
+                encoded[u] = ids
+                x.cache[uniq[u].tobytes()] = ids
+        return [encoded[i] for i in inverse]  # type: ignore[misc]
+
+    def encode_clean(self, x: DeletionInput) -> tuple[int, ...]:
+        """The noise-free encoding (every unit kept): what the base classifier sees without smoothing."""
+        return self.encode_kept(x, np.ones((1, len(x)), dtype=bool))[0]
+
+    # -------------------------------------------------------------- the engine's Mechanism protocol
+    def draw(self, x: DeletionInput, n: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+        """``n`` noisy copies of ``x``: each unit deleted independently with probability ``p_del``."""
+        return self.encode_kept(x, keep_masks(rng, n, len(x), self.p_del))
+
+    @staticmethod
+    def key(sample: tuple[int, ...]) -> tuple[int, ...]:
+        return sample
+
+    @staticmethod
+    def cost(sample: tuple[int, ...]) -> int:
+        return len(sample)
+
+
+def model_max_length(tokenizer: Any, config: Any = None, cap: int = 512) -> int:
+    """Tokens the model accepts: the tokenizer's limit, the model's position embeddings, at most ``cap``."""
+    limits = [cap]
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
+        limits.append(tok_limit)
+    pos = getattr(config, "max_position_embeddings", None) if config is not None else None
+    if isinstance(pos, int) and pos > 0:
+        limits.append(pos)
+    return min(limits)
+
+
+class DeletionCollator:
+    """A ``transformers`` data collator that applies fresh deletion noise to every training batch.
+
+    Use it with a plain ``transformers.Trainer`` (set ``remove_unused_columns=False`` so the raw text
+    column reaches the collator)::
+
+        collator = DeletionCollator(tokenizer, p_del=0.9, unit="word")
+        Trainer(model=model, args=TrainingArguments(..., remove_unused_columns=False),
+                train_dataset=ds, data_collator=collator).train()
+
+    Each feature is a dict with a text column (``text_column``) and a label column; the output is a
+    padded batch with ``input_ids``, ``attention_mask`` and ``labels``. ``p_del=0`` or ``noise=False``
+    gives clean batches through the same encoding. The noise stream is seeded by ``seed`` and advances
+    with every batch.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        p_del: float,
+        unit: Unit = "word",
+        max_length: int | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        seed: int = 0,
+        noise: bool = True,
+    ) -> None:
+        self.mechanism = DeletionMechanism(tokenizer, p_del, unit, max_length)
+        self.tokenizer = tokenizer
+        self.text_column = text_column
+        self.label_column = label_column
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, features: list[dict]) -> dict:
+        ids = []
+        for f in features:
+            if self.text_column not in f:
+                raise KeyError(
+                    f"DeletionCollator: feature has no text column {self.text_column!r} (has {sorted(f)}); "
+                    "pass text_column=... and TrainingArguments(remove_unused_columns=False)"
+                )
+            x = self.mechanism.prepare(f[self.text_column])
+            if self.noise and self.mechanism.p_del > 0:
+                ids.append(self.mechanism.draw(x, 1, self.rng)[0])
+            else:
+                ids.append(self.mechanism.encode_clean(x))
+        batch = self.tokenizer.pad({"input_ids": [list(i) for i in ids]}, return_tensors="pt")
+        if self.label_column in features[0]:
+            import torch
+
+            batch["labels"] = torch.tensor([int(f[self.label_column]) for f in features], dtype=torch.long)
+        return dict(batch)

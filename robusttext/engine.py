@@ -1,0 +1,318 @@
+"""The Monte Carlo engine: the one place that loops over noisy samples.
+
+Text (randomized deletion) and vision (Gaussian noise) both reduce certification to the same loop:
+draw noisy copies of many inputs, classify them in large batches, count votes per class, and turn the
+counts into bounds. The engine does that loop once, for any :class:`Mechanism` and any certificate
+from :mod:`robusttext.stats`:
+
+* **per-input random streams**: input ``i`` always draws from ``numpy.random.default_rng([seed, i])``,
+  so results do not depend on batch size, on which other inputs share a batch, or on how inputs are
+  sharded over processes;
+* **batching across inputs with length bucketing**: pending samples of many inputs are pooled, sorted
+  by the mechanism's ``cost`` (e.g. token count) and cut into batches, so padding stays small;
+* **exact deduplication**: identical noisy samples of one input (frequent at high deletion rates) are
+  classified once and counted with their multiplicity; the base classifier is deterministic, so the
+  counts are exactly those of classifying every sample;
+* **sequential certification** (:meth:`MonteCarloEngine.certify`): estimation samples are drawn in
+  looks ``n_1 < ... < n_K = n``; each look's bound is taken at ``alpha / K`` (Bonferroni), so the bound
+  at whichever look the engine stops is valid with probability >= 1 - alpha (union bound). The engine
+  stops an input once its radius equals the best radius it could still reach by the last look, or
+  abstains once even the best case abstains.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Hashable, Protocol, Sequence, TypeVar
+
+import numpy as np
+
+from .stats import ABSTAIN, binomial_test_pvalue, split_alpha
+
+X = TypeVar("X")
+S = TypeVar("S")
+
+#: Samples of one input are drawn in pieces of this size (fixed, so the random stream of an input is
+#: the same whatever the batch size, pool size or number of processes).
+DRAW_CHUNK = 1000
+
+
+class Mechanism(Protocol[X, S]):
+    """A noise distribution: draws noisy copies of a prepared input."""
+
+    def draw(self, x: X, n: int, rng: np.random.Generator) -> Sequence[S]:
+        """Return ``n`` independent noisy copies of ``x`` drawn from ``rng``."""
+
+    def key(self, sample: S) -> Hashable | None:
+        """A hashable identity of the sample for exact deduplication, or None to classify every copy."""
+
+    def cost(self, sample: S) -> int:
+        """A size used to bucket samples of similar cost into one batch (e.g. its token count)."""
+
+
+@dataclass
+class Prediction:
+    """PREDICT outcome for one input: the class (-1 = abstain), its vote counts and the test's p-value."""
+
+    prediction: int
+    counts: list[int]
+    pvalue: float
+    n_queries: int
+    seconds: float = 0.0
+
+
+@dataclass
+class Certification:
+    """CERTIFY outcome for one input.
+
+    ``prediction`` is the selected top class, or -1 when abstaining; ``radius`` the certified radius
+    in the certificate's unit (-1 = abstain); ``top1_lower``/``top2_upper`` the bounds that gave it;
+    ``n_samples`` the noisy samples drawn (selection + estimation), ``n_queries`` the base-classifier
+    forward passes spent (fewer than ``n_samples`` when identical samples were deduplicated).
+    """
+
+    prediction: int
+    radius: float
+    top1_lower: float
+    top2_upper: float
+    n_samples: int
+    n_queries: int
+    looks_used: int
+    seconds: float = 0.0
+
+
+@dataclass
+class _Job:
+    x: Any
+    rng: np.random.Generator
+    num_classes: int
+    cache: dict = field(default_factory=dict)
+    n_queries: int = 0
+    n_samples: int = 0
+    done: bool = False
+
+
+def input_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of input ``index`` under ``seed`` (independent of sharding and batching)."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
+
+
+class MonteCarloEngine(Generic[X, S]):
+    """Draws, deduplicates, batches and classifies noisy samples; counts votes; certifies.
+
+    Args:
+        classify: maps a batch (list) of noisy samples to an integer class per sample
+            (a deterministic function: same sample, same class).
+        num_classes: number of classes of the base classifier.
+        batch_size: samples per ``classify`` call.
+        dedup: classify identical noisy samples of an input once (exact; see module docstring).
+        pool_batches: how many batches of pending samples are pooled and length-sorted at once.
+    """
+
+    def __init__(
+        self,
+        classify: Callable[[list[S]], np.ndarray | Sequence[int]],
+        num_classes: int,
+        batch_size: int = 64,
+        dedup: bool = True,
+        pool_batches: int = 16,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.classify = classify
+        self.num_classes = int(num_classes)
+        self.batch_size = int(batch_size)
+        self.dedup = dedup
+        self.pool_size = int(batch_size) * max(1, int(pool_batches))
+
+    # ------------------------------------------------------------------ sampling and counting
+    def _count(self, jobs: Sequence[_Job], mechanism: Mechanism, n: Sequence[int]) -> list[np.ndarray]:
+        """Draw ``n[j]`` more samples of every job and return their class counts (one array per job)."""
+        counts = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
+        # pending: list of (cost, job_id, key, sample, multiplicity) still to classify
+        pending: list[tuple[int, int, Hashable, Any, int]] = []
+        for j, (job, m) in enumerate(zip(jobs, n)):
+            remaining = int(m)
+            while remaining > 0:
+                size = min(DRAW_CHUNK, remaining)
+                remaining -= size
+                samples = mechanism.draw(job.x, size, job.rng)
+                job.n_samples += size
+                if self.dedup:
+                    groups: dict[Hashable, list] = {}
+                    for s in samples:
+                        k = mechanism.key(s)
+                        if k is None:
+                            raise ValueError("dedup=True needs a mechanism whose key() is not None")
+                        g = groups.get(k)
+                        if g is None:
+                            groups[k] = [s, 1]
+                        else:
+                            g[1] += 1
+                    for k, (s, mult) in groups.items():
+                        cls = job.cache.get(k)
+                        if cls is None:
+                            pending.append((mechanism.cost(s), j, k, s, mult))
+                        else:
+                            counts[j][cls] += mult
+                else:
+                    pending.extend((mechanism.cost(s), j, None, s, 1) for s in samples)
+                if len(pending) >= self.pool_size:
+                    self._flush(pending, jobs, counts)
+                    pending = []
+        self._flush(pending, jobs, counts)
+        return counts
+
+    def _flush(self, pending: list, jobs: Sequence[_Job], counts: list[np.ndarray]) -> None:
+        if not pending:
+            return
+        # Identical samples of one job may sit in the pool twice (two draw chunks): classify once.
+        if self.dedup:
+            merged: dict[tuple[int, Hashable], list] = {}
+            for cost, j, k, s, mult in pending:
+                cls = jobs[j].cache.get(k)
+                if cls is not None:
+                    counts[j][cls] += mult
+                    continue
+                item = merged.get((j, k))
+                if item is None:
+                    merged[(j, k)] = [cost, j, k, s, mult]
+                else:
+                    item[4] += mult
+            pending = [tuple(v) for v in merged.values()]
+        pending.sort(key=lambda t: t[0])
+        for start in range(0, len(pending), self.batch_size):
+            batch = pending[start : start + self.batch_size]
+            classes = np.asarray(self.classify([t[3] for t in batch]), dtype=np.int64).reshape(-1)
+            if classes.shape[0] != len(batch):
+                raise RuntimeError(f"classify returned {classes.shape[0]} classes for {len(batch)} samples")
+            if classes.size and (classes.min() < 0 or classes.max() >= self.num_classes):
+                raise RuntimeError(f"classify returned a class outside [0, {self.num_classes})")
+            for (cost, j, k, s, mult), cls in zip(batch, classes):
+                jobs[j].n_queries += 1
+                counts[j][cls] += mult
+                if self.dedup:
+                    jobs[j].cache[k] = int(cls)
+
+    def _jobs(self, xs: Sequence[X], seed: int, indices: Sequence[int] | None) -> list[_Job]:
+        if indices is None:
+            indices = range(len(xs))
+        if len(indices) != len(xs):
+            raise ValueError(f"got {len(xs)} inputs but {len(indices)} indices")
+        return [_Job(x=x, rng=input_rng(seed, i), num_classes=self.num_classes) for x, i in zip(xs, indices)]
+
+    def count(
+        self, xs: Sequence[X], mechanism: Mechanism, n: int, seed: int = 0, indices: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
+        """Class counts of ``n`` noisy samples per input: the raw Monte Carlo estimate."""
+        _check_n("n", n)
+        jobs = self._jobs(xs, seed, indices)
+        return self._count(jobs, mechanism, [n] * len(jobs))
+
+    # ------------------------------------------------------------------ PREDICT
+    def predict(
+        self,
+        xs: Sequence[X],
+        mechanism: Mechanism,
+        n: int,
+        alpha: float,
+        seed: int = 0,
+        indices: Sequence[int] | None = None,
+    ) -> list[Prediction]:
+        """Cohen et al. PREDICT: majority vote over ``n`` noisy samples; abstain (-1) unless a two-sided
+        binomial test of top-1 vs top-2 counts rejects equality at level ``alpha``. Guarantee: the
+        returned class differs from the smoothed classifier's with probability <= alpha."""
+        _check_n("n", n)
+        start = time.perf_counter()
+        jobs = self._jobs(xs, seed, indices)
+        counts = self._count(jobs, mechanism, [n] * len(jobs))
+        elapsed = time.perf_counter() - start
+        total_q = max(1, sum(j.n_queries for j in jobs))
+        out = []
+        for job, c in zip(jobs, counts):
+            order = np.argsort(-c, kind="stable")
+            n_a = int(c[order[0]])
+            n_b = int(c[order[1]]) if len(c) > 1 else 0
+            pvalue = binomial_test_pvalue(n_a, n_a + n_b, 0.5) if n_a + n_b > 0 else 1.0
+            pred = int(order[0]) if pvalue <= alpha else ABSTAIN
+            out.append(Prediction(pred, c.tolist(), pvalue, job.n_queries, elapsed * job.n_queries / total_q))
+        return out
+
+    # ------------------------------------------------------------------ CERTIFY
+    def certify(
+        self,
+        xs: Sequence[X],
+        mechanism: Mechanism,
+        certificate: Any,
+        n0: int,
+        n: int,
+        alpha: float,
+        looks: Sequence[int] | None = None,
+        seed: int = 0,
+        indices: Sequence[int] | None = None,
+    ) -> list[Certification]:
+        """CERTIFY (Cohen et al. 2019, Alg. 2; RS-Del's variant) with optional sequential looks.
+
+        Selection: the top class is the majority over ``n0`` samples. Estimation: *separate* samples,
+        drawn up to the cumulative sizes ``looks`` (default ``[n]``, the fixed-sample protocol; the
+        last look must be ``n``). At each look the certificate's bounds are taken at ``alpha / K``
+        (``K = len(looks)``); by the union bound all K bounds hold together with probability
+        >= 1 - alpha, so the reported bound and radius hold with probability >= 1 - alpha whatever
+        look the data-dependent stopping rule picked. An input stops at a look when its radius equals
+        the radius it would get if every remaining sample voted for the top class (no further look can
+        do better), and abstains early when even that best case abstains.
+
+        ``certificate`` is a :mod:`robusttext.stats` certificate (anything with ``bounds(counts, top, alpha)``).
+        """
+        _check_n("n0", n0)
+        _check_n("n", n)
+        looks = sorted(set(int(v) for v in (looks or [n])))
+        if looks[-1] != n or looks[0] < 1:
+            raise ValueError(f"looks must be increasing sample sizes in [1, n] ending at n={n}, got {looks}")
+        alpha_look = split_alpha(alpha, len(looks))
+        start = time.perf_counter()
+        jobs = self._jobs(xs, seed, indices)
+        selection = self._count(jobs, mechanism, [n0] * len(jobs))
+        tops = [int(np.argmax(c)) for c in selection]  # ties -> lowest class id
+        est = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
+        drawn = [0] * len(jobs)
+        results: list[Certification | None] = [None] * len(jobs)
+        for look_no, target in enumerate(looks, start=1):
+            active = [j for j, r in enumerate(results) if r is None]
+            if not active:
+                break
+            new = self._count([jobs[j] for j in active], mechanism, [target - drawn[j] for j in active])
+            for j, c in zip(active, new):
+                est[j] += c
+                drawn[j] = target
+                b = certificate.bounds(est[j], tops[j], alpha_look)
+                # Best case at the last look: all remaining samples vote for the top class.
+                best = est[j].copy()
+                best[tops[j]] += n - target
+                best_b = certificate.bounds(best, tops[j], alpha_look)
+                last = target == n
+                if last or b.radius >= best_b.radius or best_b.radius == ABSTAIN:
+                    pred = tops[j] if b.radius != ABSTAIN else ABSTAIN
+                    results[j] = Certification(
+                        prediction=pred,
+                        radius=b.radius,
+                        top1_lower=b.top1_lower,
+                        top2_upper=b.top2_upper,
+                        n_samples=jobs[j].n_samples,
+                        n_queries=jobs[j].n_queries,
+                        looks_used=look_no,
+                    )
+        elapsed = time.perf_counter() - start
+        total_q = max(1, sum(j.n_queries for j in jobs))
+        for job, r in zip(jobs, results):
+            assert r is not None
+            r.seconds = elapsed * job.n_queries / total_q
+        return results  # type: ignore[return-value]
+
+
+def _check_n(name: str, value: int) -> None:
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

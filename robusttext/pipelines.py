@@ -1,0 +1,178 @@
+"""Certify a whole dataset: shard over processes, write results as they come, resume, summarize, report.
+
+``certify_dataset`` is what ``robusttext certify`` and ``scripts/certify_hub_model.py`` run. It works
+unchanged on one process and under ``accelerate launch`` with N processes: inputs are dealt out by
+index (``todo[rank::N]``), every input draws from its own seeded stream, each process appends to its
+own part file, and the main process merges them into one ``results.jsonl`` and writes
+``summary.json``, ``certified_accuracy.png`` and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
+from .deletion import check_deletion_args
+from .results import ResultsStore, write_json
+from .stats import max_edit_distance_radius
+
+logger = logging.getLogger("robusttext")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on."""
+    import accelerate
+    import datasets
+    import transformers
+
+    from . import __version__
+
+    return {
+        "robusttext": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "accelerate": accelerate.__version__,
+    }
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None = full precision)."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def model_label_names(config: Any) -> list[str]:
+    """Class names of a model in id order, from ``config.id2label``."""
+    id2label = getattr(config, "id2label", None) or {}
+    return [str(id2label.get(i, id2label.get(str(i), i))) for i in range(config.num_labels)]
+
+
+def validate_certify_args(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments) -> None:
+    """Reject unusable parameters before any model or data is loaded, naming the flag and the fix."""
+    check_deletion_args(smooth.p_del, smooth.unit)
+    if not (0.0 < cert.alpha < 1.0):
+        raise ValueError(f"--alpha must be in (0, 1), got {cert.alpha}; e.g. --alpha 0.05")
+    for name in ("n0", "n", "batch_size", "chunk_size"):
+        if getattr(cert, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cert, name)}")
+    looks = cert.parsed_looks()
+    if isinstance(looks, list) and (not looks or max(looks) != cert.n or min(looks) < 1):
+        raise ValueError(f"--looks must be increasing sample sizes ending at --n {cert.n}, got {cert.looks!r}")
+    if data.max_length is not None and data.max_length < 3:
+        raise ValueError(f"--max-length must be >= 3, got {data.max_length}")
+
+
+def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments) -> dict:
+    """Certify every example of a dataset split with RS-Del; returns the summary (on every process).
+
+    Writes, in ``cert.output_dir``: ``results.jsonl`` (one line per input: index, label, prediction,
+    radius, top1_lower, top2_upper, correct, clean_prediction, n_queries, n_samples, looks_used,
+    seconds), ``summary.json``, ``certified_accuracy.png``, ``report.md`` and ``run_config.json``.
+    Rerunning the same command resumes; a folder of other parameters is refused.
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from .data import load_text_dataset
+    from .models import load_classifier
+    from .report import certification_markdown, plot_certified_accuracy, summarize_certification
+    from .smoothing import SmoothedTextClassifier
+
+    validate_certify_args(data, smooth, cert)
+    state = PartialState()
+    model, tokenizer = load_classifier(data.model)
+    labels = model_label_names(model.config)
+    ds = load_text_dataset(
+        data.dataset, data.split, data.dataset_config, data.text_column, data.label_column,
+        label_names=labels, max_examples=data.max_examples,
+    )
+    params = {
+        "task": "certify",
+        "model": data.model,
+        "dataset": data.dataset,
+        "dataset_config": data.dataset_config,
+        "split": data.split,
+        "text_column": data.text_column,
+        "label_column": data.label_column,
+        "max_examples": data.max_examples,
+        "max_length": data.max_length,
+        "num_examples": len(ds),
+        **asdict(smooth),
+        **{k: getattr(cert, k) for k in ("n0", "n", "alpha", "looks", "top2", "seed")},
+    }
+    store = ResultsStore(cert.output_dir, params, rank=state.process_index)
+    if cert.overwrite_output_dir and state.is_main_process:
+        store.clear()
+    state.wait_for_everyone()
+    store.check_params(write=False)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        store.check_params(write=True)
+
+    clf = SmoothedTextClassifier(
+        model, tokenizer, p_del=smooth.p_del, unit=smooth.unit, batch_size=cert.batch_size,
+        max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, top2=cert.top2,  # type: ignore[arg-type]
+        device=state.device, autocast_dtype=autocast_dtype(cert.precision, state.device),
+    )
+    finished = store.finished()
+    todo = [i for i in range(len(ds)) if i not in finished]
+    mine = todo[state.process_index :: state.num_processes]
+    if finished and state.is_main_process:
+        logger.warning("resuming in %s: %d of %d inputs already done", cert.output_dir, len(finished), len(ds))
+    texts, gold = ds.texts, ds.labels
+    bar = tqdm(total=len(mine), desc=f"certify [{state.process_index}]", disable=not state.is_local_main_process)
+    for start in range(0, len(mine), cert.chunk_size):
+        idx = mine[start : start + cert.chunk_size]
+        chunk = [texts[i] for i in idx]
+        certs = clf.certify(chunk, n0=cert.n0, n=cert.n, alpha=cert.alpha, looks=cert.parsed_looks(), indices=idx)
+        clean = clf.base_predict(chunk)
+        records = []
+        for i, c, cp in zip(idx, certs, clean):
+            records.append(
+                {
+                    "index": i,
+                    "label": gold[i],
+                    "prediction": c.prediction,
+                    "radius": c.radius,
+                    "top1_lower": c.top1_lower,
+                    "top2_upper": c.top2_upper,
+                    "correct": bool(c.prediction == gold[i]),
+                    "clean_prediction": int(cp),
+                    "n_queries": c.n_queries,
+                    "n_samples": c.n_samples,
+                    "looks_used": c.looks_used,
+                    "seconds": round(c.seconds, 4),
+                }
+            )
+        store.append(records)
+        bar.update(len(idx))
+    bar.close()
+    state.wait_for_everyone()
+
+    out = Path(cert.output_dir)
+    if state.is_main_process:
+        records = store.finalize()
+        radii = list(range(0, max_edit_distance_radius(smooth.p_del) + 1))
+        summary = summarize_certification(records, params, radii)
+        summary["unit"] = smooth.unit
+        summary["label_names"] = ds.label_names
+        summary["versions"] = versions()
+        write_json(out / "summary.json", summary)
+        plot_certified_accuracy(
+            {data.model: summary["certified_accuracy"]}, out / "certified_accuracy.png",
+            xlabel=f"edit-distance radius ({smooth.unit}s)",
+        )
+        (out / "report.md").write_text(certification_markdown(summary, smooth.unit), encoding="utf-8")
+    state.wait_for_everyone()
+    import json
+
+    return json.loads((out / "summary.json").read_text())

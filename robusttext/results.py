@@ -1,0 +1,124 @@
+"""Incremental, resumable, multi-process-safe results files (``results.jsonl``).
+
+A run writes one JSON line per finished input as it goes. Process ``rank`` appends to
+``results.part{rank}.jsonl`` (flushed and fsynced per chunk), so an interrupt loses at most the inputs
+in flight. Rerunning the same command reads every finished line back and skips those inputs; the run's
+parameters are kept in ``run_config.json`` and a rerun with different parameters is refused rather than
+mixed. ``finalize`` merges everything into one ``results.jsonl`` sorted by index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+CONFIG_NAME = "run_config.json"
+
+
+class ParameterMismatchError(ValueError):
+    """The output folder holds results of a run with other parameters."""
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSON-lines file; a torn last line (interrupted write) is ignored."""
+    records = []
+    if not path.exists():
+        return records
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+class ResultsStore:
+    """Per-input records in ``output_dir``, written incrementally and resumable.
+
+    Args:
+        output_dir: the run's folder (created if missing).
+        params: everything that determines the results (model, data, seed, budgets, ...). A folder
+            written with other params is refused with :class:`ParameterMismatchError`.
+        rank: this process's index (0 for single-process runs).
+        name: base name of the merged file (``results`` -> ``results.jsonl``).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, params: dict, rank: int = 0, name: str = "results") -> None:
+        self.dir = Path(output_dir)
+        self.params = json.loads(json.dumps(params))  # normalise tuples etc. as JSON would
+        self.rank = int(rank)
+        self.name = name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.merged = self.dir / f"{name}.jsonl"
+        self.part = self.dir / f"{name}.part{self.rank}.jsonl"
+
+    # ------------------------------------------------------------------ parameters
+    def check_params(self, write: bool) -> None:
+        """Refuse a folder holding results of other parameters; record ours (main process: ``write``)."""
+        path = self.dir / CONFIG_NAME
+        if path.exists():
+            old = json.loads(path.read_text())
+            diff = sorted(k for k in set(old) | set(self.params) if old.get(k) != self.params.get(k))
+            if diff:
+                shown = ", ".join(f"{k}: {old.get(k)!r} -> {self.params.get(k)!r}" for k in diff[:6])
+                raise ParameterMismatchError(
+                    f"--output-dir {self.dir} holds results of a run with other parameters ({shown}). "
+                    "Refusing to mix them: rerun with the same parameters to resume, choose another "
+                    "--output-dir, or pass --overwrite-output-dir to start fresh."
+                )
+        elif self.merged.exists() or any(self.dir.glob(f"{self.name}.part*.jsonl")):
+            raise ParameterMismatchError(
+                f"--output-dir {self.dir} holds {self.name} files but no {CONFIG_NAME}; cannot tell whether "
+                "they match this run. Choose another --output-dir or pass --overwrite-output-dir."
+            )
+        elif write:
+            path.write_text(json.dumps(self.params, indent=2, sort_keys=True) + "\n")
+
+    def clear(self) -> None:
+        """Delete this folder's results and parameters (``--overwrite-output-dir``)."""
+        for p in [self.merged, self.dir / CONFIG_NAME, *self.dir.glob(f"{self.name}.part*.jsonl")]:
+            p.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ records
+    def finished(self) -> dict[int, dict]:
+        """Every finished record so far (merged file and every process's part file), by index."""
+        out: dict[int, dict] = {}
+        for path in [self.merged, *sorted(self.dir.glob(f"{self.name}.part*.jsonl"))]:
+            for rec in read_jsonl(path):
+                out[int(rec["index"])] = rec
+        return out
+
+    def append(self, records: Iterable[dict]) -> None:
+        """Append finished records to this process's part file, durably."""
+        with open(self.part, "a", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def finalize(self) -> list[dict]:
+        """Merge all part files into ``results.jsonl`` (sorted by index) and remove them (main process)."""
+        done = self.finished()
+        records = [done[i] for i in sorted(done)]
+        tmp = self.merged.with_suffix(".jsonl.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+        os.replace(tmp, self.merged)
+        for p in self.dir.glob(f"{self.name}.part*.jsonl"):
+            p.unlink()
+        return records
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
