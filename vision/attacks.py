@@ -1,0 +1,260 @@
+"""White-box evasion attacks: FGSM and PGD under Linf and L2 (Goodfellow et al. 2015; Madry et al. 2018).
+
+PGD maximizes the cross-entropy of the true class (untargeted) or minimizes that of a target class
+(targeted) over ``{delta : ||delta||_p <= eps, low <= x + delta <= high}`` by projected steps:
+
+    Linf:  delta <- Proj(delta + a * sign(grad))             (Madry et al. 2018, Eq. 2.1)
+    L2:    delta <- Proj(delta + a * grad / ||grad||_2)
+
+with an optional uniform random start in the ball, several restarts (each example keeps its best
+result), and **per-example early stopping**: an example stops moving once it is fooled, and only the
+still-unfooled examples are sent through the model (this is where most of the speed comes from).
+FGSM is one step of size eps from the clean input. Distances are in pixel units: a model that
+expects normalized inputs either normalizes inside (:class:`vision.models.Normalize`) or gets the
+normalization here via ``normalize=(mean, std)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import validate_images
+
+Norm = Literal["linf", "l2"]
+NORMS = ("linf", "l2")
+ATTACKS = ("fgsm", "pgd")
+
+
+@dataclass
+class AttackResult:
+    """Adversarial images (same shape as the inputs), per-example success, and per-example loss.
+
+    ``loss`` is the attacked objective at the adversarial image: cross-entropy of the true class
+    (untargeted) or minus the cross-entropy of the target class (targeted).
+    """
+
+    adversarial: torch.Tensor
+    success: torch.Tensor
+    loss: torch.Tensor
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.success.float().mean()) if self.success.numel() else 0.0
+
+
+def check_attack_args(eps: float, norm: str, steps: int = 1, step_size: float | None = None, restarts: int = 1) -> None:
+    """Raise a clear ``ValueError`` for unusable attack parameters."""
+    if not isinstance(eps, (int, float)) or not float(eps) >= 0:  # also rejects NaN
+        raise ValueError(f"eps must be >= 0 (in pixel units, e.g. 0.3 for Linf on MNIST), got {eps!r}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if step_size is not None and not float(step_size) > 0:
+        raise ValueError(f"step_size must be > 0, got {step_size!r}; omit it for the default 2.5 * eps / steps")
+    if int(restarts) != restarts or restarts < 1:
+        raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
+
+
+def _flat_norm(v: torch.Tensor) -> torch.Tensor:
+    return v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))
+
+
+def project(delta: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
+    """Euclidean projection of each row of ``delta`` onto the ``norm`` ball of radius ``eps``."""
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    return delta * (eps / _flat_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
+
+
+def ascent_step(grad: torch.Tensor, step_size: float, norm: Norm) -> torch.Tensor:
+    """The steepest-ascent step of length ``step_size`` in ``norm`` for gradient ``grad``."""
+    if norm == "linf":
+        return step_size * grad.sign()
+    return step_size * grad / _flat_norm(grad).clamp_min(1e-12)
+
+
+def random_start(x: torch.Tensor, eps: float, norm: Norm, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random point of the ball: uniform in the Linf cube; direction uniform, radius U * eps in L2."""
+    if norm == "linf":
+        u = torch.rand(x.shape, generator=generator, device="cpu").to(x)
+        return (2 * u - 1) * eps
+    d = torch.randn(x.shape, generator=generator, device="cpu").to(x)
+    r = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=generator, device="cpu").to(x)
+    return d / _flat_norm(d).clamp_min(1e-12) * r * eps
+
+
+def objective(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Per-example loss the attack increases: CE of the true class, or -CE of the target class."""
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    return -ce if targeted else ce
+
+
+def fooled(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Per-example success: prediction != true class (untargeted) or == target class (targeted)."""
+    pred = logits.argmax(dim=1)
+    return pred == labels if targeted else pred != labels
+
+
+def _forward(model: nn.Module, normalize: tuple[Sequence[float], Sequence[float]] | None) -> Callable:
+    if normalize is None:
+        return model
+    mean, std = normalize
+    if any(float(s) <= 0 for s in std):
+        raise ValueError(f"normalize std must be > 0, got {list(std)}")
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+        s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
+        return model((x - m) / s)
+
+    return run
+
+
+def pgd(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    norm: Norm = "linf",
+    steps: int = 40,
+    step_size: float | None = None,
+    random_init: bool = True,
+    restarts: int = 1,
+    targeted: bool = False,
+    early_stop: bool = True,
+    clip: tuple[float, float] | None = (0.0, 1.0),
+    normalize: tuple[Sequence[float], Sequence[float]] | None = None,
+    generator: torch.Generator | None = None,
+) -> AttackResult:
+    """Projected gradient descent attack within the ``norm`` ball of radius ``eps`` (pixel units).
+
+    Args:
+        model: maps images ``(N, C, H, W)`` to logits; its train/eval mode is left as is.
+        images: clean images with pixels in ``clip`` (default [0, 1]).
+        labels: true classes (untargeted) or target classes (``targeted=True``).
+        eps: radius >= 0; step_size: default ``2.5 * eps / steps`` (Madry et al.).
+        random_init: start at a random point of the ball (else at the clean image).
+        restarts: independent runs; each example keeps a successful run, else its highest loss.
+        early_stop: stop moving an example once it is fooled (off: run all steps, e.g. to maximize loss).
+        clip: valid pixel range ``(low, high)``; None = unconstrained.
+        normalize: ``(mean, std)`` applied before ``model`` (for models normalizing outside).
+        generator: CPU ``torch.Generator`` for the random starts (reproducibility).
+
+    Returns an :class:`AttackResult`; every adversarial image is within ``eps`` of its clean image and
+    inside ``clip``.
+    """
+    check_attack_args(eps, norm, steps, step_size, restarts)
+    low, high = clip if clip is not None else (float("-inf"), float("inf"))
+    validate_images(images, low=low, high=high)
+    labels = torch.as_tensor(labels, device=images.device).long()
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+    step = float(step_size) if step_size is not None else 2.5 * float(eps) / steps
+    f = _forward(model, normalize)
+    images = images.detach()
+    best_adv = images.clone()
+    with torch.no_grad():
+        logits = f(images)
+        best_loss = objective(logits, labels, targeted)
+        best_success = fooled(logits, labels, targeted)
+    if eps == 0:
+        return AttackResult(best_adv, best_success, best_loss)
+    for _ in range(restarts):
+        todo = (~best_success).nonzero().flatten() if early_stop else torch.arange(len(images), device=images.device)
+        if len(todo) == 0:
+            break
+        x, y = images[todo], labels[todo]
+        delta = random_start(x, eps, norm, generator) if random_init else torch.zeros_like(x)
+        delta = ((x + project(delta, eps, norm)).clamp(low, high) - x).detach()
+        active = torch.arange(len(x), device=x.device)  # positions (in todo) still moving
+        for _ in range(steps):
+            d = delta[active].requires_grad_(True)
+            logits = f(x[active] + d)
+            loss = objective(logits, y[active], targeted)
+            (grad,) = torch.autograd.grad(loss.sum(), d)
+            with torch.no_grad():
+                if early_stop:
+                    moving = ~fooled(logits, y[active], targeted)
+                    active, d, grad = active[moving], d[moving], grad[moving]
+                    if len(active) == 0:
+                        break
+                new = project(d + ascent_step(grad, step, norm), eps, norm)
+                delta[active] = (x[active] + new).clamp(low, high) - x[active]
+        with torch.no_grad():
+            adv = x + delta
+            logits = f(adv)
+            loss = objective(logits, y, targeted)
+            success = fooled(logits, y, targeted)
+            # keep a success over a failure, else the higher loss
+            better = (success & ~best_success[todo]) | ((success == best_success[todo]) & (loss > best_loss[todo]))
+            idx = todo[better]
+            best_adv[idx], best_loss[idx], best_success[idx] = adv[better], loss[better], success[better]
+    return AttackResult(best_adv.detach(), best_success, best_loss)
+
+
+def fgsm(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    norm: Norm = "linf",
+    targeted: bool = False,
+    clip: tuple[float, float] | None = (0.0, 1.0),
+    normalize: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> AttackResult:
+    """Fast gradient (sign) method: one step of length ``eps`` from the clean image (Goodfellow et al. 2015);
+    under L2 the step follows the normalized gradient (the "fast gradient method")."""
+    return pgd(model, images, labels, eps, norm, steps=1, step_size=eps, random_init=False, targeted=targeted,
+               early_stop=False, clip=clip, normalize=normalize)
+
+
+def attack(name: str, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, **kwargs) -> AttackResult:
+    """Run attack ``name`` (``fgsm`` or ``pgd``); ``kwargs`` go to :func:`pgd` (FGSM takes norm, targeted, clip, normalize)."""
+    if name == "fgsm":
+        keep = {k: v for k, v in kwargs.items() if k in ("norm", "targeted", "clip", "normalize")}
+        return fgsm(model, images, labels, eps, **keep)
+    if name == "pgd":
+        return pgd(model, images, labels, eps, **kwargs)
+    raise ValueError(f"attack must be one of {ATTACKS}, got {name!r}")
+
+
+def robust_accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack_name: str,
+    eps_values: Sequence[float],
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+    **kwargs,
+) -> dict[str, float]:
+    """Untargeted robust accuracy at each eps: the fraction of images classified correctly whose label
+    the attack could not change (eps = 0 gives clean accuracy). Keys are ``f"{eps:g}"``."""
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model = model.to(device).eval()
+    gen = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for eps in eps_values:
+        robust = 0
+        bar = tqdm(range(0, len(images), batch_size), desc=f"{attack_name} {kwargs.get('norm', 'linf')} eps={eps:g}",
+                   disable=not progress, leave=False)
+        for start in bar:
+            x = images[start : start + batch_size].to(device)
+            y = labels[start : start + batch_size].to(device)
+            extra = dict(kwargs, generator=gen) if attack_name == "pgd" else kwargs
+            res = attack(attack_name, model, x, y, eps, **extra)
+            robust += int((~res.success).sum())
+        out[f"{eps:g}"] = robust / max(1, len(images))
+    return out
