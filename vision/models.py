@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -92,14 +92,22 @@ def save_model(model: nn.Module, directory: str | Path, config: dict[str, Any]) 
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model saved by :func:`save_model`; returns ``(model in eval mode, config)``."""
+def _build_from_config(config: dict[str, Any]) -> nn.Module:
+    keys = ("arch", "in_channels", "num_classes", "image_size", "mean", "std")
+    return build_model(**{k: config.get(k) for k in keys})
+
+
+def load_model(
+    directory: str | Path, map_location: str | torch.device = "cpu",
+    build: Callable[[dict[str, Any]], nn.Module] = _build_from_config,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model saved by :func:`save_model` (``build`` makes the empty module from the saved
+    config; default: a classifier); returns ``(model in eval mode, config)``."""
     directory = Path(directory)
     cfg_path = directory / CONFIG_NAME
     if not cfg_path.exists():
-        raise FileNotFoundError(f"--model-dir {directory}: no {CONFIG_NAME}; train one with `robusttext vision train`")
+        raise FileNotFoundError(f"{directory}: no {CONFIG_NAME}; train one with `robusttext vision train` (or `denoise`)")
     config = json.loads(cfg_path.read_text())
-    keys = ("arch", "in_channels", "num_classes", "image_size", "mean", "std")
-    model = build_model(**{k: config.get(k) for k in keys})
+    model = build(config)
     model.load_state_dict(torch.load(directory / WEIGHTS_NAME, map_location=map_location, weights_only=True))
     return model.eval(), config
