@@ -8,6 +8,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests run many tiny forward passes: one intra-op thread is faster than two fighting (and much
+# faster when other processes share the cores).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 
