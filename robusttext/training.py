@@ -45,7 +45,43 @@ def trainer_class(algorithm: str) -> type:
 
     if algorithm == "erm":
         return Trainer
-    raise ValueError(f"--algorithm must be 'erm', got {algorithm!r}")
+    if algorithm == "fishr":
+        from .fishr import FishrTrainer
+
+        return FishrTrainer
+    raise ValueError(f"--algorithm must be 'erm' or 'fishr', got {algorithm!r}")
+
+
+def build_trainer(
+    model_name: str,
+    train_dataset: Any,
+    label_names: list[str],
+    smooth: SmoothingArguments,
+    args: Any,
+    algorithm: str = "erm",
+    eval_dataset: Any = None,
+    max_length: int | None = None,
+    compute_metrics: Any = None,
+    domains: list[str] | None = None,
+    ignore_mismatched_sizes: bool = False,
+) -> Any:
+    """The Trainer of ``algorithm`` for ``model_name`` with a :class:`DeletionCollator` in the data path
+    (``smooth.p_del = 0``: clean batches). ``domains`` (Fishr) fixes the training domains' id order."""
+    from transformers import Trainer
+
+    from .models import load_classifier
+
+    model, tokenizer = load_classifier(model_name, label_names=label_names, ignore_mismatched_sizes=ignore_mismatched_sizes)
+    collator = DeletionCollator(tokenizer, smooth.p_del, smooth.unit, max_length, seed=args.seed)
+    args.remove_unused_columns = False
+    cls = trainer_class(algorithm)
+    if not issubclass(cls, Trainer):  # pragma: no cover - guards future algorithms
+        raise TypeError(f"{cls} is not a transformers.Trainer")
+    extra = {"domains": domains} if algorithm == "fishr" and domains is not None else {}
+    return cls(
+        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=collator,
+        processing_class=tokenizer, compute_metrics=compute_metrics, **extra,
+    )
 
 
 def train_classifier(
@@ -56,16 +92,17 @@ def train_classifier(
     ``args`` is a ``transformers.TrainingArguments``; ``remove_unused_columns`` is forced off so the
     raw text reaches the collator. With ``smooth.p_del == 0`` the model trains without noise.
     """
-    from transformers import Trainer
     from transformers.trainer_utils import get_last_checkpoint
 
     from .data import load_text_dataset
-    from .models import load_classifier
 
     check_deletion_args(smooth.p_del, smooth.unit, allow_zero=True)
+    test_domains = list(getattr(train, "test_domains", None) or [])
+    domain_column = getattr(args, "domain_column", "domain")
+    use_domains = train.algorithm == "fishr" or bool(test_domains)
     train_data = load_text_dataset(
         data.dataset, data.split, data.dataset_config, data.text_column, data.label_column,
-        max_examples=data.max_examples,
+        domain_column=domain_column if use_domains else None, max_examples=data.max_examples,
     )
     if len(train_data) == 0:
         raise ValueError(f"--dataset {data.dataset} split {data.split!r} is empty")
@@ -75,22 +112,20 @@ def train_classifier(
             data.dataset, train.eval_split, data.dataset_config, data.text_column, data.label_column,
             label_names=train_data.label_names,
         )
-    model, tokenizer = load_classifier(
-        data.model, label_names=train_data.label_names, ignore_mismatched_sizes=train.ignore_mismatched_sizes
-    )
-    collator = DeletionCollator(tokenizer, smooth.p_del, smooth.unit, data.max_length, seed=args.seed)
-    args.remove_unused_columns = False
-    cls = trainer_class(train.algorithm)
-    if not issubclass(cls, Trainer):  # pragma: no cover - guards future algorithms
-        raise TypeError(f"{cls} is not a transformers.Trainer")
-    trainer = cls(
-        model=model,
-        args=args,
-        train_dataset=train_data.dataset,
-        eval_dataset=eval_data.dataset if eval_data is not None else None,
-        data_collator=collator,
-        processing_class=tokenizer,
-        compute_metrics=accuracy_metric() if eval_data is not None else None,
+    train_ds, eval_ds = train_data.dataset, eval_data.dataset if eval_data is not None else None
+    if test_domains:
+        from .domains import check_heldout, training_domains
+
+        check_heldout(training_domains(train_ds), test_domains, min_train=1)
+        held = set(test_domains)
+        if eval_ds is None:
+            eval_ds = train_ds.filter(lambda d: d in held, input_columns="domain")
+        train_ds = train_ds.filter(lambda d: d not in held, input_columns="domain")
+    trainer = build_trainer(
+        data.model, train_ds, train_data.label_names, smooth, args, algorithm=train.algorithm,
+        eval_dataset=eval_ds, max_length=data.max_length,
+        compute_metrics=accuracy_metric() if eval_ds is not None else None,
+        ignore_mismatched_sizes=train.ignore_mismatched_sizes,
     )
     last = None
     if Path(args.output_dir).is_dir() and not args.overwrite_output_dir:
@@ -99,7 +134,7 @@ def train_classifier(
             logger.warning("resuming training from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
     metrics = dict(result.metrics)
-    if eval_data is not None:
+    if eval_ds is not None:
         metrics.update(trainer.evaluate())
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
@@ -111,6 +146,7 @@ def train_classifier(
             "p_del": smooth.p_del,
             "unit": smooth.unit,
             "algorithm": train.algorithm,
+            "test_domains": test_domains,
             "label_names": train_data.label_names,
             "metrics": metrics,
         }

@@ -1,0 +1,141 @@
+"""FishrTrainer on a tiny BERT: warm-up = ERM exactly, optimizer reset at the switch, EMA state in
+checkpoints, evaluation on an unseen domain, bad input, and the ``robusttext train --algorithm fishr`` path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+datasets = pytest.importorskip("datasets")
+
+from robusttext.fishr import FISHR_STATE, FishrTrainer, FishrTrainingArguments  # noqa: E402
+from robusttext.training import accuracy_metric  # noqa: E402
+
+WORDS = {0: ["bad", "awful", "dull", "boring"], 1: ["good", "great", "fun", "nice"]}
+
+
+def toy_rows(domains=("a", "b", "c"), per_domain: int = 8) -> dict:
+    rows = {"text": [], "label": [], "domain": []}
+    for j, d in enumerate(domains):
+        for i in range(per_domain):
+            y = i % 2
+            rows["text"].append(f"{d} item {WORDS[y][(i + j) % 4]} {WORDS[y][(i + 2 * j + 1) % 4]}")
+            rows["label"].append(y)
+            rows["domain"].append(d)
+    return rows
+
+
+def make_trainer(tiny_model_dir, tmp_path, train_rows=None, eval_rows=None, p_del=0.5, **kw) -> FishrTrainer:
+    from robusttext.arguments import SmoothingArguments
+    from robusttext.training import build_trainer
+
+    defaults = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=6, max_steps=4, learning_rate=1e-3,
+        report_to=[], save_strategy="no", logging_steps=1, seed=7, use_cpu=True, disable_tqdm=True,
+    )
+    args = FishrTrainingArguments(**{**defaults, **kw})
+    train = datasets.Dataset.from_dict(train_rows or toy_rows())
+    evald = datasets.Dataset.from_dict(eval_rows) if eval_rows else None
+    return build_trainer(
+        tiny_model_dir, train, ["0", "1"], SmoothingArguments(p_del=p_del, unit="word"), args, algorithm="fishr",
+        eval_dataset=evald, compute_metrics=accuracy_metric() if evald is not None else None,
+    )
+
+
+def params(trainer) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in trainer.model.parameters()]
+
+
+def test_warmup_is_erm_then_penalty_with_optimizer_reset(tiny_model_dir, tmp_path):
+    erm = make_trainer(tiny_model_dir, tmp_path / "erm", fishr_lambda=0.0)
+    erm.train()
+    warm = make_trainer(tiny_model_dir, tmp_path / "warm", fishr_lambda=1000.0, fishr_anneal_steps=4)
+    warm.train()
+    for a, b in zip(params(erm), params(warm)):
+        assert torch.equal(a, b)  # penalty weight 0 for all 4 steps: exactly ERM
+    assert warm.fishr.updates.tolist() == [4, 4, 4]  # the EMA tracks variances during the warm-up
+    steps = {int(s["step"]) for s in warm.optimizer.state.values()}
+    assert steps == {4}
+
+    switched = make_trainer(tiny_model_dir, tmp_path / "switch", fishr_lambda=1000.0, fishr_anneal_steps=2)
+    switched.train()
+    # Adam state was reset before the 3rd step: it has seen steps 3 and 4 only
+    assert {int(s["step"]) for s in switched.optimizer.state.values()} == {2}
+    assert any(not torch.equal(a, b) for a, b in zip(params(erm), params(switched)))
+    logged = [h for h in switched.state.log_history if "fishr_penalty" in h]
+    assert [h["fishr_weight"] for h in logged] == [0.0, 0.0, 1000.0, 1000.0]
+    assert all(h["fishr_penalty"] >= 0 for h in logged)
+
+
+def test_every_batch_is_domain_balanced(tiny_model_dir, tmp_path):
+    trainer = make_trainer(tiny_model_dir, tmp_path, p_del=0.0)
+    loader = trainer.get_train_dataloader()
+    seen = 0
+    for batch in loader:
+        assert sorted(batch["domain_ids"].tolist()) == [0, 0, 1, 1, 2, 2]
+        seen += 1
+    assert seen == 4  # 8 per domain, 2 per domain per batch
+
+
+def test_checkpoint_holds_ema_state_and_resume_matches(tiny_model_dir, tmp_path):
+    full = make_trainer(tiny_model_dir, tmp_path / "full", p_del=0.0, fishr_anneal_steps=1, save_strategy="steps", save_steps=2)
+    full.train()
+    state = torch.load(tmp_path / "full" / "checkpoint-2" / FISHR_STATE, weights_only=True)
+    assert state["updates"].tolist() == [2, 2, 2]
+    resumed = make_trainer(tiny_model_dir, tmp_path / "resumed", p_del=0.0, fishr_anneal_steps=1)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
+    assert resumed.fishr.updates.tolist() == [4, 4, 4]
+    torch.testing.assert_close(resumed.fishr.state, full.fishr.state)
+    for a, b in zip(params(full), params(resumed)):
+        torch.testing.assert_close(a, b)
+
+
+def test_evaluate_on_unseen_domain(tiny_model_dir, tmp_path):
+    trainer = make_trainer(tiny_model_dir, tmp_path, eval_rows=toy_rows(("z",), 6), max_steps=2)
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and "eval_loss" in metrics
+
+
+def test_bad_input(tiny_model_dir, tmp_path):
+    rows = toy_rows()
+    no_domain = {k: v for k, v in rows.items() if k != "domain"}
+    with pytest.raises(ValueError, match="no domain column 'domain'.*--domain-column"):
+        make_trainer(tiny_model_dir, tmp_path, train_rows=no_domain)
+    with pytest.raises(ValueError, match="at least 2 training domains"):
+        make_trainer(tiny_model_dir, tmp_path, train_rows=toy_rows(("a",)))
+    with pytest.raises(ValueError, match="batch size >= 6"):
+        make_trainer(tiny_model_dir, tmp_path, per_device_train_batch_size=4)
+
+
+def _write_domain_folder(folder, domains=("a", "b", "c"), per_domain=8):
+    folder.mkdir()
+    rows = toy_rows(domains, per_domain)
+    for d in domains:
+        with open(folder / f"{d}.jsonl", "w") as fh:
+            for t, y, dd in zip(rows["text"], rows["label"], rows["domain"]):
+                if dd == d:
+                    fh.write(json.dumps({"text": t, "label": y}) + "\n")  # domain comes from the file name
+    return folder
+
+
+def test_cli_train_fishr_with_held_out_domain(tiny_model_dir, tmp_path, capsys):
+    from robusttext.cli import main
+
+    data = _write_domain_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    common = ["--model", tiny_model_dir, "--dataset", str(data), "--max-steps", "2", "--p-del", "0",
+              "--per-device-train-batch-size", "4", "--use-cpu", "--report-to", "none", "--save-strategy", "no"]
+    rc = main(["train", "--algorithm", "fishr", "--test-domains", "c", "--output-dir", str(out), *common])
+    assert rc == 0
+    info = json.loads((out / "robusttext_training.json").read_text())
+    assert info["algorithm"] == "fishr" and info["test_domains"] == ["c"]
+    assert "eval_accuracy" in info["metrics"]
+    rc = main(["train", "--algorithm", "fishr", "--test-domains", "books", "--output-dir", str(tmp_path / "o2"), *common])
+    assert rc == 2 and "--test-domains ['books'] are not domains of the data" in capsys.readouterr().err
+    rc = main(["train", "--algorithm", "fishr", "--test-domains", "b", "c", "--output-dir", str(tmp_path / "o3"), *common])
+    assert rc == 2 and "at least 2 training domains" in capsys.readouterr().err
+    rc = main(["train", "--algorithm", "fishr", "--fishr-lambda", "-1", "--output-dir", str(tmp_path / "o4"), *common])
+    assert rc == 2 and "--fishr-lambda must be" in capsys.readouterr().err
