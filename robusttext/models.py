@@ -44,7 +44,7 @@ def load_classifier(
         )
     try:
         model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-    except ValueError as err:
+    except (ValueError, RuntimeError) as err:
         if "size mismatch" not in str(err):
             raise
         raise ValueError(

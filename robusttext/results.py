@@ -96,9 +96,16 @@ class ResultsStore:
 
     def append(self, records: Iterable[dict]) -> None:
         """Append finished records to this process's part file, durably."""
-        with open(self.part, "a", encoding="utf-8") as fh:
+        with open(self.part, "ab") as fh:
+            if fh.tell() > 0:
+                # A write torn by an interrupt leaves a partial last line: end it so it stays alone
+                # (read_jsonl skips it) instead of swallowing the next record.
+                with open(self.part, "rb") as check:
+                    check.seek(-1, os.SEEK_END)
+                    if check.read(1) != b"\n":
+                        fh.write(b"\n")
             for rec in records:
-                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+                fh.write((json.dumps(rec, sort_keys=True) + "\n").encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
 

@@ -1,0 +1,167 @@
+"""End to end on real data: `robusttext train` then `robusttext certify`; resume; refusal; bad input; 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from robusttext.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = ("seconds",)
+
+
+def run_cli(*argv: str) -> int:
+    return main([str(a) for a in argv])
+
+
+def records(out: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sst2_model(tmp_path_factory, data_dir, tiny_model_dir) -> Path:
+    out = tmp_path_factory.mktemp("sst2_model")
+    code = run_cli(
+        "train", "--model", tiny_model_dir, "--dataset", data_dir / "sst2", "--split", "train",
+        "--max-examples", 64, "--max-steps", 3, "--p-del", 0.9, "--output-dir", out, "--save-strategy", "no",
+    )
+    assert code == 0
+    assert (out / "config.json").exists() and (out / "robusttext_training.json").exists()
+    return out
+
+
+def certify_args(model: Path, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "certify", "--model", str(model), "--dataset", str(data_dir / "sst2"), "--split", "test",
+        "--max-examples", "7", "--n0", "10", "--n", "60", "--chunk-size", "3", "--output-dir", str(out), *extra,
+    ]
+
+
+def test_train_then_certify_writes_all_outputs(sst2_model, data_dir, tmp_path, capsys):
+    out = tmp_path / "cert"
+    assert run_cli(*certify_args(sst2_model, data_dir, out)) == 0
+    for name in ("results.jsonl", "summary.json", "certified_accuracy.png", "report.md", "run_config.json"):
+        assert (out / name).exists(), name
+    recs = records(out)
+    assert [r["index"] for r in recs] == list(range(7))
+    labels = [int(line.split("\t")[1]) for line in (data_dir / "sst2" / "test.tsv").read_text().splitlines()[1:8]]
+    assert [r["label"] for r in recs] == labels
+    for r in recs:
+        assert r["correct"] == (r["prediction"] == r["label"])
+        assert (r["radius"] == -1) == (r["prediction"] == -1)
+        assert 0 < r["n_queries"] <= r["n_samples"] <= 10 + 60
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_examples"] == 7
+    assert summary["parameters"]["p_del"] == 0.9 and summary["unit"] == "word"
+    assert summary["certified_accuracy"]["0"] == pytest.approx(sum(r["correct"] for r in recs) / 7)
+    for r, v in summary["certified_accuracy"].items():
+        assert v == pytest.approx(sum(x["correct"] and x["radius"] >= int(r) for x in recs) / 7)
+    assert list(summary["certified_accuracy"]) == [str(r) for r in range(7)]  # 0..6 at p_del 0.9
+    assert "words" in (out / "report.md").read_text()
+    assert "certified accuracy" in capsys.readouterr().out
+
+
+def test_resume_after_interrupt_gives_identical_results(sst2_model, data_dir, tmp_path):
+    full = tmp_path / "full"
+    assert run_cli(*certify_args(sst2_model, data_dir, full)) == 0
+    # The state an interrupt leaves behind: a config, a part file with the first chunk and a torn line.
+    part = tmp_path / "part"
+    part.mkdir()
+    shutil.copy(full / "run_config.json", part / "run_config.json")
+    lines = (full / "results.jsonl").read_text().splitlines()
+    (part / "results.part0.jsonl").write_text("\n".join(lines[:3]) + '\n{"index": 3, "lab')
+    assert run_cli(*certify_args(sst2_model, data_dir, part)) == 0
+    assert records(part) == records(full)
+    # finished inputs were kept as written, not recomputed
+    assert (part / "results.jsonl").read_text().splitlines()[:3] == lines[:3]
+    s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (full, part))
+    assert s1 == s2
+    assert not list(part.glob("results.part*.jsonl"))
+
+
+def test_output_dir_with_other_parameters_is_refused(sst2_model, data_dir, tmp_path, capsys):
+    out = tmp_path / "cert"
+    assert run_cli(*certify_args(sst2_model, data_dir, out)) == 0
+    before = (out / "results.jsonl").read_text()
+    assert run_cli(*certify_args(sst2_model, data_dir, out, "--p-del", "0.8")) == 2
+    err = capsys.readouterr().err
+    assert "p_del" in err and "--overwrite-output-dir" in err
+    assert (out / "results.jsonl").read_text() == before  # nothing lost
+    assert run_cli(*certify_args(sst2_model, data_dir, out, "--p-del", "0.8", "--overwrite-output-dir")) == 0
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        (["--p-del", "1.0"], "p_del"),
+        (["--p-del", "0"], "p_del"),
+        (["--alpha", "0"], "--alpha"),
+        (["--alpha", "1.5"], "--alpha"),
+        (["--n0", "0"], "--n0"),
+        (["--n", "0"], "--n"),
+        (["--text-column", "review"], "--text-column"),
+        (["--label-column", "nope"], "--label-column"),
+        (["--looks", "5,10"], "--looks"),
+    ],
+)
+def test_bad_input_is_a_clear_error(sst2_model, data_dir, tmp_path, capsys, extra, field):
+    assert run_cli(*certify_args(sst2_model, data_dir, tmp_path / "x", *extra)) == 2
+    err = capsys.readouterr().err
+    assert field in err and "Traceback" not in err
+
+
+def test_labels_the_model_does_not_know_are_refused(sst2_model, data_dir, tmp_path, capsys):
+    # AG News labels (World, Sports, ...) are not classes of an SST-2 model.
+    args = certify_args(sst2_model, data_dir, tmp_path / "x")
+    args[args.index("--dataset") + 1] = str(data_dir / "agnews" / "test.tsv")
+    assert run_cli(*args) == 2
+    assert "not classes the model knows" in capsys.readouterr().err
+
+
+def test_agnews_four_classes_end_to_end(data_dir, tiny_model_dir, tmp_path, capsys):
+    model = tmp_path / "ag"
+    train = ["train", "--model", tiny_model_dir, "--dataset", data_dir / "agnews" / "dev.tsv", "--max-examples", 40,
+             "--max-steps", 2, "--output-dir", model, "--save-strategy", "no"]
+    assert run_cli(*train) == 2  # the tiny model has a 2-class head: a clear error says how to replace it
+    assert "--ignore-mismatched-sizes" in capsys.readouterr().err
+    assert run_cli(*train, "--ignore-mismatched-sizes") == 0
+    out = tmp_path / "cert"
+    assert run_cli("certify", "--model", model, "--dataset", data_dir / "agnews" / "test.tsv", "--max-examples", 4,
+                   "--n0", 8, "--n", 40, "--unit", "char", "--p-del", 0.95, "--output-dir", out) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["label_names"] == ["Business", "Sci/Tech", "Sports", "World"]
+    assert summary["unit"] == "char" and len(summary["certified_accuracy"]) == 14  # r_max(0.95) = 13
+
+
+def test_empty_text_is_certified(tiny_model_dir, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "", "label": 1}\n{"text": "fine", "label": 0}\n')
+    out = tmp_path / "cert"
+    assert run_cli("certify", "--model", tiny_model_dir, "--dataset", data, "--n0", 5, "--n", 30, "--looks", "none", "--output-dir", out) == 0
+    rec = records(out)[0]
+    # every noisy copy of "" is "", so all estimation samples agree: lower bound = alpha^(1/n)
+    assert rec["top1_lower"] == pytest.approx(0.05 ** (1 / 30))
+    assert rec["n_queries"] == 1
+
+
+@pytest.mark.multiprocess
+def test_two_processes_give_the_same_results_as_one(sst2_model, data_dir, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one, two = tmp_path / "one", tmp_path / "two"
+    script = str(ROOT / "scripts" / "certify_hub_model.py")
+    args = certify_args(sst2_model, data_dir, one)[1:]
+    subprocess.run([sys.executable, script, *args], check=True, env=env, cwd=ROOT, capture_output=True)
+    args = certify_args(sst2_model, data_dir, two)[1:]
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    proc = subprocess.run([*accelerate, script, *args], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert records(one) == records(two)
+    assert not list(two.glob("results.part*.jsonl"))
