@@ -92,4 +92,25 @@ class DenoiseArguments:
     batch_size: int = field(default=128, metadata={"help": "Images per step."})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
     seed: int = field(default=0, metadata={"help": "Seed."})
-    output_dir: str = field(default="runs/vision/denoise", metadata={"help": "Denoiser and checkpoints go here."})
+    eval_split: str = field(default="test[8000:]", metadata={"help": "Split certified with and without the denoiser."})
+    certify_examples: int = field(default=100, metadata={"help": "Images certified for the comparison (0 = skip)."})
+    n0: int = field(default=100, metadata={"help": "Selection samples per image."})
+    n: int = field(default=1000, metadata={"help": "Estimation samples per image."})
+    alpha: float = field(default=0.001, metadata={"help": "Failure probability of each certificate."})
+    certify_batch_size: int = field(default=1000, metadata={"help": "Noisy images per forward pass."})
+    output_dir: str = field(default="runs/vision/denoise", metadata={"help": "Denoiser, checkpoints and comparison go here."})
+
+
+@dataclass
+class LinearArguments:
+    """Exactly robust binary linear classification (hinge loss, closed-form inner maximisation)."""
+
+    classes: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "The two classes (first = -1)."})
+    eval_split: str = field(default="test[8000:]", metadata={"help": "Split for the errors."})
+    eps: float = field(default=0.2, metadata={"help": "Robust training and evaluation radius."})
+    norm: str = field(default="linf", metadata={"help": "linf or l2.", "choices": ["linf", "l2"]})
+    epochs: int = field(default=10, metadata={"help": "SGD epochs."})
+    lr: float = field(default=0.1, metadata={"help": "SGD learning rate."})
+    batch_size: int = field(default=100, metadata={"help": "Images per step."})
+    seed: int = field(default=0, metadata={"help": "Seed of the shuffling."})
+    output_dir: str = field(default="runs/vision/linear", metadata={"help": "linear.json, linear.md, weights.png go here."})

@@ -225,36 +225,56 @@ def attack(name: str, model: nn.Module, images: torch.Tensor, labels: torch.Tens
     raise ValueError(f"attack must be one of {ATTACKS}, got {name!r}")
 
 
-def robust_accuracy(
+def attack_dataset(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     attack_name: str,
     eps_values: Sequence[float],
+    targets: torch.Tensor | None = None,
     batch_size: int = 500,
     device: str | torch.device = "cpu",
     seed: int = 0,
     progress: bool = True,
     **kwargs,
-) -> dict[str, float]:
-    """Untargeted robust accuracy at each eps: the fraction of images classified correctly whose label
-    the attack could not change (eps = 0 gives clean accuracy). Keys are ``f"{eps:g}"``."""
+) -> dict[str, dict[str, float]]:
+    """Attack every image at each eps, in batches; returns ``{f"{eps:g}": {"accuracy", "success_rate"}}``.
+
+    ``accuracy`` is the robust accuracy: the fraction of adversarial images still classified as their
+    true label (eps = 0 gives clean accuracy). ``success_rate`` is the attack's: label changed
+    (untargeted) or target class reached (``targets`` given: a targeted attack).
+    """
     from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if targets is not None and targets.shape != labels.shape:
+        raise ValueError(f"targets must have the shape of labels {tuple(labels.shape)}, got {tuple(targets.shape)}")
     model = model.to(device).eval()
+    f = _forward(model, kwargs.get("normalize"))
     gen = torch.Generator().manual_seed(int(seed))
     out = {}
     for eps in eps_values:
-        robust = 0
+        correct = fooled_count = 0
         bar = tqdm(range(0, len(images), batch_size), desc=f"{attack_name} {kwargs.get('norm', 'linf')} eps={eps:g}",
                    disable=not progress, leave=False)
         for start in bar:
             x = images[start : start + batch_size].to(device)
             y = labels[start : start + batch_size].to(device)
+            goal = y if targets is None else targets[start : start + batch_size].to(device)
             extra = dict(kwargs, generator=gen) if attack_name == "pgd" else kwargs
-            res = attack(attack_name, model, x, y, eps, **extra)
-            robust += int((~res.success).sum())
-        out[f"{eps:g}"] = robust / max(1, len(images))
+            res = attack(attack_name, model, x, goal, eps, targeted=targets is not None, **extra)
+            with torch.no_grad():
+                correct += int((f(res.adversarial).argmax(1) == y).sum())
+            fooled_count += int(res.success.sum())
+        n = max(1, len(images))
+        out[f"{eps:g}"] = {"accuracy": correct / n, "success_rate": fooled_count / n}
     return out
+
+
+def robust_accuracy(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack_name: str, eps_values: Sequence[float], **kwargs
+) -> dict[str, float]:
+    """Untargeted robust accuracy at each eps (keys ``f"{eps:g}"``); see :func:`attack_dataset`."""
+    res = attack_dataset(model, images, labels, attack_name, eps_values, **kwargs)
+    return {k: v["accuracy"] for k, v in res.items()}

@@ -198,11 +198,11 @@ def load_images(
         if max_examples < 1:
             raise ValueError(f"max_examples must be >= 1, got {max_examples}")
         x, y = x[:max_examples], y[:max_examples]
-    images = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    images = torch.tensor(np.asarray(x, dtype=np.float32))
     if x.dtype == np.uint8:
         images = images / 255.0
     if images.dim() == 3:
         images = images[:, None]
     if len(images) == 0:
         raise ValueError(f"{name} split {split!r} is empty")
-    return ImageData(images.contiguous(), torch.as_tensor(y, dtype=torch.int64), list(classes), key, str(split))
+    return ImageData(images.contiguous(), torch.tensor(np.asarray(y), dtype=torch.int64), list(classes), key, str(split))

@@ -59,11 +59,16 @@ class GaussianMechanism:
         self.sigma = float(sigma)
 
     def draw(self, x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` noisy copies of ``x`` as one array ``(n, C, H, W)`` (its rows are the samples)."""
-        noise = rng.standard_normal((int(n),) + x.shape, dtype=np.float32)
-        noise *= np.float32(self.sigma)
-        noise += x
-        return noise
+        """``n`` noisy copies of ``x`` as one array ``(n, C, H, W)`` (its rows are the samples).
+
+        The normals come from torch's vectorized sampler, seeded by one draw of the input's own
+        stream ``rng``: a pure function of (seed, input index, draw number), hence reproducible and
+        independent of batching and sharding, and several times faster than numpy's ziggurat.
+        """
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+        noise = torch.randn((int(n),) + tuple(x.shape), generator=gen, dtype=torch.float32)
+        noise.mul_(self.sigma).add_(torch.from_numpy(x))
+        return noise.numpy()
 
     def key(self, sample: np.ndarray) -> None:
         """Continuous noise: no two samples coincide, nothing to deduplicate."""

@@ -44,6 +44,21 @@ class FitConfig:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
 
 
+class EpochShuffle(torch.utils.data.Sampler):
+    """A random order of ``range(n)`` that is a function of ``(seed, epoch)`` only, so a run resumed
+    after epoch K sees exactly the batches of an uninterrupted run (and every process the same order)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen).tolist())
+
+
 def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     found = []
     for p in (output_dir / "checkpoints").glob("epoch_*"):
@@ -74,9 +89,9 @@ def fit(
     output_dir = Path(output_dir)
     accelerator = Accelerator()
     set_seed(config.seed)
+    sampler = EpochShuffle(len(images), config.seed)
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(images, labels), batch_size=config.batch_size, shuffle=True,
-        generator=torch.Generator().manual_seed(config.seed),
+        torch.utils.data.TensorDataset(images, labels), batch_size=config.batch_size, sampler=sampler,
     )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -91,6 +106,7 @@ def fit(
         history = [json.loads(l) for l in log_path.read_text().splitlines() if l.strip()][:start] if log_path.exists() else []
         accelerator.print(f"{desc}: resuming after epoch {start} from {path}")
     for epoch in range(start, config.epochs):
+        sampler.epoch = epoch
         model.train()
         total = correct = 0
         loss_sum = 0.0

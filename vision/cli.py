@@ -1,0 +1,117 @@
+"""``robusttext vision SUBCOMMAND``: the vision sidecar's command line (registered as a plugin of the
+core CLI through the entry-point group ``robusttext.commands``; the core never imports vision).
+
+    robusttext vision train   --method pgd --split 'test[:8000]' --output-dir runs/vision/pgd
+    robusttext vision attack  --model-dir runs/vision/pgd --attack pgd --norm linf --eps 0.1 0.3
+    robusttext vision certify --model-dir runs/vision/gauss --sigma 0.5 --n 10000 --max-examples 100
+    robusttext vision denoise --classifier-dir runs/vision/normal --objective stability --split 'test[:8000]'
+    robusttext vision linear  --split 'test[:8000]' --eps 0.2
+    robusttext vision compare --config configs/vision_compare.yaml
+
+Each subcommand parses its dataclasses with :func:`robusttext.cli.parse` (``HfArgumentParser`` +
+``--config FILE.yaml``) and calls one library function; everything runs under ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Callable, Sequence
+
+from robusttext.cli import parse
+
+
+def _print(obj: object) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    from .arguments import ImageDataArguments, TrainImageArguments
+    from .pipelines import train_and_save
+
+    data, train = parse((ImageDataArguments, TrainImageArguments), argv, "robusttext vision train",
+                        defaults={"split": "test[:8000]"})
+    _print(train_and_save(data, train))
+    return 0
+
+
+def cmd_attack(argv: Sequence[str]) -> int:
+    from .arguments import AttackArguments, ImageDataArguments
+    from .pipelines import run_attack
+
+    data, args = parse((ImageDataArguments, AttackArguments), argv, "robusttext vision attack")
+    _print(run_attack(data, args)["results"])
+    return 0
+
+
+def cmd_certify(argv: Sequence[str]) -> int:
+    from .arguments import CertifyImageArguments, ImageDataArguments
+    from .pipelines import run_certify
+
+    data, cert = parse((ImageDataArguments, CertifyImageArguments), argv, "robusttext vision certify")
+    s = run_certify(data, cert)
+    _print({k: s.get(k) for k in ("num_examples", "clean_accuracy", "smoothed_accuracy", "abstain_rate",
+                                   "certified_count", "mean_radius_certified", "certified_accuracy")})
+    return 0
+
+
+def cmd_denoise(argv: Sequence[str]) -> int:
+    from .arguments import DenoiseArguments, ImageDataArguments
+    from .pipelines import run_denoise
+
+    data, den = parse((ImageDataArguments, DenoiseArguments), argv, "robusttext vision denoise",
+                      defaults={"split": "test[:8000]"})
+    _print(run_denoise(data, den)["rows"])
+    return 0
+
+
+def cmd_linear(argv: Sequence[str]) -> int:
+    from .arguments import ImageDataArguments, LinearArguments
+    from .pipelines import run_linear
+
+    data, args = parse((ImageDataArguments, LinearArguments), argv, "robusttext vision linear",
+                       defaults={"split": "test[:8000]"})
+    _print(run_linear(data, args)["rows"])
+    return 0
+
+
+def cmd_compare(argv: Sequence[str]) -> int:
+    from .compare import CompareArguments, run_compare
+
+    (args,) = parse((CompareArguments,), argv, "robusttext vision compare")
+    _print(run_compare(args)["rows"])
+    return 0
+
+
+#: name -> (one-line help, function taking the remaining argv).
+COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
+    "train": ("train a classifier: standard, PGD-AT, FGSM-RS or Gaussian noise", cmd_train),
+    "attack": ("robust accuracy under FGSM / PGD (Linf, L2)", cmd_attack),
+    "certify": ("Gaussian (or denoised) smoothing: certified L2 radii", cmd_certify),
+    "denoise": ("train a denoiser for a frozen classifier, certify with and without it", cmd_denoise),
+    "linear": ("regular vs exactly robust binary linear classifier", cmd_linear),
+    "compare": ("normal vs PGD-AT vs Gaussian CNN: one table of attacks and certificates", cmd_compare),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``robusttext vision ...`` (also ``python -m vision.cli ...``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: robusttext vision COMMAND [options]   (COMMAND --help for its options)\n")
+        for name, (help_, _) in COMMANDS.items():
+            print(f"  {name:<10} {help_}")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"robusttext vision: unknown command {name!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[name][1](rest)
+    except (ValueError, FileNotFoundError, KeyError, ImportError) as err:
+        print(f"robusttext vision {name}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

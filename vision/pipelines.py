@@ -1,0 +1,276 @@
+"""What each ``robusttext vision`` subcommand runs: load, call the library, write results.
+
+* :func:`train_and_save` - ``train``: a classifier trained plain / PGD-AT / FGSM-RS / under Gaussian noise;
+* :func:`run_attack` - ``attack``: robust accuracy (and attack success rate) at each eps;
+* :func:`certify_images` / :func:`run_certify` - ``certify``: Gaussian (or denoised) smoothing of a split,
+  sharded over processes like :func:`robusttext.pipelines.certify_dataset` (inputs dealt out by index,
+  per-image random streams, one part file per process, merged by the main process), resumable;
+* :func:`run_denoise` - ``denoise``: train a denoiser, certify ``f`` with and without it;
+* :func:`run_linear` - ``linear``: regular vs exactly robust binary linear classifier, weight pictures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robusttext.pipelines import versions
+from robusttext.results import ResultsStore, write_json
+
+from .arguments import (
+    AttackArguments,
+    CertifyImageArguments,
+    DenoiseArguments,
+    ImageDataArguments,
+    LinearArguments,
+    TrainImageArguments,
+)
+from .data import ImageData, load_images
+
+logger = logging.getLogger("robusttext.vision")
+
+
+def load_data(data: ImageDataArguments, split: str | None = None, max_examples: int | None = None) -> ImageData:
+    """The images named by ``data`` (``split`` overrides ``data.split``)."""
+    return load_images(data.dataset, split or data.split, data.data_root, max_examples or data.max_examples, data.download)
+
+
+def clean_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000) -> float:
+    """Accuracy of ``model`` on ``data`` without perturbation."""
+    from .smoothing import ImageBatchClassifier
+
+    preds = ImageBatchClassifier(model).predict_clean(data.images, batch_size)
+    return float((torch.as_tensor(preds) == data.labels).double().mean())
+
+
+# --------------------------------------------------------------------------- train
+def train_and_save(data_args: ImageDataArguments, train: TrainImageArguments) -> dict[str, Any]:
+    """Train a classifier with ``train.method`` on ``data_args``'s split and save it to ``train.output_dir``
+    (load with :func:`vision.models.load_model`); returns and writes ``metrics.json``. Resumable."""
+    from accelerate import PartialState
+
+    from .adversarial import train_classifier
+    from .models import build_model, save_model
+    from .training import FitConfig
+
+    data = load_data(data_args)
+    c, h, _ = data.shape
+    model_cfg = {"arch": train.arch, "in_channels": c, "num_classes": data.num_classes, "image_size": h,
+                 "mean": None, "std": None, "classes": data.classes}
+    torch.manual_seed(train.seed)
+    model = build_model(train.arch, c, data.num_classes, h)
+    fit_cfg = FitConfig(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr,
+                        weight_decay=train.weight_decay, seed=train.seed)
+    history = train_classifier(
+        model, data.images, data.labels, train.method, fit_cfg, train.output_dir, eps=train.eps, norm=train.norm,
+        steps=train.steps, step_size=train.step_size, warmup_epochs=train.warmup_epochs, sigma=train.sigma,
+    )
+    model = getattr(model, "module", model).eval()
+    metrics: dict[str, Any] = {"train": history[-1] if history else {}, "num_train": len(data)}
+    if train.eval_split and str(train.eval_split).lower() != "none":
+        metrics["eval_split"] = train.eval_split
+        metrics["clean_accuracy"] = clean_accuracy(model, load_data(data_args, train.eval_split))
+    state = PartialState()
+    if state.is_main_process:
+        record = {**model_cfg, "dataset": data.name, "split": data.split, "training": asdict(train), "history": history}
+        save_model(model, train.output_dir, record)
+        write_json(Path(train.output_dir) / "metrics.json", metrics)
+    state.wait_for_everyone()
+    return metrics
+
+
+# --------------------------------------------------------------------------- attack
+def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str, Any]:
+    """Attack a saved model on a split at every ``args.eps``; writes ``robustness.json`` in ``args.output_dir``."""
+    from .attacks import attack_dataset
+    from .models import load_model
+
+    model, cfg = load_model(args.model_dir)
+    data = load_data(data_args)
+    targets = None
+    if args.targeted:
+        if args.target_class is not None:
+            if not 0 <= args.target_class < data.num_classes:
+                raise ValueError(f"--target-class must be in [0, {data.num_classes}), got {args.target_class}")
+            targets = torch.full_like(data.labels, args.target_class)
+        else:
+            targets = (data.labels + 1) % data.num_classes
+    kwargs: dict[str, Any] = {"norm": args.norm}
+    if args.attack == "pgd":
+        kwargs.update(steps=args.steps, step_size=args.step_size, restarts=args.restarts, random_init=args.random_init)
+    results = attack_dataset(model, data.images, data.labels, args.attack, args.eps, targets=targets,
+                             batch_size=args.batch_size, seed=args.seed, **kwargs)
+    out = {"parameters": {**asdict(args), **asdict(data_args), "num_examples": len(data)}, "results": results}
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    write_json(Path(args.output_dir) / "robustness.json", out)
+    return out
+
+
+# --------------------------------------------------------------------------- certify
+def validate_certify_args(cert: CertifyImageArguments) -> None:
+    """Reject unusable parameters before anything is loaded."""
+    from .smoothing import check_budget, check_sigma
+
+    check_sigma(cert.sigma)
+    check_budget(cert.n0, cert.n, cert.alpha)
+    for name in ("batch_size", "chunk_size"):
+        if getattr(cert, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cert, name)}")
+
+
+def certify_images(
+    model: nn.Module, data: ImageData, cert: CertifyImageArguments, params: dict[str, Any],
+    denoiser: nn.Module | None = None, name: str = "model",
+) -> dict[str, Any]:
+    """CERTIFY every image of ``data`` with Gaussian smoothing of ``model`` (``f(D(.))`` with a denoiser).
+
+    Runs unchanged on one process or under ``accelerate launch`` (images dealt out ``todo[rank::N]``,
+    each drawing from its own seeded stream, so N processes give the numbers of one). Writes
+    ``results.jsonl`` (index, label, prediction, radius, top1_lower, top2_upper, correct,
+    clean_prediction, n_samples, n_queries, seconds), ``summary.json``, ``certified_accuracy.png``,
+    ``report.md``, ``run_config.json`` in ``cert.output_dir``; rerunning resumes; returns the summary.
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from robusttext.report import plot_certified_accuracy
+
+    from .report import certification_markdown, summarize_l2
+    from .smoothing import SmoothedImageClassifier
+
+    validate_certify_args(cert)
+    state = PartialState()
+    params = {**params, **{k: getattr(cert, k) for k in ("sigma", "n0", "n", "alpha", "seed", "denoiser_dir")},
+              "num_examples": len(data)}
+    store = ResultsStore(cert.output_dir, params, rank=state.process_index)
+    if cert.overwrite_output_dir and state.is_main_process:
+        store.clear()
+    state.wait_for_everyone()
+    store.check_params(write=False)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        store.check_params(write=True)
+    clf = SmoothedImageClassifier(model, data.num_classes, cert.sigma, batch_size=cert.batch_size, seed=cert.seed,
+                                  device=state.device, denoiser=denoiser)
+    finished = store.finished()
+    todo = [i for i in range(len(data)) if i not in finished]
+    mine = todo[state.process_index :: state.num_processes]
+    bar = tqdm(total=len(mine), desc=f"certify {name} [{state.process_index}]", disable=not state.is_local_main_process)
+    for start in range(0, len(mine), cert.chunk_size):
+        idx = mine[start : start + cert.chunk_size]
+        images = data.images[idx]
+        certs = clf.certify(images, n0=cert.n0, n=cert.n, alpha=cert.alpha, indices=idx)
+        clean = clf.base.predict_clean(images)
+        records = []
+        for i, c, cp in zip(idx, certs, clean):
+            label = int(data.labels[i])
+            records.append({
+                "index": i, "label": label, "prediction": c.prediction, "radius": c.radius,
+                "top1_lower": c.top1_lower, "top2_upper": c.top2_upper, "correct": bool(c.prediction == label),
+                "clean_prediction": int(cp), "n_samples": c.n_samples, "n_queries": c.n_queries,
+                "seconds": round(c.seconds, 4),
+            })
+        store.append(records)
+        bar.update(len(idx))
+    bar.close()
+    state.wait_for_everyone()
+    out = Path(cert.output_dir)
+    if state.is_main_process:
+        records = store.finalize()
+        summary = summarize_l2(records, params, cert.sigma, cert.n, cert.alpha)
+        summary["versions"] = versions()
+        write_json(out / "summary.json", summary)
+        plot_certified_accuracy({name: summary["certified_accuracy"]}, out / "certified_accuracy.png",
+                                xlabel="L2 radius (pixel units)")
+        (out / "report.md").write_text(certification_markdown(summary), encoding="utf-8")
+    state.wait_for_everyone()
+    return json.loads((out / "summary.json").read_text())
+
+
+def run_certify(data_args: ImageDataArguments, cert: CertifyImageArguments) -> dict[str, Any]:
+    """``robusttext vision certify``: load the model (and denoiser), certify the split."""
+    from .denoise import load_denoiser
+    from .models import load_model
+
+    validate_certify_args(cert)
+    model, _ = load_model(cert.model_dir)
+    denoiser = load_denoiser(cert.denoiser_dir) if cert.denoiser_dir else None
+    data = load_data(data_args)
+    params = {"task": "vision-certify", "model_dir": cert.model_dir, "dataset": data.name, "split": data.split,
+              "max_examples": data_args.max_examples}
+    return certify_images(model, data, cert, params, denoiser, name=Path(cert.model_dir).name)
+
+
+# --------------------------------------------------------------------------- denoise
+def run_denoise(data_args: ImageDataArguments, den: DenoiseArguments) -> dict[str, Any]:
+    """Train a denoiser in front of the frozen classifier, then certify ``f`` and ``f(D(.))`` on
+    ``den.certify_examples`` images of ``den.eval_split`` with the same CERTIFY; writes ``denoise.json``
+    and ``denoise.md``."""
+    from robusttext.report import plot_certified_accuracy
+
+    from .denoise import train_denoiser
+    from .models import load_model
+    from .report import table_markdown
+    from .training import FitConfig
+
+    classifier, _ = load_model(den.classifier_dir)
+    data = load_data(data_args)
+    out = Path(den.output_dir)
+    cfg = FitConfig(epochs=den.epochs, batch_size=den.batch_size, lr=den.lr, seed=den.seed)
+    denoiser, history = train_denoiser(data.images, data.labels, classifier, den.objective, den.sigma, cfg, out / "denoiser",
+                                       den.depth, den.width)
+    result: dict[str, Any] = {"parameters": {**asdict(den), **asdict(data_args)}, "history": history, "rows": {}}
+    if den.certify_examples > 0:
+        evaluation = load_data(data_args, den.eval_split, den.certify_examples)
+        curves = {}
+        for label, d in (("f (no denoiser)", None), (f"f(D) {den.objective}", denoiser)):
+            cert = CertifyImageArguments(
+                model_dir=den.classifier_dir, denoiser_dir=str(out / "denoiser") if d is not None else None,
+                sigma=den.sigma, n0=den.n0, n=den.n, alpha=den.alpha, batch_size=den.certify_batch_size,
+                seed=den.seed, output_dir=str(out / ("certify_denoised" if d is not None else "certify_plain")),
+            )
+            params = {"task": "vision-certify", "model_dir": den.classifier_dir, "dataset": evaluation.name,
+                      "split": evaluation.split}
+            s = certify_images(classifier, evaluation, cert, params, d, name=label)
+            curves[label] = s["certified_accuracy"]
+            result["rows"][label] = {k: s.get(k) for k in ("clean_accuracy", "smoothed_accuracy", "certified_count",
+                                                           "mean_radius_certified")}
+        plot_certified_accuracy(curves, out / "denoise_certified_accuracy.png", xlabel="L2 radius (pixel units)",
+                                title=f"Denoised smoothing, sigma={den.sigma}")
+        cols = [("clean_accuracy", "clean acc. of f"), ("smoothed_accuracy", "smoothed acc."),
+                ("certified_count", "certified correct"), ("mean_radius_certified", "mean radius")]
+        (out / "denoise.md").write_text(table_markdown(result["rows"], cols, f"Denoised smoothing at sigma = {den.sigma}"))
+    write_json(out / "denoise.json", result)
+    return result
+
+
+# --------------------------------------------------------------------------- linear
+def run_linear(data_args: ImageDataArguments, args: LinearArguments) -> dict[str, Any]:
+    """Regular vs exactly robust hinge-loss training of a binary linear classifier; exact errors on
+    ``args.eval_split``; ``linear.json``, ``linear.md`` and ``weights.png`` in ``args.output_dir``."""
+    from .linear import binary_task, errors, plot_weights, train_linear
+    from .report import table_markdown
+
+    train = load_data(data_args)
+    test = load_data(data_args, args.eval_split)
+    x, y = binary_task(train.images, train.labels, args.classes)
+    xt, yt = binary_task(test.images, test.labels, args.classes)
+    rows, weights = {}, {}
+    for name, eps in (("regular", 0.0), (f"robust eps={args.eps:g}", args.eps)):
+        w, b, hist = train_linear(x, y, eps, args.norm, args.epochs, args.lr, args.batch_size, args.seed)
+        rows[name] = {**errors(w, b, xt, yt, args.eps, args.norm), "final_train_loss": hist[-1]}
+        weights[name] = w
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_weights(weights, tuple(train.shape[1:]), out / "weights.png")
+    result = {"parameters": {**asdict(args), **asdict(data_args), "num_train": len(x), "num_test": len(xt)}, "rows": rows}
+    write_json(out / "linear.json", result)
+    cols = [("clean_error", "clean error"), ("robust_error", f"exact robust error ({args.norm}, eps={args.eps:g})")]
+    (out / "linear.md").write_text(table_markdown(rows, cols, f"Binary linear classifier, classes {args.classes}"))
+    return result
