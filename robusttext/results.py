@@ -85,6 +85,22 @@ class ResultsStore:
         for p in [self.merged, self.dir / CONFIG_NAME, *self.dir.glob(f"{self.name}.part*.jsonl")]:
             p.unlink(missing_ok=True)
 
+    @classmethod
+    def open_run(cls, output_dir: str | os.PathLike, params: dict, state: Any, overwrite: bool = False) -> "ResultsStore":
+        """The store of one process of a (possibly multi-process) run: the main process clears the folder
+        when ``overwrite``; every process refuses a folder of other parameters; the main process records
+        ours. ``state`` is an ``accelerate.PartialState`` (anything with ``process_index``,
+        ``is_main_process`` and ``wait_for_everyone()``)."""
+        store = cls(output_dir, params, rank=state.process_index)
+        if overwrite and state.is_main_process:
+            store.clear()
+        state.wait_for_everyone()
+        store.check_params(write=False)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            store.check_params(write=True)
+        return store
+
     # ------------------------------------------------------------------ records
     def finished(self) -> dict[int, dict]:
         """Every finished record so far (merged file and every process's part file), by index."""

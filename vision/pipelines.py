@@ -148,14 +148,7 @@ def certify_images(
     state = PartialState()
     params = {**params, **{k: getattr(cert, k) for k in ("sigma", "n0", "n", "alpha", "seed", "denoiser_dir")},
               "num_examples": len(data)}
-    store = ResultsStore(cert.output_dir, params, rank=state.process_index)
-    if cert.overwrite_output_dir and state.is_main_process:
-        store.clear()
-    state.wait_for_everyone()
-    store.check_params(write=False)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        store.check_params(write=True)
+    store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
     clf = SmoothedImageClassifier(model, data.num_classes, cert.sigma, batch_size=cert.batch_size, seed=cert.seed,
                                   device=state.device, denoiser=denoiser)
     finished = store.finished()
