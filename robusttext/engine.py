@@ -14,10 +14,10 @@ from :mod:`robusttext.stats`:
   classified once and counted with their multiplicity; the base classifier is deterministic, so the
   counts are exactly those of classifying every sample;
 * **sequential certification** (:meth:`MonteCarloEngine.certify`): estimation samples are drawn in
-  looks ``n_1 < ... < n_K = n``; each look's bound is taken at ``alpha / K`` (Bonferroni), so the bound
-  at whichever look the engine stops is valid with probability >= 1 - alpha (union bound). The engine
-  stops an input once its radius equals the best radius it could still reach by the last look, or
-  abstains once even the best case abstains.
+  looks ``n_1 < ... < n_K = n``; look k's bound is taken at ``alpha_k`` with ``sum alpha_k = alpha``
+  (Bonferroni), so the bound at whichever look the engine stops is valid with probability >= 1 - alpha
+  (union bound). The engine stops an input once its radius cannot grow by the last look (or cannot
+  plausibly grow: futility stopping), or abstains once even the best case abstains.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Callable, Generic, Hashable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
-from .stats import ABSTAIN, binomial_test_pvalue, split_alpha
+from .stats import ABSTAIN, binomial_test_pvalue, clopper_pearson_upper, split_alpha_weighted
 
 X = TypeVar("X")
 S = TypeVar("S")
@@ -253,17 +253,30 @@ class MonteCarloEngine(Generic[X, S]):
         looks: Sequence[int] | None = None,
         seed: int = 0,
         indices: Sequence[int] | None = None,
+        alpha_weights: Sequence[float] | None = None,
+        futility: float = 0.0,
     ) -> list[Certification]:
         """CERTIFY (Cohen et al. 2019, Alg. 2; RS-Del's variant) with optional sequential looks.
 
         Selection: the top class is the majority over ``n0`` samples. Estimation: *separate* samples,
         drawn up to the cumulative sizes ``looks`` (default ``[n]``, the fixed-sample protocol; the
-        last look must be ``n``). At each look the certificate's bounds are taken at ``alpha / K``
-        (``K = len(looks)``); by the union bound all K bounds hold together with probability
-        >= 1 - alpha, so the reported bound and radius hold with probability >= 1 - alpha whatever
-        look the data-dependent stopping rule picked. An input stops at a look when its radius equals
-        the radius it would get if every remaining sample voted for the top class (no further look can
-        do better), and abstains early when even that best case abstains.
+        last look must be ``n``). Look k's bound is taken at ``alpha_k = alpha * w_k / sum(w)``
+        (``alpha_weights``; default equal, ``alpha / K``).
+
+        Guarantee (union bound): let E_k be the event that look k's bound fails; each has probability
+        <= alpha_k because look k bounds a *fixed* number ``looks[k]`` of i.i.d. samples. Then
+        P[some look fails] <= sum_k P[E_k] <= sum_k alpha_k = alpha, so with probability >= 1 - alpha
+        every look's bound holds at once, and in particular the bound at whichever look a
+        data-dependent stopping rule picks. Any stopping rule is therefore valid; the rules below only
+        decide cost:
+
+        * *saturation*: stop when the radius equals the radius the input would get if every remaining
+          sample voted for the top class (no later look can do better);
+        * *futility* (``futility`` = gamma > 0): stop when the radius would not grow even if the
+          top class's remaining votes came at its optimistic rate, the one-sided (1 - gamma)
+          Clopper-Pearson upper bound of the rate seen so far. Larger gamma stops more inputs early;
+          gamma only trades cost for the chance of a smaller radius, never validity;
+        * abstain early when even the best case abstains.
 
         ``certificate`` is a :mod:`robusttext.stats` certificate (anything with ``bounds(counts, top, alpha)``).
         """
@@ -272,7 +285,13 @@ class MonteCarloEngine(Generic[X, S]):
         looks = sorted(set(int(v) for v in (looks or [n])))
         if looks[-1] != n or looks[0] < 1:
             raise ValueError(f"looks must be increasing sample sizes in [1, n] ending at n={n}, got {looks}")
-        alpha_look = split_alpha(alpha, len(looks))
+        if alpha_weights is None:
+            alpha_weights = [1.0] * len(looks)
+        if len(alpha_weights) != len(looks):
+            raise ValueError(f"alpha_weights needs one weight per look ({len(looks)}), got {list(alpha_weights)}")
+        if not (0.0 <= futility < 1.0):
+            raise ValueError(f"futility must be in [0, 1), got {futility!r}; 0 disables futility stopping")
+        alphas = split_alpha_weighted(alpha, alpha_weights)
         start = time.perf_counter()
         jobs = self._jobs(xs, seed, indices)
         selection = self._count(jobs, mechanism, [n0] * len(jobs))
@@ -280,7 +299,7 @@ class MonteCarloEngine(Generic[X, S]):
         est = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
         drawn = [0] * len(jobs)
         results: list[Certification | None] = [None] * len(jobs)
-        for look_no, target in enumerate(looks, start=1):
+        for look_no, (target, alpha_k) in enumerate(zip(looks, alphas), start=1):
             active = [j for j, r in enumerate(results) if r is None]
             if not active:
                 break
@@ -288,16 +307,10 @@ class MonteCarloEngine(Generic[X, S]):
             for j, c in zip(active, new):
                 est[j] += c
                 drawn[j] = target
-                b = certificate.bounds(est[j], tops[j], alpha_look)
-                # Best case at the last look: all remaining samples vote for the top class.
-                best = est[j].copy()
-                best[tops[j]] += n - target
-                best_b = certificate.bounds(best, tops[j], alpha_look)
-                last = target == n
-                if last or b.radius >= best_b.radius or best_b.radius == ABSTAIN:
-                    pred = tops[j] if b.radius != ABSTAIN else ABSTAIN
+                b = certificate.bounds(est[j], tops[j], alpha_k)
+                if target == n or self._stop(certificate, est[j], tops[j], b.radius, n, alphas[-1], futility):
                     results[j] = Certification(
-                        prediction=pred,
+                        prediction=tops[j] if b.radius != ABSTAIN else ABSTAIN,
                         radius=b.radius,
                         top1_lower=b.top1_lower,
                         top2_upper=b.top2_upper,
@@ -311,6 +324,27 @@ class MonteCarloEngine(Generic[X, S]):
             assert r is not None
             r.seconds = elapsed * job.n_queries / total_q
         return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _stop(certificate: Any, est: np.ndarray, top: int, radius: float, n: int, alpha_last: float, futility: float) -> bool:
+        """Whether an input can stop before its last look: its radius cannot (plausibly) still grow.
+
+        Projects the last look's counts: the top class gets its remaining ``n - m`` votes at rate 1
+        (saturation) or at the (1 - futility) Clopper-Pearson upper bound of its rate so far (futility);
+        the rest go to the runner-up. Stops if the projected radius is not larger than ``radius`` (this
+        includes abstaining early when even the projection abstains).
+        """
+        m = int(est.sum())
+        rate = 1.0 if futility <= 0.0 else clopper_pearson_upper(int(est[top]), m, futility)
+        remaining = n - m
+        proj = est.copy()
+        gained = int(np.ceil(rate * remaining))
+        proj[top] += gained
+        if remaining - gained > 0 and proj.size > 1:
+            others = np.delete(np.arange(proj.size), top)
+            proj[others[np.argmax(proj[others])]] += remaining - gained
+        projected = certificate.bounds(proj, top, alpha_last).radius
+        return radius >= projected or projected == ABSTAIN
 
 
 def _check_n(name: str, value: int) -> None:

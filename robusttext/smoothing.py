@@ -25,15 +25,33 @@ from .engine import Certification, MonteCarloEngine, Prediction
 from .stats import EditDistanceCertificate, Top2Rule
 
 
+#: Default futility level of :meth:`SmoothedTextClassifier.certify` (see ``MonteCarloEngine.certify``).
+DEFAULT_FUTILITY = 0.01
+
+
 def default_looks(n: int) -> list[int]:
     """The default sequential schedule for ``n`` estimation samples: looks at n/20, n/4 and n.
 
     At p_del = 0.9 and alpha = 0.05 the RS-Del radius saturates (r = 6) once the top-class lower bound
-    exceeds 0.969, which 200 unanimous samples reach at alpha / 3; so unanimous inputs stop at the first
-    look, and only close calls pay for all ``n`` samples.
+    exceeds 0.969, which 200 unanimous samples reach at the first look's level (alpha / 10, see
+    :func:`default_alpha_weights`); so unanimous inputs stop at the first look, and only close calls
+    pay for all ``n`` samples.
     """
     looks = sorted({max(1, n // 20), max(1, n // 4), n})
     return looks
+
+
+def default_alpha_weights(looks: Sequence[int]) -> list[float]:
+    """How ``alpha`` is split over ``looks`` (Bonferroni weights, summing to 1).
+
+    The last look gets 80% (its bound is then almost as tight as one look at ``alpha``); the earlier
+    looks share 20%, which is plenty for them: they only need to certify inputs that are (nearly)
+    unanimous or far from the next radius threshold.
+    """
+    k = len(looks)
+    if k == 1:
+        return [1.0]
+    return [0.2 / (k - 1)] * (k - 1) + [0.8]
 
 
 class SmoothedTextClassifier:
@@ -159,19 +177,25 @@ class SmoothedTextClassifier:
         alpha: float = 0.05,
         looks: Sequence[int] | str | None = "auto",
         indices: Sequence[int] | None = None,
+        futility: float = DEFAULT_FUTILITY,
     ) -> list[Certification]:
         """Certified prediction and edit-distance radius of each text.
 
         ``n0`` selection samples pick the class; up to ``n`` separate estimation samples bound its
         probability (Clopper-Pearson at ``alpha``, split over the sequential ``looks``: ``"auto"`` =
-        :func:`default_looks`, ``None`` = one look at ``n``, the fixed-sample protocol). With
-        probability >= 1 - alpha the smoothed class is constant within the returned radius (in units
-        of ``self.unit``; insertions, deletions and substitutions). Radius -1 = abstain.
+        :func:`default_looks` with :func:`default_alpha_weights`, ``None`` = one look at ``n``, the
+        fixed-sample protocol, or a list of sample sizes with an equal split). ``futility`` in [0, 1)
+        stops inputs whose radius cannot plausibly grow (0: only when it cannot grow at all); it
+        changes cost, never validity. With probability >= 1 - alpha the smoothed class is constant
+        within the returned radius (in units of ``self.unit``; insertions, deletions and
+        substitutions). Radius -1 = abstain.
         """
+        weights = None
         if looks == "auto":
             looks = default_looks(n)
+            weights = default_alpha_weights(looks)
         prepared = [self.mechanism.prepare(t) for t in texts]
         return self.engine.certify(
             prepared, self.mechanism, self.certificate, n0=n0, n=n, alpha=alpha, looks=looks,  # type: ignore[arg-type]
-            seed=self.seed, indices=indices,
+            seed=self.seed, indices=indices, alpha_weights=weights, futility=futility,
         )

@@ -205,3 +205,18 @@ def split_alpha(alpha: float, looks: int) -> float:
     if looks < 1:
         raise ValueError(f"looks must be >= 1, got {looks}")
     return alpha / looks
+
+
+def split_alpha_weighted(alpha: float, weights: Sequence[float]) -> list[float]:
+    """Per-look levels ``alpha * w_k / sum(w)`` for sequential looks with an unequal Bonferroni split.
+
+    The levels sum to ``alpha``, so by the same union bound as :func:`split_alpha` all looks' bounds
+    hold together with probability >= 1 - alpha, whichever look a stopping rule picks. Spending little
+    on early looks (which only need to certify near-unanimous inputs) keeps the last look's bound
+    almost as tight as a single look at ``alpha``.
+    """
+    _check_alpha(alpha)
+    w = np.asarray(list(weights), dtype=float)
+    if w.size < 1 or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError(f"alpha weights must be positive numbers, one per look, got {list(weights)!r}")
+    return [float(alpha * v / w.sum()) for v in w]

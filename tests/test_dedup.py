@@ -1,0 +1,83 @@
+"""Exact deduplication: the same random draws give the same counts with and without it, for fewer forward passes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from robusttext.deletion import DeletionMechanism
+from robusttext.engine import MonteCarloEngine
+from robusttext.stats import EditDistanceCertificate
+
+TEXTS = [
+    "the film is a warm , funny and moving story",
+    "bad",
+    "",
+    "an overlong , self - indulgent mess that never finds its footing or its tone , sadly",
+]
+
+
+class Recorder:
+    """A deterministic toy base classifier that records every sample it is asked to classify."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, ...]] = []
+
+    def __call__(self, samples):
+        self.seen.extend(samples)
+        return np.array([sum(s) % 3 for s in samples], dtype=np.int64)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+@pytest.mark.parametrize("p_del", [0.5, 0.9])
+def test_dedup_counts_equal_plain_counts_for_the_same_draws(tokenizer, p_del):
+    mechanism = DeletionMechanism(tokenizer, p_del, "word", max_length=8)  # truncation adds duplicates
+    for text in TEXTS:
+        x = [mechanism.prepare(text)]
+        plain, dedup = Recorder(), Recorder()
+        a = MonteCarloEngine(plain, 3, batch_size=7, dedup=False).count(x, mechanism, 1200, seed=4, indices=[17])[0]
+        b = MonteCarloEngine(dedup, 3, batch_size=7, dedup=True).count(x, mechanism, 1200, seed=4, indices=[17])[0]
+        # plain path: every sample classified once; counts are the class histogram of those samples
+        assert len(plain.seen) == 1200
+        assert a.tolist() == np.bincount([sum(s) % 3 for s in plain.seen], minlength=3).tolist()
+        # dedup: identical counts, every distinct sample classified exactly once
+        assert b.tolist() == a.tolist()
+        assert Counter(dedup.seen) == Counter(set(plain.seen))
+
+
+def test_dedup_certifications_equal_plain_ones(tokenizer):
+    mechanism = DeletionMechanism(tokenizer, 0.9, "word")
+    xs = [mechanism.prepare(t) for t in TEXTS]
+    cert = EditDistanceCertificate(p_del=0.9)
+    runs = {}
+    for dedup in (False, True):
+        engine = MonteCarloEngine(Recorder(), 3, batch_size=16, dedup=dedup)
+        runs[dedup] = engine.certify(xs, mechanism, cert, n0=50, n=1000, alpha=0.05, looks=[100, 1000], seed=2)
+    for plain, dd in zip(runs[False], runs[True]):
+        assert (plain.prediction, plain.radius, plain.top1_lower, plain.looks_used, plain.n_samples) == (
+            dd.prediction, dd.radius, dd.top1_lower, dd.looks_used, dd.n_samples)
+        assert plain.n_queries == plain.n_samples
+        assert dd.n_queries <= dd.n_samples
+    # "bad" has 2 deletion patterns and "" one: dedup classifies each at most once
+    assert runs[True][1].n_queries <= 2 and runs[True][2].n_queries == 1
+
+
+def test_dedup_with_a_real_model_gives_identical_counts(tiny_model_dir):
+    from robusttext import SmoothedTextClassifier
+    from robusttext.models import load_classifier
+
+    model, tok = load_classifier(tiny_model_dir)
+    plain = SmoothedTextClassifier(model, tok, p_del=0.8, dedup=False, batch_size=32, seed=1)
+    dedup = SmoothedTextClassifier(model, tok, p_del=0.8, dedup=True, batch_size=32, seed=1)
+    xs = [plain.mechanism.prepare(t) for t in TEXTS]
+    a = plain.engine.count(xs, plain.mechanism, 300, seed=1)
+    b = dedup.engine.count(xs, dedup.mechanism, 300, seed=1)
+    assert [c.tolist() for c in a] == [c.tolist() for c in b]

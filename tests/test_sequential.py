@@ -1,0 +1,161 @@
+"""Sequential certification: the union-bound guarantee, checked against an exactly enumerated smoothed classifier.
+
+The base classifier is a deterministic toy over the token ids the real ``DeletionMechanism`` produces
+for a 10-word text, so the smoothed distribution P[f(delete(x)) = c] is computable exactly by summing
+over all 2^10 keep-masks with weight p^(deleted) (1 - p)^(kept).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from robusttext.deletion import DeletionMechanism
+from robusttext.engine import MonteCarloEngine, input_rng
+from robusttext.smoothing import default_alpha_weights, default_looks
+from robusttext.stats import EditDistanceCertificate, edit_distance_radius, split_alpha_weighted
+
+TEXT = "the film is a warm , funny and moving story"  # 10 words -> 1024 deletion patterns
+P_DEL = 0.5
+
+
+@pytest.fixture(scope="module")
+def mechanism(minilm_path):
+    from transformers import AutoTokenizer
+
+    return DeletionMechanism(AutoTokenizer.from_pretrained(minilm_path), P_DEL, "word")
+
+
+def make_classifier(mechanism: DeletionMechanism, positive: tuple[str, ...], need: int):
+    """f(sample) = 1 iff at least ``need`` of the ``positive`` words survive (a deterministic toy)."""
+    ids = {mechanism.tokenizer.convert_tokens_to_ids(w) for w in positive}
+
+    def classify(samples):
+        return np.array([int(sum(t in ids for t in s) >= need) for s in samples], dtype=np.int64)
+
+    return classify
+
+
+def exact_distribution(mechanism: DeletionMechanism, classify, text: str) -> np.ndarray:
+    x = mechanism.prepare(text)
+    masks = np.array(list(itertools.product([False, True], repeat=len(x))), dtype=bool)
+    kept = masks.sum(1)
+    weights = (1 - P_DEL) ** kept * P_DEL ** (len(x) - kept)
+    classes = classify(mechanism.encode_kept(x, masks))
+    dist = np.bincount(classes, weights=weights, minlength=2)
+    assert dist.sum() == pytest.approx(1.0)
+    return dist
+
+
+def consistent_with_rate(failures: int, trials: int, alpha: float) -> bool:
+    """One-sided exact binomial test of H0: failure rate <= alpha; rejected only at p < 1e-3."""
+    return bool(stats.binom.sf(failures - 1, trials, alpha) > 1e-3)
+
+
+CASES = {
+    # classifier: class 1 iff >= need of these words survive; exact P[class 0] is well inside (0.5, 1)
+    "two_of_four": (("warm", "funny", "moving", "story"), 2),  # P[class 1] = 11/16
+    "both_of_two": (("warm", "funny"), 2),  # P[class 0] = 3/4
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("futility", [0.0, 0.2])
+def test_sequential_bound_covers_exact_probability_at_stated_rate(mechanism, case, futility):
+    classify = make_classifier(mechanism, *CASES[case])
+    exact = exact_distribution(mechanism, classify, TEXT)
+    assert 0.5 < exact.max() < 0.9, exact
+    engine = MonteCarloEngine(classify, 2, batch_size=256)
+    cert = EditDistanceCertificate(p_del=P_DEL)
+    trials, alpha, n = 400, 0.2, 80
+    looks = default_looks(n)
+    x = mechanism.prepare(TEXT)
+    out = engine.certify(
+        [x] * trials, mechanism, cert, n0=10, n=n, alpha=alpha, looks=looks, seed=3, indices=range(trials),
+        alpha_weights=default_alpha_weights(looks), futility=futility,
+    )
+    failures = 0
+    for c in out:
+        if c.prediction >= 0:
+            failures += c.top1_lower > exact[c.prediction]
+            assert c.radius == edit_distance_radius(c.top1_lower, c.top2_upper, P_DEL)
+        else:
+            assert c.radius == -1
+    assert consistent_with_rate(failures, trials, alpha), (failures, trials)
+    # the test exercises stopping at different looks, not just the last one
+    assert len({c.looks_used for c in out}) >= 2
+
+
+def test_coverage_check_detects_a_bound_that_ignores_the_split(mechanism):
+    # Negative control: 20 looks, each bounded at the *full* alpha, reporting the best of them.
+    # Without the split the union bound is violated and the coverage check must notice.
+    classify = make_classifier(mechanism, *CASES["two_of_four"])
+    exact = exact_distribution(mechanism, classify, TEXT)
+    top = int(np.argmax(exact))
+    cert = EditDistanceCertificate(p_del=P_DEL)
+    trials, alpha = 300, 0.1
+    x = mechanism.prepare(TEXT)
+    failures = 0
+    for i in range(trials):
+        votes = np.cumsum(classify(mechanism.draw(x, 200, input_rng(9, i))) == top)
+        best = 0.0
+        for m in range(10, 201, 10):
+            counts = np.zeros(2, dtype=np.int64)
+            counts[top], counts[1 - top] = votes[m - 1], m - votes[m - 1]
+            best = max(best, cert.bounds(counts, top, alpha).top1_lower)
+        failures += best > exact[top]
+    assert not consistent_with_rate(failures, trials, alpha)
+
+
+def test_unanimous_inputs_stop_at_the_first_look_with_the_largest_radius(mechanism):
+    mechanism = DeletionMechanism(mechanism.tokenizer, 0.9, "word")
+    engine = MonteCarloEngine(lambda s: np.zeros(len(s), dtype=np.int64), 2, batch_size=64)
+    cert = EditDistanceCertificate(p_del=0.9)
+    looks = default_looks(4000)
+    out = engine.certify(
+        [mechanism.prepare(TEXT)], mechanism, cert, n0=100, n=4000, alpha=0.05, looks=looks,
+        alpha_weights=default_alpha_weights(looks),
+    )[0]
+    alpha_1 = split_alpha_weighted(0.05, default_alpha_weights(looks))[0]
+    assert out.looks_used == 1 and out.n_samples == 100 + looks[0]
+    assert out.top1_lower == pytest.approx(alpha_1 ** (1 / looks[0]))  # CP lower bound of k = n
+    assert out.radius == edit_distance_radius(1.0, 0.0, 0.9) == 6
+    # dedup: a 10-word text has at most 2^10 patterns, and far fewer are drawn at p_del = 0.9
+    assert out.n_queries < 0.5 * out.n_samples
+
+
+def test_an_input_that_cannot_win_abstains_early(mechanism):
+    # f is a fair 3-sided die on the sample's content: no class can reach a radius, so the input stops early.
+    engine = MonteCarloEngine(lambda s: np.array([hash(t) % 3 for t in s], dtype=np.int64), 3)
+    looks = default_looks(4000)
+    out = engine.certify(
+        [mechanism.prepare("a b c d e f g h i j k l m n o p q r s t u v w x y z")], mechanism,
+        EditDistanceCertificate(p_del=0.5), n0=100, n=4000, alpha=0.05, looks=looks,
+        alpha_weights=default_alpha_weights(looks), futility=0.01,
+    )[0]
+    assert out.prediction == -1 and out.radius == -1
+    assert out.looks_used < len(looks)
+
+
+def test_split_alpha_weighted_sums_to_alpha_in_proportion():
+    levels = split_alpha_weighted(0.05, [1, 1, 8])
+    assert sum(levels) == pytest.approx(0.05)
+    assert levels == pytest.approx([0.005, 0.005, 0.04])
+    assert sum(split_alpha_weighted(0.05, default_alpha_weights([200, 1000, 4000]))) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="weights"):
+        split_alpha_weighted(0.05, [1, 0])
+    with pytest.raises(ValueError, match="alpha"):
+        split_alpha_weighted(1.5, [1])
+
+
+def test_bad_sequential_arguments_are_clear_errors(mechanism):
+    engine = MonteCarloEngine(lambda s: np.zeros(len(s), dtype=np.int64), 2)
+    x = [mechanism.prepare(TEXT)]
+    cert = EditDistanceCertificate(p_del=0.9)
+    with pytest.raises(ValueError, match="alpha_weights"):
+        engine.certify(x, mechanism, cert, n0=5, n=100, alpha=0.05, looks=[10, 100], alpha_weights=[1.0])
+    with pytest.raises(ValueError, match="futility"):
+        engine.certify(x, mechanism, cert, n0=5, n=100, alpha=0.05, futility=1.0)
