@@ -113,3 +113,14 @@ def test_unknown_command_and_help(capsys):
     assert "unknown command" in capsys.readouterr().err
     assert main(["--help"]) == 0
     assert "compare" in capsys.readouterr().out
+
+
+def test_registered_as_robusttext_plugin(capsys):
+    from importlib.metadata import entry_points
+
+    from robusttext.cli import main as robusttext_main
+
+    if "vision" not in {ep.name for ep in entry_points(group="robusttext.commands")}:
+        pytest.skip("the vision entry point is not installed (pip install -e .)")
+    assert robusttext_main(["vision", "--help"]) == 0
+    assert "certify" in capsys.readouterr().out
