@@ -164,18 +164,32 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+class _SumOverProcesses(torch.autograd.Function):
+    """Differentiable all-reduce (sum). Every process computes the same penalty from the summed
+    statistics, so the backward sums the incoming gradients too: process k then holds
+    ``N * d penalty / d (its own statistics)``, and DDP's gradient averaging (divide by N) leaves
+    exactly the single-process gradient of the global-batch penalty."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        out = t.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum over processes; differentiable when ``t`` needs a gradient (the backward sums gradients too,
-    so after DDP's gradient averaging each parameter gets exactly the single-process gradient)."""
-    import torch.distributed as dist
-
-    if t.requires_grad:
-        from torch.distributed.nn.functional import all_reduce
-
-        return all_reduce(t)
-    t = t.clone()
-    dist.all_reduce(t)
-    return t
+    """Sum of ``t`` over processes (differentiable)."""
+    return _SumOverProcesses.apply(t)
 
 
 class FishrPenalty:
