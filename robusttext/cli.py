@@ -186,6 +186,10 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "quickstart": ("train + certify on the embedded default (MiniLM, BBC News)", cmd_quickstart),
     "train": ("fine-tune a classifier under deletion noise", cmd_train),
     "certify": ("certify a dataset split with randomized deletion", cmd_certify),
+    "attack": ("TextAttack recipes against the base or the smoothed classifier",
+               lambda argv: __import__("robusttext.attack_commands", fromlist=["_"]).cmd_attack(argv)),
+    "evaluate": ("certify + attack + cross-check + robustness_report.md for one model",
+                 lambda argv: __import__("robusttext.attack_commands", fromlist=["_"]).cmd_evaluate(argv)),
     "dg": ("leave-one-domain-out sweep (ERM vs Fishr), DomainBed-style report", cmd_dg),
 }
 

@@ -1,0 +1,346 @@
+"""TextAttack glue: model wrappers for the base and the smoothed classifier, recipes, resumable runs.
+
+``run_attacks`` is what ``robusttext attack`` runs. It attacks the first N examples of a split with
+TextAttack recipes, either the **base** model (softmax of the clean text) or the **smoothed**
+classifier. The smoothed wrapper returns the class frequencies of ``n`` randomized-deletion samples
+drawn by :class:`robusttext.engine.MonteCarloEngine` from a stream seeded by ``(seed, stable hash of
+the text)``, so the attack sees a deterministic function: the same text always gets the same
+frequencies, in any batch, process or run.
+
+Outputs in ``output_dir``: ``attack_results.jsonl`` (one line per (recipe, example): original and
+perturbed text, result, queries, edits in words and characters) and ``attack_summary.json`` (per
+recipe: attack success rate, accuracy under attack, average perturbed words %, average queries).
+Each recipe writes to ``recipes/<name>/`` as it goes; rerunning the same command resumes.
+
+TextAttack is an optional dependency (``pip install 'robusttext[attack]'``); it is imported only
+when an attack is built, through :func:`robusttext.textattack_env.import_textattack` (offline NLTK).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
+from .deletion import split_units
+from .results import ResultsStore, read_jsonl, write_json
+
+logger = logging.getLogger("robusttext")
+
+#: Recipes that run offline: name -> (TextAttack recipe class, what it needs besides TextAttack).
+RECIPES: dict[str, tuple[str, str | None]] = {
+    "deepwordbug": ("DeepWordBugGao2018", None),
+    "pruthi": ("Pruthi2019", None),
+    "pwws": ("PWWSRen2019", "wordnet"),
+    "input-reduction": ("InputReductionFeng2018", None),
+}
+
+#: Recipes that need resources TextAttack downloads at run time: name -> what is missing offline.
+UNAVAILABLE: dict[str, str] = {
+    "textfooler": "counter-fitted word embeddings (TextAttack downloads 'paragramcf') and the Universal "
+    "Sentence Encoder (TensorFlow Hub; needs tensorflow + tensorflow_hub)",
+    "bae": "the bert-base-uncased masked LM (Hugging Face Hub) and the Universal Sentence Encoder "
+    "(TensorFlow Hub; needs tensorflow + tensorflow_hub)",
+    "textbugger": "GloVe word embeddings (TextAttack downloads them) and the Universal Sentence Encoder "
+    "(TensorFlow Hub; needs tensorflow + tensorflow_hub)",
+    "checklist": "the `checklist` package with its downloaded lexicons and the counter-fitted word embeddings",
+}
+
+#: Recipes whose goal is to change the prediction (input reduction keeps it and shrinks the input).
+UNTARGETED = ("deepwordbug", "pruthi", "pwws")
+
+
+def parse_recipes(spec: str | Sequence[str]) -> list[str]:
+    """Recipe names from ``"a,b"`` or a list; unknown or offline-unavailable names raise a clear error."""
+    names = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if not names:
+        raise ValueError(f"--recipes is empty; choose from {', '.join(RECIPES)}")
+    for name in names:
+        if name in UNAVAILABLE:
+            raise ValueError(
+                f"--recipes {name}: cannot run offline, it needs {UNAVAILABLE[name]}. "
+                f"Offline recipes: {', '.join(RECIPES)}"
+            )
+        if name not in RECIPES:
+            raise ValueError(f"--recipes {name!r}: unknown recipe; choose from {', '.join(RECIPES)}")
+    return list(dict.fromkeys(names))
+
+
+def text_index(text: str) -> int:
+    """A stable 63-bit index of ``text`` (BLAKE2b), naming its Monte Carlo stream in every process."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big") >> 1
+
+
+class BaseModelWrapper:
+    """TextAttack model wrapper of the base classifier: softmax probabilities of the clean text.
+
+    Encodes exactly as certification does (``SmoothedTextClassifier.mechanism``, same truncation) and
+    pads each batch to its longest input.
+    """
+
+    def __init__(self, clf: Any, batch_size: int = 64) -> None:
+        self.clf = clf
+        self.model = clf.model  # TextAttack checks the model's class
+        self.batch_size = int(batch_size)
+
+    def __call__(self, text_input_list: Sequence[str]) -> np.ndarray:
+        mech = self.clf.mechanism
+        encoded = [mech.encode_clean(mech.prepare(t)) for t in text_input_list]
+        out = []
+        for start in range(0, len(encoded), self.batch_size):
+            logits = self.clf.logits(encoded[start : start + self.batch_size])
+            out.append(logits.softmax(dim=-1).cpu().numpy())
+        return np.concatenate(out, axis=0) if out else np.zeros((0, self.clf.num_classes))
+
+
+class SmoothedModelWrapper:
+    """TextAttack model wrapper of the smoothed classifier: class frequencies over ``n`` deletion samples.
+
+    Frequencies are Monte Carlo estimates of p_c(x) = P[f(delete(x)) = c] from the engine
+    (:meth:`MonteCarloEngine.count`), drawn from ``input_rng(seed, text_index(x))``: a deterministic
+    function of the text for a given ``seed`` and ``n``. Each call costs ``n`` base-model samples per
+    text (fewer forward passes after deduplication of identical noisy copies).
+    """
+
+    def __init__(self, clf: Any, n: int = 1000, seed: int | None = None) -> None:
+        if int(n) < 1:
+            raise ValueError(f"--attack-n (Monte Carlo samples per smoothed query) must be >= 1, got {n}")
+        self.clf = clf
+        self.model = clf.model
+        self.n = int(n)
+        self.seed = clf.seed if seed is None else int(seed)
+
+    def __call__(self, text_input_list: Sequence[str]) -> np.ndarray:
+        texts = list(text_input_list)
+        if not texts:
+            return np.zeros((0, self.clf.num_classes))
+        mech = self.clf.mechanism
+        prepared = [mech.prepare(t) for t in texts]
+        counts = self.clf.engine.count(prepared, mech, self.n, seed=self.seed, indices=[text_index(t) for t in texts])
+        return np.stack(counts).astype(np.float64) / self.n
+
+
+def build_attack(recipe: str, wrapper: Any, query_budget: int | None = None) -> Any:
+    """The TextAttack ``Attack`` of ``recipe`` against ``wrapper`` (offline; see :data:`RECIPES`)."""
+    from .textattack_env import import_textattack, require_wordnet
+
+    (name,) = parse_recipes([recipe])
+    cls_name, needs = RECIPES[name]
+    if needs == "wordnet":
+        require_wordnet(f"recipe {name}")
+    import_textattack()
+    import textattack.attack_recipes as recipes
+
+    attack = getattr(recipes, cls_name).build(wrapper)
+    if query_budget is not None:
+        attack.goal_function.query_budget = int(query_budget)
+    return attack
+
+
+def edit_distance(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """Levenshtein distance between two sequences (unit cost insert / delete / substitute)."""
+    from rapidfuzz.distance import Levenshtein
+
+    return int(Levenshtein.distance(list(a), list(b)))
+
+
+def unit_edits(original: str, perturbed: str, unit: str, tokenizer: Any = None) -> int:
+    """Edits between two texts counted in ``unit`` (word = whitespace-separated run, char, token),
+    the unit in which RS-Del radii are stated."""
+    if unit == "token":
+        if tokenizer is None:
+            raise ValueError("edits in token units need the model's tokenizer")
+        a, b = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in (original, perturbed))
+        return edit_distance(a, b)
+    return edit_distance(split_units(original, unit), split_units(perturbed, unit))
+
+
+def result_record(result: Any, index: int, recipe: str, target: str, label: int, seconds: float) -> dict:
+    """One ``attack_results.jsonl`` line from a TextAttack ``AttackResult``."""
+    kind = type(result).__name__.replace("AttackResult", "").lower()  # successful/failed/skipped/maximized
+    orig = result.original_result
+    pert = result.perturbed_result
+    original_text = orig.attacked_text.text
+    perturbed_text = pert.attacked_text.text
+    modified = len(orig.attacked_text.all_words_diff(pert.attacked_text)) if kind != "skipped" else 0
+    return {
+        "index": int(index),
+        "recipe": recipe,
+        "target": target,
+        "label": int(label),
+        "result": kind,
+        "original_text": original_text,
+        "perturbed_text": perturbed_text,
+        "original_prediction": int(orig.output),
+        "perturbed_prediction": int(pert.output),
+        "num_queries": int(pert.num_queries),
+        "words_modified": int(modified),
+        "perturbed_words_pct": 100.0 * modified / max(1, orig.attacked_text.num_words),
+        "word_edits": unit_edits(original_text, perturbed_text, "word"),
+        "char_edits": unit_edits(original_text, perturbed_text, "char"),
+        "seconds": round(float(seconds), 4),
+    }
+
+
+def summarize_recipe(records: Sequence[dict]) -> dict[str, Any]:
+    """TextAttack's attack summary for one recipe's records.
+
+    ``original_accuracy`` = (total - skipped) / total; ``accuracy_under_attack`` = failed / total (for
+    input reduction, which never flips, = (failed + maximized) / total); ``attack_success_rate`` =
+    successful / (successful + failed); ``avg_perturbed_words_pct`` and mean edits over successful
+    attacks; ``avg_num_queries`` over attacked (non-skipped) examples.
+    """
+    total = len(records)
+    by = {k: [r for r in records if r["result"] == k] for k in ("successful", "failed", "skipped", "maximized")}
+    n_succ, n_fail, n_skip, n_max = (len(by[k]) for k in ("successful", "failed", "skipped", "maximized"))
+    attacked = [r for r in records if r["result"] != "skipped"]
+    succ = by["successful"]
+
+    def mean(values: list[float]) -> float | None:
+        return float(np.mean(values)) if values else None
+
+    return {
+        "num_examples": total,
+        "successful": n_succ,
+        "failed": n_fail,
+        "skipped": n_skip,
+        "maximized": n_max,
+        "original_accuracy": (total - n_skip) / total if total else None,
+        "accuracy_under_attack": (n_fail + n_max) / total if total else None,
+        "attack_success_rate": n_succ / (n_succ + n_fail) if n_succ + n_fail else None,
+        "avg_perturbed_words_pct": mean([r["perturbed_words_pct"] for r in succ]),
+        "avg_word_edits": mean([r["word_edits"] for r in succ]),
+        "avg_char_edits": mean([r["char_edits"] for r in succ]),
+        "avg_num_queries": mean([r["num_queries"] for r in attacked]),
+        "seconds": float(sum(r.get("seconds", 0.0) for r in records)),
+    }
+
+
+def make_classifier(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, device: Any = None):
+    """Load ``data.model`` and wrap it as a :class:`SmoothedTextClassifier` with these parameters."""
+    from .models import load_classifier
+    from .pipelines import autocast_dtype
+    from .smoothing import SmoothedTextClassifier
+
+    model, tokenizer = load_classifier(data.model)
+    clf = SmoothedTextClassifier(
+        model, tokenizer, p_del=smooth.p_del, unit=smooth.unit, batch_size=cert.batch_size,  # type: ignore[arg-type]
+        max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, device=device,
+    )
+    clf.autocast_dtype = autocast_dtype(cert.precision, clf.device)
+    return clf
+
+
+def validate_attack_args(attack: AttackArguments, cert: CertifyArguments) -> list[str]:
+    """Check the attack options before loading anything; returns the recipe names."""
+    recipes = parse_recipes(attack.recipes)
+    if attack.num_examples is not None and attack.num_examples < 1:
+        raise ValueError(f"--num-examples must be >= 1, got {attack.num_examples}")
+    if attack.query_budget is not None and attack.query_budget < 1:
+        raise ValueError(f"--query-budget must be >= 1, got {attack.query_budget}")
+    n = attack.attack_n or cert.n
+    if attack.smoothed and n < 1:
+        raise ValueError(f"--attack-n must be >= 1, got {n}")
+    if cert.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {cert.batch_size}")
+    return recipes
+
+
+def run_attacks(
+    data: ModelDataArguments,
+    smooth: SmoothingArguments,
+    cert: CertifyArguments,
+    attack: AttackArguments,
+    clf: Any = None,
+) -> dict:
+    """Attack the first ``attack.num_examples`` examples with every recipe; returns the summary.
+
+    Shards examples over ``accelerate`` processes (``todo[rank::N]``), appends finished records to
+    per-recipe part files, resumes on rerun, refuses an output folder of other parameters, and on the
+    main process writes ``attack_results.jsonl`` and ``attack_summary.json`` in ``cert.output_dir``.
+    ``clf`` may pass an already loaded :class:`SmoothedTextClassifier` (as ``robusttext evaluate`` does).
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from .data import load_text_dataset
+    from .pipelines import model_label_names, versions
+
+    recipes = validate_attack_args(attack, cert)
+    state = PartialState()
+    if clf is None:
+        clf = make_classifier(data, smooth, cert, device=state.device)
+    max_examples = attack.num_examples if attack.num_examples is not None else data.max_examples
+    ds = load_text_dataset(
+        data.dataset, data.split, data.dataset_config, data.text_column, data.label_column,
+        label_names=model_label_names(clf.model.config), max_examples=max_examples,
+    )
+    target = "smoothed" if attack.smoothed else "base"
+    n_attack = int(attack.attack_n or cert.n)
+    wrapper = SmoothedModelWrapper(clf, n=n_attack, seed=cert.seed) if attack.smoothed else BaseModelWrapper(clf, cert.batch_size)
+    base_params = {
+        "task": "attack",
+        "model": data.model,
+        "dataset": data.dataset,
+        "dataset_config": data.dataset_config,
+        "split": data.split,
+        "text_column": data.text_column,
+        "label_column": data.label_column,
+        "max_length": data.max_length,
+        "num_examples": len(ds),
+        "target": target,
+        "query_budget": attack.query_budget,
+        **({**asdict(smooth), "attack_n": n_attack, "seed": cert.seed} if attack.smoothed else {}),
+    }
+    out = Path(cert.output_dir)
+    texts, gold = ds.texts, ds.labels
+    for recipe in recipes:
+        store = ResultsStore(out / "recipes" / recipe, {**base_params, "recipe": recipe}, rank=state.process_index)
+        if cert.overwrite_output_dir and state.is_main_process:
+            store.clear()
+        state.wait_for_everyone()
+        store.check_params(write=False)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            store.check_params(write=True)
+        finished = store.finished()
+        mine = [i for i in range(len(ds)) if i not in finished][state.process_index :: state.num_processes]
+        if not mine:
+            continue
+        built = build_attack(recipe, wrapper, attack.query_budget)
+        bar = tqdm(total=len(mine), desc=f"{recipe} [{state.process_index}]", disable=not state.is_local_main_process)
+        for i in mine:
+            start = time.perf_counter()
+            result = built.attack(texts[i], int(gold[i]))
+            store.append([result_record(result, i, recipe, target, gold[i], time.perf_counter() - start)])
+            bar.update(1)
+        bar.close()
+    state.wait_for_everyone()
+
+    if state.is_main_process:
+        records: list[dict] = []
+        summary: dict[str, Any] = {"target": target, "recipes": {}, "parameters": base_params, "versions": versions()}
+        for recipe in recipes:
+            recs = ResultsStore(out / "recipes" / recipe, {}, name="results").finalize()
+            records += recs
+            summary["recipes"][recipe] = summarize_recipe(recs)
+        tmp = out / "attack_results.jsonl.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+        tmp.replace(out / "attack_results.jsonl")
+        write_json(out / "attack_summary.json", summary)
+    state.wait_for_everyone()
+    return json.loads((out / "attack_summary.json").read_text())
+
+
+def load_attack_records(output_dir: str | Path) -> list[dict]:
+    """The records of ``attack_results.jsonl`` in ``output_dir``."""
+    return read_jsonl(Path(output_dir) / "attack_results.jsonl")

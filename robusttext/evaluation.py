@@ -1,0 +1,247 @@
+"""``robusttext evaluate``: certified and empirical robustness of one model in one report.
+
+For the first N examples of a split: certify with RS-Del (:func:`robusttext.pipelines.certify_dataset`:
+clean accuracy, smoothed accuracy, certified-accuracy curve), attack with TextAttack recipes
+(:func:`robusttext.attacks.run_attacks`, against the smoothed and/or the base classifier), cross-check
+the two (:func:`robusttext.crosscheck.crosscheck`: successful attacks inside a certified radius,
+confirmed by the smoothed PREDICT), and write ``robustness_report.md``, ``evaluation_summary.json``,
+``certified_accuracy.png`` and ``attack_accuracy.png`` in ``output_dir``. Metrics go through the local
+``evaluate`` modules in :mod:`robusttext.metrics`. Every stage resumes (each writes its own
+incremental results under ``output_dir``), and every stage shards over ``accelerate`` processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .arguments import AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments
+from .results import read_jsonl, write_json
+
+logger = logging.getLogger("robusttext")
+
+
+def attack_targets(ev: EvaluateArguments) -> list[str]:
+    """The attack targets of ``--attack-target``."""
+    if ev.attack_target not in ("smoothed", "base", "both"):
+        raise ValueError(f"--attack-target must be smoothed, base or both, got {ev.attack_target!r}")
+    return ["smoothed", "base"] if ev.attack_target == "both" else [ev.attack_target]
+
+
+def evaluate_model(
+    data: ModelDataArguments,
+    smooth: SmoothingArguments,
+    cert: CertifyArguments,
+    attack: AttackArguments,
+    ev: EvaluateArguments,
+) -> dict[str, Any]:
+    """Certify, attack, cross-check and report; returns ``evaluation_summary.json``'s content.
+
+    ``data.max_examples`` examples are certified; the first ``attack.num_examples`` of them (default:
+    all) are attacked. ``ev.attack_target`` decides which classifier the attacks target (the smoothed
+    wrapper uses ``attack.attack_n`` Monte Carlo samples per query, default ``cert.n``).
+    """
+    from accelerate import PartialState
+
+    from .attacks import make_classifier, parse_recipes, run_attacks, text_index
+    from .crosscheck import crosscheck
+    from .pipelines import certify_dataset, validate_certify_args
+
+    validate_certify_args(data, smooth, cert)
+    parse_recipes(attack.recipes)
+    targets = attack_targets(ev)
+    if not (0.0 < ev.significance < 1.0):
+        raise ValueError(f"--significance must be in (0, 1), got {ev.significance}")
+    if ev.confirm_n < 1:
+        raise ValueError(f"--confirm-n must be >= 1, got {ev.confirm_n}")
+    state = PartialState()
+    out = Path(cert.output_dir)
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    cert_summary = certify_dataset(data, smooth, replace(cert, output_dir=str(out / "certify")))
+    timings["certify_seconds"] = time.perf_counter() - start
+
+    clf = make_classifier(data, smooth, cert, device=state.device)
+    num_attacked = attack.num_examples if attack.num_examples is not None else data.max_examples
+    attack_summaries: dict[str, dict] = {}
+    for target in targets:
+        start = time.perf_counter()
+        args = replace(attack, smoothed=(target == "smoothed"), num_examples=num_attacked)
+        attack_summaries[target] = run_attacks(
+            data, smooth, replace(cert, output_dir=str(out / f"attack_{target}")), args, clf=clf
+        )
+        timings[f"attack_{target}_seconds"] = time.perf_counter() - start
+
+    if state.is_main_process:
+        start = time.perf_counter()
+        cert_records = read_jsonl(out / "certify" / "results.jsonl")
+        attack_records = [r for t in targets for r in read_jsonl(out / f"attack_{t}" / "attack_results.jsonl")]
+
+        def confirm(texts: list[str]) -> list[int]:
+            preds = clf.predict(texts, n=ev.confirm_n, alpha=cert.alpha, indices=[text_index(t) for t in texts])
+            return [p.prediction for p in preds]
+
+        cc = crosscheck(
+            cert_records, attack_records, smooth.unit, cert.alpha, confirm=confirm, confirm_alpha=cert.alpha,
+            significance=ev.significance, tokenizer=clf.tokenizer,
+        )
+        timings["crosscheck_seconds"] = time.perf_counter() - start
+        summary = build_summary(data, smooth, cert, ev, cert_summary, cert_records, attack_summaries, cc, timings)
+        if not cc["sound"]:
+            logger.error(cc["message"])
+        write_json(out / "evaluation_summary.json", summary)
+        write_json(out / "crosscheck.json", cc)
+        shutil.copyfile(out / "certify" / "certified_accuracy.png", out / "certified_accuracy.png")
+        plot_attack_accuracy(summary, out / "attack_accuracy.png")
+        (out / "robustness_report.md").write_text(robustness_markdown(summary, cert_summary, cc), encoding="utf-8")
+    state.wait_for_everyone()
+    return json.loads((out / "evaluation_summary.json").read_text())
+
+
+def build_summary(
+    data: ModelDataArguments,
+    smooth: SmoothingArguments,
+    cert: CertifyArguments,
+    ev: EvaluateArguments,
+    cert_summary: dict,
+    cert_records: list[dict],
+    attack_summaries: dict[str, dict],
+    cc: dict,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """Headline numbers, computed with the local ``evaluate`` metric modules."""
+    from .metrics import load_metric
+
+    refs = [int(r["label"]) for r in cert_records]
+    accuracy = load_metric("accuracy")
+    clean = accuracy.compute(predictions=[int(r["clean_prediction"]) for r in cert_records], references=refs)
+    smoothed = accuracy.compute(predictions=[int(r["prediction"]) for r in cert_records], references=refs)
+    radii = [int(k) for k in cert_summary["certified_accuracy"]]
+    certified = load_metric("certified_accuracy").compute(
+        predictions=[int(r["prediction"]) for r in cert_records], references=refs,
+        radii=[float(r["radius"]) for r in cert_records], radius=radii,
+    )["certified_accuracy"]
+    under_attack = {
+        target: {name: s["accuracy_under_attack"] for name, s in summ["recipes"].items()}
+        for target, summ in attack_summaries.items()
+    }
+    return {
+        "model": data.model,
+        "dataset": data.dataset,
+        "split": data.split,
+        "num_examples": len(cert_records),
+        "num_attacked": {t: next(iter(s["recipes"].values()))["num_examples"] for t, s in attack_summaries.items() if s["recipes"]},
+        "unit": smooth.unit,
+        "p_del": smooth.p_del,
+        "alpha": cert.alpha,
+        "clean_accuracy": clean["accuracy"],
+        "smoothed_accuracy": smoothed["accuracy"],
+        "certified_accuracy": certified,
+        "median_certified_radius": cert_summary["median_certified_radius"],
+        "accuracy_under_attack": under_attack,
+        "attacks": {t: s["recipes"] for t, s in attack_summaries.items()},
+        "attack_parameters": {t: s["parameters"] for t, s in attack_summaries.items()},
+        "crosscheck": {k: v for k, v in cc.items() if k != "violations"},
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "certify_parameters": cert_summary["parameters"],
+        "evaluate_parameters": {"attack_target": ev.attack_target, "confirm_n": ev.confirm_n, "significance": ev.significance},
+        "versions": cert_summary.get("versions"),
+    }
+
+
+def plot_attack_accuracy(summary: dict, path: str | Path) -> None:
+    """Bar chart: clean, smoothed, certified (r >= 1) accuracy and accuracy under each attack."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["clean", "smoothed", "certified r>=1"]
+    values = [summary["clean_accuracy"], summary["smoothed_accuracy"], summary["certified_accuracy"].get("1", 0.0)]
+    for target, recipes in summary["accuracy_under_attack"].items():
+        for recipe, acc in recipes.items():
+            names.append(f"{recipe}\n({target})")
+            values.append(acc or 0.0)
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(names)), 3.6), dpi=120)
+    ax.bar(range(len(names)), values, color=["#4c72b0"] * 3 + ["#dd8452"] * (len(names) - 3))
+    ax.set_xticks(range(len(names)), names, fontsize=7)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("Accuracy: clean, certified, under attack")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x: float | None, fmt: str = ".1f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def robustness_markdown(summary: dict, cert_summary: dict, cc: dict) -> str:
+    """``robustness_report.md``: a model-card section with certified and empirical robustness."""
+    from .report import certification_markdown
+
+    lines = [
+        f"# Robustness report: `{summary['model']}`",
+        "",
+        f"Dataset `{summary['dataset']}` split `{summary['split']}`, {summary['num_examples']} examples. "
+        f"Wall time: {sum(summary['timings'].values()):.0f} s ({', '.join(f'{k} {v:.0f}' for k, v in summary['timings'].items())}).",
+        "",
+        "| clean accuracy | smoothed accuracy | certified accuracy (r >= 1) | median certified radius |",
+        "|---|---|---|---|",
+        f"| {_pct(summary['clean_accuracy'])} | {_pct(summary['smoothed_accuracy'])} | "
+        f"{_pct(summary['certified_accuracy'].get('1'))} | {summary['median_certified_radius']:g} {summary['unit']}s |",
+        "",
+        certification_markdown(cert_summary, summary["unit"]),
+        "![certified accuracy](certified_accuracy.png)",
+        "",
+        "## Empirical robustness (TextAttack)",
+        "",
+        "| target | recipe | examples | original accuracy | accuracy under attack | attack success rate | "
+        "avg perturbed words | avg word edits | avg queries |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for target, recipes in summary["attacks"].items():
+        for recipe, s in recipes.items():
+            lines.append(
+                f"| {target} | {recipe} | {s['num_examples']} | {_pct(s['original_accuracy'])} | "
+                f"{_pct(s['accuracy_under_attack'])} | {_pct(s['attack_success_rate'])} | "
+                f"{_num(s['avg_perturbed_words_pct'])}% | {_num(s['avg_word_edits'])} | {_num(s['avg_num_queries'])} |"
+            )
+    params = summary.get("attack_parameters", {}).get("smoothed")
+    if params:
+        lines += ["", f"The smoothed target answers each query with class frequencies of {params.get('attack_n')} "
+                  f"deletion samples (p_del = {params.get('p_del')}, seed {params.get('seed')}, fixed per text)."]
+    lines += [
+        "",
+        "Input reduction removes words while the prediction stays the same: its accuracy under attack is the "
+        "original accuracy, and its perturbed-words share says how much of each input the model ignores.",
+        "",
+        "![accuracy under attack](attack_accuracy.png)",
+        "",
+        "## Cross-check: certificates vs attacks",
+        "",
+        ("**" + cc["message"] + "**") if not cc["sound"] else cc["message"],
+        "",
+        f"Certified inputs: {cc['n_certified']}; successful attacks within the certified radius ({cc['unit']} edits): "
+        f"{cc['n_candidates']}; confirmed by the smoothed PREDICT: {cc['n_violations']} inputs "
+        f"(allowed at alpha: {cc['allowed']}, p = {cc['pvalue']:.3g}).",
+        "",
+        "| recipe | successful attacks on certified inputs | within radius | confirmed violations |",
+        "|---|---|---|---|",
+    ]
+    for recipe, c in cc["per_recipe"].items():
+        lines.append(f"| {recipe} | {c['successful_on_certified']} | {c['candidates']} | {c['violations']} |")
+    lines.append("")
+    return "\n".join(lines)
