@@ -139,8 +139,9 @@ def split_domains(
 ) -> dict[str, dict[str, list[int]]]:
     """Per domain, row indices of a training part and a validation part (DomainBed's in/out split).
 
-    Each domain's rows are shuffled with ``seed`` (data seed, fixed across runs), capped at
-    ``max_per_domain``, and the first ``round(val_fraction * n)`` become validation.
+    Each domain's rows are shuffled with ``seed`` (data seed, fixed across runs); ``all`` is that
+    whole order (a held-out domain is tested on its first rows), ``val`` and ``train`` split the
+    first ``max_per_domain`` rows: the first ``round(val_fraction * n)`` become validation.
     """
     if not (0.0 < val_fraction < 1.0):
         raise ValueError(f"--val-fraction must be in (0, 1), got {val_fraction}")
@@ -150,9 +151,10 @@ def split_domains(
     col = np.asarray([str(d) for d in dataset["domain"]])
     out = {}
     for d in sorted(set(col.tolist())):
-        rows = rng.permutation(np.flatnonzero(col == d))[: max_per_domain or None]
+        order = rng.permutation(np.flatnonzero(col == d))
+        rows = order[: max_per_domain or None]
         n_val = max(1, int(round(val_fraction * len(rows))))
-        out[d] = {"val": rows[:n_val].tolist(), "train": rows[n_val:].tolist(), "all": rows.tolist()}
+        out[d] = {"val": rows[:n_val].tolist(), "train": rows[n_val:].tolist(), "all": order.tolist()}
     return out
 
 

@@ -97,10 +97,12 @@ def test_split_domains_is_disjoint_and_capped():
 
     ds = datasets.Dataset.from_dict({"domain": ["a"] * 20 + ["b"] * 7})
     parts = split_domains(ds, 0.2, max_per_domain=10)
-    assert len(parts["a"]["all"]) == 10 and len(parts["a"]["val"]) == 2 and len(parts["a"]["train"]) == 8
-    assert len(parts["b"]["all"]) == 7 and len(parts["b"]["val"]) == 1
+    assert len(parts["a"]["all"]) == 20 and len(parts["a"]["val"]) == 2 and len(parts["a"]["train"]) == 8
+    assert len(parts["b"]["all"]) == 7 and len(parts["b"]["val"]) == 1 and len(parts["b"]["train"]) == 6
     for p in parts.values():
-        assert not set(p["val"]) & set(p["train"]) and sorted(p["val"] + p["train"]) == sorted(p["all"])
+        assert not set(p["val"]) & set(p["train"])
+        assert p["val"] + p["train"] == p["all"][: len(p["val"]) + len(p["train"])]  # the capped prefix
+        assert sorted(p["all"]) == sorted(set(p["all"]))
     assert all(ds[i]["domain"] == "a" for i in parts["a"]["all"])
     assert parts == split_domains(ds, 0.2, max_per_domain=10)  # fixed data seed
     with pytest.raises(ValueError, match="--val-fraction"):
@@ -163,13 +165,14 @@ def test_leave_one_domain_out_sweep_writes_table_and_resumes(tiny_model_dir, tmp
     out = tmp_path / "dg"
     argv = ["dg", "--model", tiny_model_dir, "--dataset", str(data), "--test-domains", "a", "c",
             "--algorithms", "erm,fishr", "--max-steps", "2", "--eval-steps", "1", "--per-device-train-batch-size", "4",
-            "--use-cpu", "--report-to", "none", "--output-dir", str(out), "--max-length", "16", "--disable-tqdm", "true"]
+            "--use-cpu", "--report-to", "none", "--output-dir", str(out), "--max-length", "16", "--disable-tqdm", "true",
+            "--max-per-domain", "10", "--max-test-examples", "11"]
     assert main(argv) == 0
     res = json.loads((out / "dg_results.json").read_text())
     assert [(r["algorithm"], r["heldout"]) for r in res["runs"]] == [("erm", "a"), ("fishr", "a"), ("erm", "c"), ("fishr", "c")]
     for r in res["runs"]:
         assert r["train_domains"] == sorted({"a", "b", "c"} - {r["heldout"]})
-        assert r["n_train"] + r["n_val"] == 24 and r["n_test"] == 12
+        assert (r["n_train"], r["n_val"], r["n_test"]) == (16, 4, 11)  # 2 domains x (8 + 2); test not capped by 10
         assert [t["step"] for t in r["trace"]] == [1, 2]
         best = max(r["trace"], key=lambda t: (t["val_accuracy"], -t["step"]))
         assert r["test_accuracy"] == best["test_accuracy"]
