@@ -204,7 +204,7 @@ def plugin_commands() -> dict[str, tuple[str, Callable[[Sequence[str]], int]]]:
         def run(argv: Sequence[str], _ep: Any = ep) -> int:
             return _ep.load()(argv)
 
-        found[ep.name] = (f"(plugin {ep.value})", run)
+        found[ep.name] = (f"plugin subcommands ({ep.value}; robusttext {ep.name} --help)", run)
     return found
 
 
