@@ -8,7 +8,8 @@ Sources:
 * a Hub dataset id (``glue`` with ``--dataset-config sst2``, ``ag_news``, ...), via ``datasets.load_dataset``;
 * a local ``.tsv``/``.csv``/``.jsonl``/``.json``/``.parquet`` file (the whole file is the split);
 * a local folder holding one such file per split (``train.tsv``, ``test.tsv``, ...), or one folder per
-  class holding ``.txt`` documents (split 80/20 into ``train``/``test``, stratified, seed 0);
+  class holding ``.txt`` documents (duplicate documents dropped, then split 80/20 into ``train``/``test``,
+  stratified, seed 0);
 * a local folder holding one such file per *domain* (no file named after a split, e.g.
   ``books.jsonl``, ``dvd.jsonl``): split ``all`` (or ``train``) is every file concatenated, with a
   ``domain`` column from the file name where a file has none; held-out domains are chosen by
@@ -156,7 +157,10 @@ def _holdout(full: Any, split: str, source: str) -> Any:
         raise ValueError(f"--split must be train, test, validation or all for {source}, got {split!r}")
     if split == "all":
         return full
-    full = full.class_encode_column("label")
+    # Corpora like BBC News hold verbatim duplicate documents; keep one copy so none straddles the split.
+    seen: set[str] = set()
+    first = [i for i, t in enumerate(full["text"]) if not (t in seen or seen.add(t))]
+    full = full.select(first).class_encode_column("label")
     parts = full.train_test_split(test_size=HOLDOUT_FRACTION, seed=0, stratify_by_column="label")
     part = parts["train" if split == "train" else "test"]
     names = full.features["label"].names
