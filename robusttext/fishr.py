@@ -148,13 +148,14 @@ def head_grad_moments(
     einsums over the batch, without materialising the per-sample gradients.
     """
     valid = (labels >= 0) & (domain_ids >= 0) & (domain_ids < num_domains)
-    r = head_residuals(logits[valid], labels[valid])
-    h = features[valid].to(r.dtype)
-    h = torch.cat([h, torch.ones_like(h[:, :1])], dim=1)
-    m = F.one_hot(domain_ids[valid].long(), num_domains).to(r.dtype)
-    count = m.sum(0)
-    s1 = torch.einsum("nk,nc,nd->kcd", m, r, h).reshape(num_domains, -1)
-    s2 = torch.einsum("nk,nc,nd->kcd", m, r * r, h * h).reshape(num_domains, -1)
+    with torch.autocast(device_type=features.device.type, enabled=False):  # variances need >= fp32
+        r = head_residuals(logits[valid], labels[valid])
+        h = features[valid].to(r.dtype)
+        h = torch.cat([h, torch.ones_like(h[:, :1])], dim=1)
+        m = F.one_hot(domain_ids[valid].long(), num_domains).to(r.dtype)
+        count = m.sum(0)
+        s1 = torch.einsum("nk,nc,nd->kcd", m, r, h).reshape(num_domains, -1)
+        s2 = torch.einsum("nk,nc,nd->kcd", m, r * r, h * h).reshape(num_domains, -1)
     return count, s1, s2
 
 

@@ -171,7 +171,8 @@ def test_float32_penalty_close_to_float64():
         model(x)
         m32(x.float())
         a, b = p64(*c64.take(), y, d), p32(*c32.take(), y, d)
-        assert abs(float(a) - float(b)) <= 1e-5 * abs(float(a)) + 1e-9
+        a, b = float(a.detach()), float(b.detach())
+        assert abs(a - b) <= 1e-5 * abs(a) + 1e-9
 
 
 # ----------------------------------------------------------------- identical domains, EMA, missing domains
@@ -260,3 +261,16 @@ def test_find_head_errors_without_linear_head():
         find_head(NoHead(), num_labels=2)
     with pytest.raises(ValueError, match=">= 2 labels"):
         find_head(NoHead(), num_labels=1)
+
+
+def test_penalty_under_bf16_autocast_is_computed_in_float32():
+    model = tiny_mlp(dtype=torch.float32)
+    cap = HeadCapture(find_head(model, 3))
+    x, y, d = next(_batches(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x.float())
+        feats, logits = cap.take()
+        got = FishrPenalty(3, 0.0)(feats, logits, y, d)
+    assert logits.dtype == torch.bfloat16 and got.dtype == torch.float32
+    expected = FishrPenalty(3, 0.0)(feats.float(), logits.float(), y, d)  # same inputs, no autocast
+    assert float(got) == pytest.approx(float(expected), rel=1e-6)
