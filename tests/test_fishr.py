@@ -273,4 +273,4 @@ def test_penalty_under_bf16_autocast_is_computed_in_float32():
         got = FishrPenalty(3, 0.0)(feats, logits, y, d)
     assert logits.dtype == torch.bfloat16 and got.dtype == torch.float32
     expected = FishrPenalty(3, 0.0)(feats.float(), logits.float(), y, d)  # same inputs, no autocast
-    assert float(got) == pytest.approx(float(expected), rel=1e-6)
+    assert float(got.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
