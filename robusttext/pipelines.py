@@ -9,6 +9,7 @@ own part file, and the main process merges them into one ``results.jsonl`` and w
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 
 from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
 from .deletion import check_deletion_args
-from .results import ResultsStore, write_json
+from .results import ResultsStore, run_sharded, write_json
 from .stats import max_edit_distance_radius
 
 logger = logging.getLogger("robusttext")
@@ -80,7 +81,6 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
     Rerunning the same command resumes; a folder of other parameters is refused.
     """
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     from .data import load_text_dataset
     from .models import load_classifier
@@ -109,58 +109,41 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         **asdict(smooth),
         **{k: getattr(cert, k) for k in ("n0", "n", "alpha", "looks", "top2", "seed")},
     }
-    store = ResultsStore(cert.output_dir, params, rank=state.process_index)
-    if cert.overwrite_output_dir and state.is_main_process:
-        store.clear()
-    state.wait_for_everyone()
-    store.check_params(write=False)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        store.check_params(write=True)
+    store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
 
     clf = SmoothedTextClassifier(
         model, tokenizer, p_del=smooth.p_del, unit=smooth.unit, batch_size=cert.batch_size,
         max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, top2=cert.top2,  # type: ignore[arg-type]
         device=state.device, autocast_dtype=autocast_dtype(cert.precision, state.device),
     )
-    finished = store.finished()
-    todo = [i for i in range(len(ds)) if i not in finished]
-    mine = todo[state.process_index :: state.num_processes]
-    if finished and state.is_main_process:
-        logger.warning("resuming in %s: %d of %d inputs already done", cert.output_dir, len(finished), len(ds))
     texts, gold = ds.texts, ds.labels
-    bar = tqdm(total=len(mine), desc=f"certify [{state.process_index}]", disable=not state.is_local_main_process)
-    for start in range(0, len(mine), cert.chunk_size):
-        idx = mine[start : start + cert.chunk_size]
-        chunk = [texts[i] for i in idx]
-        certs = clf.certify(chunk, n0=cert.n0, n=cert.n, alpha=cert.alpha, looks=cert.parsed_looks(), indices=idx)
-        clean = clf.base_predict(chunk)
-        records = []
-        for i, c, cp in zip(idx, certs, clean):
-            records.append(
-                {
-                    "index": i,
-                    "label": gold[i],
-                    "prediction": c.prediction,
-                    "radius": c.radius,
-                    "top1_lower": c.top1_lower,
-                    "top2_upper": c.top2_upper,
-                    "correct": bool(c.prediction == gold[i]),
-                    "clean_prediction": int(cp),
-                    "n_queries": c.n_queries,
-                    "n_samples": c.n_samples,
-                    "looks_used": c.looks_used,
-                    "seconds": round(c.seconds, 4),
-                }
-            )
-        store.append(records)
-        bar.update(len(idx))
-    bar.close()
-    state.wait_for_everyone()
+    looks = cert.parsed_looks()
 
+    def certify_chunk(idx: list[int]) -> list[dict]:
+        chunk = [texts[i] for i in idx]
+        certs = clf.certify(chunk, n0=cert.n0, n=cert.n, alpha=cert.alpha, looks=looks, indices=idx)
+        clean = clf.base_predict(chunk)
+        return [
+            {
+                "index": i,
+                "label": gold[i],
+                "prediction": c.prediction,
+                "radius": c.radius,
+                "top1_lower": c.top1_lower,
+                "top2_upper": c.top2_upper,
+                "correct": bool(c.prediction == gold[i]),
+                "clean_prediction": int(cp),
+                "n_queries": c.n_queries,
+                "n_samples": c.n_samples,
+                "looks_used": c.looks_used,
+                "seconds": round(c.seconds, 4),
+            }
+            for i, c, cp in zip(idx, certs, clean)
+        ]
+
+    records = run_sharded(store, state, len(ds), certify_chunk, cert.chunk_size)
     out = Path(cert.output_dir)
-    if state.is_main_process:
-        records = store.finalize()
+    if records is not None:
         radii = list(range(0, max_edit_distance_radius(smooth.p_del) + 1))
         summary = summarize_certification(records, params, radii)
         summary["unit"] = smooth.unit
@@ -173,6 +156,4 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         )
         (out / "report.md").write_text(certification_markdown(summary, smooth.unit), encoding="utf-8")
     state.wait_for_everyone()
-    import json
-
-    return json.loads((out / "summary.json").read_text())
+    return json.loads((out / "summary.json").read_text(encoding="utf-8"))

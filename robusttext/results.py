@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 CONFIG_NAME = "run_config.json"
 
@@ -145,3 +145,42 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def run_sharded(
+    store: ResultsStore,
+    state: Any,
+    num_items: int,
+    process_chunk: Callable[[list[int]], Sequence[dict]],
+    chunk_size: int,
+    desc: str = "certify",
+) -> list[dict] | None:
+    """Process items ``0..num_items-1`` over all processes, resumably; return the merged records.
+
+    Items already finished in ``store`` are skipped; the rest are dealt out by position
+    (``todo[rank::world]``) and handed to ``process_chunk`` ``chunk_size`` at a time, whose records
+    (one dict with an ``index`` per item) are appended as soon as they are done, with a progress bar.
+    After every process is done, the main process merges the files and gets the records sorted by
+    index; the other processes get None. ``state`` is an ``accelerate.PartialState``.
+    """
+    from tqdm.auto import tqdm
+
+    finished = store.finished()
+    todo = [i for i in range(num_items) if i not in finished]
+    mine = todo[state.process_index :: state.num_processes]
+    if finished and state.is_main_process:
+        import logging
+
+        logging.getLogger("robusttext").warning(
+            "resuming in %s: %d of %d inputs already done", store.dir, len(finished), num_items
+        )
+    bar = tqdm(total=len(mine), desc=f"{desc} [{state.process_index}]", disable=not state.is_local_main_process)
+    for start in range(0, len(mine), chunk_size):
+        idx = mine[start : start + chunk_size]
+        store.append(process_chunk(idx))
+        bar.update(len(idx))
+    bar.close()
+    state.wait_for_everyone()
+    records = store.finalize() if state.is_main_process else None
+    state.wait_for_everyone()
+    return records
