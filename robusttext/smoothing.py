@@ -25,33 +25,38 @@ from .engine import Certification, MonteCarloEngine, Prediction
 from .stats import EditDistanceCertificate, Top2Rule
 
 
-#: Default futility level of :meth:`SmoothedTextClassifier.certify` (see ``MonteCarloEngine.certify``).
-DEFAULT_FUTILITY = 0.01
+#: Default futility level of :meth:`SmoothedTextClassifier.certify` (see ``MonteCarloEngine.certify``):
+#: an input stops once even a 95% optimistic projection of its remaining votes would not raise its radius.
+DEFAULT_FUTILITY = 0.05
 
 
 def default_looks(n: int) -> list[int]:
-    """The default sequential schedule for ``n`` estimation samples: looks at n/20, n/4 and n.
+    """The default sequential schedule for ``n`` estimation samples: looks at n/20, n/8, 3n/8 and n
+    (200, 500, 1500, 4000 for n = 4000).
 
     At p_del = 0.9 and alpha = 0.05 the RS-Del radius saturates (r = 6) once the top-class lower bound
-    exceeds 0.969, which 200 unanimous samples reach at the first look's level (alpha / 10, see
-    :func:`default_alpha_weights`); so unanimous inputs stop at the first look, and only close calls
-    pay for all ``n`` samples.
+    exceeds 0.969, which 200 unanimous samples reach at the first look's level (alpha / 20, see
+    :func:`default_alpha_weights`); so unanimous inputs stop at the first look, inputs whose radius is
+    settled early stop at the second or third, and only inputs close to a radius threshold pay for
+    all ``n`` samples. (Chosen by simulating the SST-2 radius distribution of a p_del = 0.9 MiniLM:
+    among 3- to 5-look schedules it spent the fewest forward passes at no loss of certified accuracy.)
     """
-    looks = sorted({max(1, n // 20), max(1, n // 4), n})
-    return looks
+    return sorted({max(1, n // 20), max(1, n // 8), max(1, 3 * n // 8), n})
 
 
 def default_alpha_weights(looks: Sequence[int]) -> list[float]:
     """How ``alpha`` is split over ``looks`` (Bonferroni weights, summing to 1).
 
-    The last look gets 80% (its bound is then almost as tight as one look at ``alpha``); the earlier
-    looks share 20%, which is plenty for them: they only need to certify inputs that are (nearly)
+    The last look gets 80% (its bound is then almost as tight as one look at ``alpha``); the look
+    before it 10% and the earlier ones share 10%: they only need to certify inputs that are (nearly)
     unanimous or far from the next radius threshold.
     """
     k = len(looks)
     if k == 1:
         return [1.0]
-    return [0.2 / (k - 1)] * (k - 1) + [0.8]
+    if k == 2:
+        return [0.2, 0.8]
+    return [0.1 / (k - 2)] * (k - 2) + [0.1, 0.8]
 
 
 class SmoothedTextClassifier:
