@@ -131,5 +131,11 @@ class EvaluateArguments:
         default="smoothed",
         metadata={"help": "Model the attacks target: smoothed, base or both.", "choices": ["smoothed", "base", "both"]},
     )
+    smoothed_recipes: Optional[str] = field(
+        default=None, metadata={"help": "Recipes run against the smoothed target (default: --recipes); smoothed queries cost --attack-n samples each."}
+    )
+    smoothed_num_examples: Optional[int] = field(
+        default=None, metadata={"help": "Attack only the first N examples through the smoothed target (default: --num-examples)."}
+    )
     confirm_n: int = field(default=1000, metadata={"help": "Samples of the smoothed PREDICT that confirms a cross-check violation."})
     significance: float = field(default=0.05, metadata={"help": "Flag the cross-check when its binomial-tail p-value is below this."})

@@ -12,7 +12,7 @@ perturbed text, result, queries, edits in words and characters) and ``attack_sum
 recipe: attack success rate, accuracy under attack, average perturbed words %, average queries).
 Each recipe writes to ``recipes/<name>/`` as it goes; rerunning the same command resumes.
 
-TextAttack is an optional dependency (``pip install 'robusttext[attack]'``); it is imported only
+TextAttack is an optional dependency (``pip install 'robusttext[attacks]'``); it is imported only
 when an attack is built, through :func:`robusttext.textattack_env.import_textattack` (offline NLTK).
 """
 

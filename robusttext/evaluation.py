@@ -44,7 +44,8 @@ def evaluate_model(
 
     ``data.max_examples`` examples are certified; the first ``attack.num_examples`` of them (default:
     all) are attacked. ``ev.attack_target`` decides which classifier the attacks target (the smoothed
-    wrapper uses ``attack.attack_n`` Monte Carlo samples per query, default ``cert.n``).
+    wrapper uses ``attack.attack_n`` Monte Carlo samples per query, default ``cert.n``; it runs
+    ``ev.smoothed_recipes`` on the first ``ev.smoothed_num_examples`` examples when those are set).
     """
     from accelerate import PartialState
 
@@ -54,6 +55,8 @@ def evaluate_model(
 
     validate_certify_args(data, smooth, cert)
     parse_recipes(attack.recipes)
+    if ev.smoothed_recipes:
+        parse_recipes(ev.smoothed_recipes)
     targets = attack_targets(ev)
     if not (0.0 < ev.significance < 1.0):
         raise ValueError(f"--significance must be in (0, 1), got {ev.significance}")
@@ -73,6 +76,10 @@ def evaluate_model(
     for target in targets:
         start = time.perf_counter()
         args = replace(attack, smoothed=(target == "smoothed"), num_examples=num_attacked)
+        if target == "smoothed":
+            args = replace(
+                args, recipes=ev.smoothed_recipes or attack.recipes, num_examples=ev.smoothed_num_examples or num_attacked
+            )
         attack_summaries[target] = run_attacks(
             data, smooth, replace(cert, output_dir=str(out / f"attack_{target}")), args, clf=clf
         )

@@ -167,7 +167,7 @@ def import_textattack() -> Any:
             raise ImportError
     except ImportError as err:
         raise ImportError(
-            "attacks need TextAttack: pip install 'robusttext[attack]' (or pip install textattack==0.3.11)"
+            "attacks need TextAttack: pip install 'robusttext[attacks]' (or pip install textattack==0.3.11)"
         ) from err
     setup_offline_nltk()
     # TextAttack's first import runs nltk.download(...) unless this marker exists in its cache dir.

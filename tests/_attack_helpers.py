@@ -66,3 +66,30 @@ def trained_tiny_model(tmp_path_factory, tiny_model_dir: str, data_dir: Path, p_
     tok.save_pretrained(out)
     _CACHE[key] = str(out)
     return str(out)
+
+
+def evaluated_run(tmp_path_factory, tiny_model_dir: str, data_dir: Path) -> tuple[str, str, float]:
+    """``evaluate_model`` on 30 short real SST-2 test sentences with the tiny trained model: certify at
+    p_del = 0.7 (radii 0-1 words), DeepWordBug against the smoothed (20 samples per query) and the base
+    model, alpha = 0.01. Returns (output dir, model dir, p_del); cached per session."""
+    key = f"evaluated:{tiny_model_dir}"
+    if key in _CACHE:
+        return _CACHE[key]  # type: ignore[return-value]
+    from robusttext.arguments import (
+        AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments,
+    )
+    from robusttext.evaluation import evaluate_model
+
+    model = trained_tiny_model(tmp_path_factory, tiny_model_dir, data_dir)
+    tmp = tmp_path_factory.mktemp("evaluate")
+    dataset = short_sst2(data_dir, tmp, 30)
+    out = str(tmp / "out")
+    evaluate_model(
+        ModelDataArguments(model=model, dataset=dataset, split="test", max_length=64, max_examples=30),
+        SmoothingArguments(p_del=0.7, unit="word"),
+        CertifyArguments(n0=50, n=400, alpha=0.01, output_dir=out, batch_size=64),
+        AttackArguments(recipes="deepwordbug", attack_n=20),
+        EvaluateArguments(attack_target="both", confirm_n=400),
+    )
+    _CACHE[key] = (out, model, 0.7)  # type: ignore[assignment]
+    return out, model, 0.7

@@ -15,7 +15,7 @@ import pytest
 from _attack_helpers import levenshtein, short_sst2, trained_tiny_model
 
 if importlib.util.find_spec("textattack") is None:  # importing it needs robusttext's offline NLTK setup
-    pytest.skip("pip install 'robusttext[attack]' for the attack tests", allow_module_level=True)
+    pytest.skip("pip install 'robusttext[attacks]' for the attack tests", allow_module_level=True)
 
 
 def test_import_robusttext_does_not_import_textattack():

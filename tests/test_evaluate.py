@@ -1,0 +1,66 @@
+"""``robusttext evaluate`` end to end on real SST-2: files, numbers recomputed from the per-input records,
+the local ``certified_accuracy`` metric against hand-computed values, CLI errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from _attack_helpers import evaluated_run
+
+if importlib.util.find_spec("textattack") is None:
+    pytest.skip("pip install 'robusttext[attacks]' for the evaluate tests", allow_module_level=True)
+
+
+def test_certified_accuracy_metric_by_hand():
+    from robusttext.metrics import load_metric
+
+    m = load_metric("certified_accuracy")
+    preds, refs, radii = [1, 0, -1, 1, 2], [1, 0, 1, 0, 2], [2, 0, -1, 5, 1]
+    # correct & radius >= r: r=0 -> inputs 0, 1, 4; r=1 -> 0, 4; r=2 -> 0; r=3 -> none
+    assert m.compute(predictions=preds, references=refs, radii=radii, radius=1)["certified_accuracy"] == pytest.approx(2 / 5)
+    curve = m.compute(predictions=preds, references=refs, radii=radii, radius=[0, 1, 2, 3])["certified_accuracy"]
+    assert curve == pytest.approx({"0": 3 / 5, "1": 2 / 5, "2": 1 / 5, "3": 0.0})
+
+
+def test_evaluate_outputs_match_records(tmp_path_factory, tiny_model_dir, data_dir):
+    from robusttext.results import read_jsonl
+
+    out, _, _ = evaluated_run(tmp_path_factory, tiny_model_dir, data_dir)
+    out = Path(out)
+    for name in ("robustness_report.md", "evaluation_summary.json", "crosscheck.json", "certified_accuracy.png",
+                 "attack_accuracy.png", "certify/results.jsonl", "attack_base/attack_results.jsonl",
+                 "attack_smoothed/attack_summary.json"):
+        assert (out / name).exists(), name
+    s = json.loads((out / "evaluation_summary.json").read_text())
+    certs = read_jsonl(out / "certify" / "results.jsonl")
+    assert s["num_examples"] == len(certs) == 30
+    assert s["clean_accuracy"] == pytest.approx(sum(r["clean_prediction"] == r["label"] for r in certs) / 30)
+    assert s["smoothed_accuracy"] == pytest.approx(sum(r["prediction"] == r["label"] for r in certs) / 30)
+    for r_str, value in s["certified_accuracy"].items():
+        hits = sum(r["prediction"] == r["label"] and r["radius"] >= int(r_str) for r in certs)
+        assert value == pytest.approx(hits / 30), r_str
+    for target in ("base", "smoothed"):
+        recs = read_jsonl(out / f"attack_{target}" / "attack_results.jsonl")
+        assert len(recs) == 30 and all(r["target"] == target for r in recs)
+        failed = sum(r["result"] in ("failed", "maximized") for r in recs)
+        assert s["accuracy_under_attack"][target]["deepwordbug"] == pytest.approx(failed / 30)
+        # base attacks skip exactly the inputs the base model gets wrong
+        if target == "base":
+            clean_wrong = {r["index"] for r in certs if r["clean_prediction"] != r["label"]}
+            assert {r["index"] for r in recs if r["result"] == "skipped"} == clean_wrong
+    report = (out / "robustness_report.md").read_text()
+    assert "## Cross-check" in report and "deepwordbug" in report and s["crosscheck"]["message"] in report
+    assert s["crosscheck"]["sound"]
+
+
+def test_evaluate_cli_refuses_bad_options(capsys):
+    from robusttext.cli import main
+
+    assert main(["evaluate", "--recipes", "bae", "--model", "x"]) == 2
+    assert "cannot run offline" in capsys.readouterr().err
+    assert main(["evaluate", "--model", "x", "--significance", "2"]) == 2
+    assert "--significance" in capsys.readouterr().err
