@@ -139,3 +139,15 @@ class EvaluateArguments:
     )
     confirm_n: int = field(default=1000, metadata={"help": "Samples of the smoothed PREDICT that confirms a cross-check violation."})
     significance: float = field(default=0.05, metadata={"help": "Flag the cross-check when its binomial-tail p-value is below this."})
+
+
+@dataclass
+class AugmentArguments:
+    """Adversarial data augmentation during training (TextAttack augmenters, on the fly)."""
+
+    augment: Optional[str] = field(
+        default=None,
+        metadata={"help": "Augmenter: deepwordbug, charswap, swap, deletion, wordnet, eda (default: none)."},
+    )
+    augment_rate: float = field(default=0.5, metadata={"help": "Probability that a training example is augmented, in [0, 1]."})
+    augment_words_pct: float = field(default=0.1, metadata={"help": "Share of an example's words an augmentation changes, in (0, 1]."})

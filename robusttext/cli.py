@@ -99,15 +99,15 @@ def training_defaults(output_dir: str) -> dict[str, Any]:
 
 def cmd_train(argv: Sequence[str]) -> int:
     """Fine-tune under deletion noise (see ``robusttext.training.train_classifier``)."""
-    from .arguments import ModelDataArguments, SmoothingArguments, TrainArguments
+    from .arguments import AugmentArguments, ModelDataArguments, SmoothingArguments, TrainArguments
     from .fishr import FishrTrainingArguments  # TrainingArguments + --fishr-* and --domain-column
     from .training import train_classifier
 
-    data, smooth, train, args = parse(
-        (ModelDataArguments, SmoothingArguments, TrainArguments, FishrTrainingArguments), argv, "robusttext train",
-        defaults={**training_defaults("runs/train"), "split": "train"},
+    data, smooth, train, args, augment = parse(
+        (ModelDataArguments, SmoothingArguments, TrainArguments, FishrTrainingArguments, AugmentArguments), argv,
+        "robusttext train", defaults={**training_defaults("runs/train"), "split": "train"},
     )
-    metrics = train_classifier(data, smooth, train, args)
+    metrics = train_classifier(data, smooth, train, args, augment)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
     return 0
 

@@ -85,12 +85,13 @@ def build_trainer(
 
 
 def train_classifier(
-    data: ModelDataArguments, smooth: SmoothingArguments, train: TrainArguments, args: Any
+    data: ModelDataArguments, smooth: SmoothingArguments, train: TrainArguments, args: Any, augment: Any = None
 ) -> dict:
     """Fine-tune ``data.model`` on ``data.dataset`` under deletion noise; returns the final metrics.
 
     ``args`` is a ``transformers.TrainingArguments``; ``remove_unused_columns`` is forced off so the
     raw text reaches the collator. With ``smooth.p_del == 0`` the model trains without noise.
+    ``augment`` (an ``AugmentArguments``) adds TextAttack augmentation before the deletion noise.
     """
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -127,6 +128,12 @@ def train_classifier(
         compute_metrics=accuracy_metric() if eval_ds is not None else None,
         ignore_mismatched_sizes=train.ignore_mismatched_sizes,
     )
+    if augment is not None and augment.augment:
+        from .augment import AugmentingCollator
+
+        trainer.data_collator = AugmentingCollator(
+            trainer.data_collator, augment, seed=args.seed, active=lambda: trainer.model.training
+        )
     last = None
     if Path(args.output_dir).is_dir() and not args.overwrite_output_dir:
         last = get_last_checkpoint(args.output_dir)
