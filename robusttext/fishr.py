@@ -241,12 +241,14 @@ class FishrPenalty:
         if self.state is None or self.state.shape != var.shape:
             self.state = torch.zeros_like(var.detach())
             self.updates.zero_()
+        elif self.state.device != var.device or self.state.dtype != var.dtype:  # e.g. loaded from a checkpoint
+            self.state = self.state.to(var.device, var.dtype)
         present = [k for k in range(self.num_domains) if float(count[k]) >= self.min_samples]
         self.last_present = len(present)
         smoothed = []
         for k in present:
             prev = self.state[k] if int(self.updates[k]) > 0 else torch.zeros_like(self.state[k])
-            new = self.ema * prev.to(var.device) + (1.0 - self.ema) * var[k]
+            new = self.ema * prev + (1.0 - self.ema) * var[k]
             self.state[k] = new.detach()
             self.updates[k] += 1
             smoothed.append(new / (1.0 - self.ema))  # authors' oneminusema_correction
@@ -294,7 +296,8 @@ class FishrTrainer(Trainer):
         check_fishr_args(self.fishr_lambda, self.fishr_ema, self.fishr_anneal_steps)
         if self.train_dataset is None:
             raise ValueError("FishrTrainer needs a train_dataset with a domain column")
-        self.domains = list(domains) if domains is not None else training_domains(self.train_dataset, self.domain_column)
+        found = training_domains(self.train_dataset, self.domain_column)  # also checks the column exists
+        self.domains = [str(d) for d in domains] if domains is not None else found
         if len(self.domains) < 2:
             raise ValueError(
                 f"Fishr needs at least 2 training domains, got {self.domains} in column {self.domain_column!r}; "
