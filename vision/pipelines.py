@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from robusttext.pipelines import versions
-from robusttext.results import ResultsStore, write_json
+from robusttext.results import ResultsStore, run_sharded, write_json
 
 from .arguments import (
     AttackArguments,
@@ -137,7 +137,6 @@ def certify_images(
     ``report.md``, ``run_config.json`` in ``cert.output_dir``; rerunning resumes; returns the summary.
     """
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     from robusttext.report import plot_certified_accuracy
 
@@ -151,31 +150,24 @@ def certify_images(
     store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
     clf = SmoothedImageClassifier(model, data.num_classes, cert.sigma, batch_size=cert.batch_size, seed=cert.seed,
                                   device=state.device, denoiser=denoiser)
-    finished = store.finished()
-    todo = [i for i in range(len(data)) if i not in finished]
-    mine = todo[state.process_index :: state.num_processes]
-    bar = tqdm(total=len(mine), desc=f"certify {name} [{state.process_index}]", disable=not state.is_local_main_process)
-    for start in range(0, len(mine), cert.chunk_size):
-        idx = mine[start : start + cert.chunk_size]
-        images = data.images[idx]
+
+    def certify_chunk(idx: list[int]) -> list[dict]:
+        images, labels = data.images[idx], data.labels[idx].tolist()
         certs = clf.certify(images, n0=cert.n0, n=cert.n, alpha=cert.alpha, indices=idx)
         clean = clf.base.predict_clean(images)
-        records = []
-        for i, c, cp in zip(idx, certs, clean):
-            label = int(data.labels[i])
-            records.append({
-                "index": i, "label": label, "prediction": c.prediction, "radius": c.radius,
-                "top1_lower": c.top1_lower, "top2_upper": c.top2_upper, "correct": bool(c.prediction == label),
+        return [
+            {
+                "index": i, "label": y, "prediction": c.prediction, "radius": c.radius,
+                "top1_lower": c.top1_lower, "top2_upper": c.top2_upper, "correct": bool(c.prediction == y),
                 "clean_prediction": int(cp), "n_samples": c.n_samples, "n_queries": c.n_queries,
                 "seconds": round(c.seconds, 4),
-            })
-        store.append(records)
-        bar.update(len(idx))
-    bar.close()
-    state.wait_for_everyone()
+            }
+            for i, y, c, cp in zip(idx, labels, certs, clean)
+        ]
+
+    records = run_sharded(store, state, len(data), certify_chunk, cert.chunk_size, desc=f"certify {name}")
     out = Path(cert.output_dir)
-    if state.is_main_process:
-        records = store.finalize()
+    if records is not None:
         summary = summarize_l2(records, params, cert.sigma, cert.n, cert.alpha)
         summary["versions"] = versions()
         write_json(out / "summary.json", summary)
