@@ -127,6 +127,17 @@ class SmoothedModelWrapper:
         return np.stack(counts).astype(np.float64) / self.n
 
 
+def seed_example(seed: int, recipe: str, index: int) -> None:
+    """Seed the global ``random`` / ``numpy.random`` TextAttack draws from (e.g. DeepWordBug's character
+    edits) from (seed, recipe, example index), so an example's attack does not depend on which process
+    runs it or on what ran before (1 process and N processes give the same records)."""
+    import random
+
+    s = text_index(f"{seed}:{recipe}:{index}") % (2**32)
+    random.seed(s)
+    np.random.seed(s)
+
+
 def build_attack(recipe: str, wrapper: Any, query_budget: int | None = None) -> Any:
     """The TextAttack ``Attack`` of ``recipe`` against ``wrapper`` (offline; see :data:`RECIPES`)."""
     from .textattack_env import import_textattack, require_wordnet
@@ -262,7 +273,8 @@ def run_attacks(
 ) -> dict:
     """Attack the first ``attack.num_examples`` examples with every recipe; returns the summary.
 
-    Shards examples over ``accelerate`` processes (``todo[rank::N]``), appends finished records to
+    Shards examples over ``accelerate`` processes (``todo[rank::N]``; every example's attack is seeded
+    by :func:`seed_example`, so the records do not depend on the sharding), appends finished records to
     per-recipe part files, resumes on rerun, refuses an output folder of other parameters, and on the
     main process writes ``attack_results.jsonl`` and ``attack_summary.json`` in ``cert.output_dir``.
     ``clf`` may pass an already loaded :class:`SmoothedTextClassifier` (as ``robusttext evaluate`` does).
@@ -318,6 +330,7 @@ def run_attacks(
         bar = tqdm(total=len(mine), desc=f"{recipe} [{state.process_index}]", disable=not state.is_local_main_process)
         for i in mine:
             start = time.perf_counter()
+            seed_example(cert.seed, recipe, i)
             result = built.attack(texts[i], int(gold[i]))
             store.append([result_record(result, i, recipe, target, gold[i], time.perf_counter() - start)])
             bar.update(1)

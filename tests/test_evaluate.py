@@ -64,3 +64,40 @@ def test_evaluate_cli_refuses_bad_options(capsys):
     assert "cannot run offline" in capsys.readouterr().err
     assert main(["evaluate", "--model", "x", "--significance", "2"]) == 2
     assert "--significance" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_evaluate_script_two_processes_match_one(tmp_path_factory, tiny_model_dir, data_dir, tmp_path):
+    """scripts/evaluate_hub_model.py under ``accelerate launch`` with 2 processes writes the same
+    certification and attack records as one process (per-input seeds, sharded examples)."""
+    import os
+    import subprocess
+    import sys
+
+    from _attack_helpers import short_sst2, trained_tiny_model
+    from robusttext.results import read_jsonl
+
+    root = Path(__file__).resolve().parents[1]
+    model = trained_tiny_model(tmp_path_factory, tiny_model_dir, data_dir)
+    dataset = short_sst2(data_dir, tmp_path, 6)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = str(root / "scripts" / "evaluate_hub_model.py")
+
+    def args(out):
+        return ["--model", model, "--dataset", dataset, "--max-length", "64", "--n0", "30", "--n", "100",
+                "--p-del", "0.7", "--recipes", "deepwordbug", "--attack-target", "both", "--attack-n", "10",
+                "--confirm-n", "100", "--output-dir", str(out)]
+
+    one = subprocess.run([sys.executable, script, *args(tmp_path / "one")], env=env, cwd=root, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    two = subprocess.run([*accelerate, script, *args(tmp_path / "two")], env=env, cwd=root, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+
+    def strip(recs):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in recs]
+
+    for name in ("certify/results.jsonl", "attack_base/attack_results.jsonl", "attack_smoothed/attack_results.jsonl"):
+        assert strip(read_jsonl(tmp_path / "one" / name)) == strip(read_jsonl(tmp_path / "two" / name)), name
