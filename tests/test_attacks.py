@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _attack_helpers import levenshtein, short_sst2, trained_tiny_model
+from _attack_helpers import levenshtein, read_tsv, short_sst2, trained_tiny_model
 
 if importlib.util.find_spec("textattack") is None:  # importing it needs robusttext's offline NLTK setup
     pytest.skip("pip install 'robusttext[attacks]' for the attack tests", allow_module_level=True)
@@ -85,7 +85,7 @@ def test_smoothed_wrapper_is_deterministic(tiny_trained, data_dir):
     from robusttext.smoothing import SmoothedTextClassifier
 
     clf = SmoothedTextClassifier.from_pretrained(tiny_trained, p_del=0.9, max_length=64)
-    texts = [t for t, _ in __import__("_attack_helpers").read_tsv(Path(data_dir) / "sst2" / "test.tsv")[:6]]
+    texts = [t for t, _ in read_tsv(Path(data_dir) / "sst2" / "test.tsv")[:6]]
     w = SmoothedModelWrapper(clf, n=40, seed=3)
     a = w(texts)
     b = w(list(reversed(texts)))[::-1]  # other batch order and neighbours
