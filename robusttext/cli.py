@@ -90,7 +90,10 @@ def cmd_certify(argv: Sequence[str]) -> int:
 
 def training_defaults(output_dir: str) -> dict[str, Any]:
     """Our defaults for ``TrainingArguments`` (any can be overridden on the command line)."""
+    import torch
+
     return dict(
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps (and only works) with CUDA
         output_dir=output_dir, report_to="none", save_strategy="epoch", save_total_limit=1,
         per_device_train_batch_size=16, per_device_eval_batch_size=64, num_train_epochs=1.0,
         logging_steps=20, learning_rate=5e-5,

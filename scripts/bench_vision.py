@@ -7,6 +7,7 @@
    reference ``Smooth.certify``: per image, ``n0`` then ``n`` samples in batches of ``batch_size``),
    with the same base classifier, budget and batch size.
 
+    pip install --no-deps torchattacks==3.5.1   # the baseline; --no-deps: its requests~=2.25 pin breaks datasets
     OMP_NUM_THREADS=1 python scripts/bench_vision.py                       # models from the compare run
     python scripts/bench_vision.py --model-dir runs/vision/compare/models/pgd --images 500
 
@@ -39,7 +40,10 @@ def timed(fn, repeats: int = 1):
 
 
 def bench_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, repeats: int) -> list[dict]:
-    import torchattacks
+    try:
+        import torchattacks
+    except ImportError as err:
+        raise SystemExit("the PGD baseline needs torchattacks: pip install --no-deps torchattacks==3.5.1") from err
 
     rows = []
     for norm, eps in (("linf", 0.3), ("l2", 2.0)):

@@ -2,7 +2,7 @@
 
     python scripts/finetune_rsdel.py --model embedded:minilm-l6 --dataset ../shared/data/sst2 --split train \
         --p-del 0.9 --output-dir runs/sst2_minilm --num-train-epochs 1
-    python scripts/finetune_rsdel.py configs/train_sst2.yaml
+    python scripts/finetune_rsdel.py configs/train_sst2_rsdel.yaml
     accelerate launch --num_processes 2 scripts/finetune_rsdel.py ...       # data-parallel, same Trainer
 
 Any ``transformers.TrainingArguments`` option works (learning rate, epochs, fp16/bf16 on GPUs, gradient
