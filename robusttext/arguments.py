@@ -47,7 +47,12 @@ class CertifyArguments:
     alpha: float = field(default=0.05, metadata={"help": "Failure probability of each certificate, in (0, 1)."})
     looks: str = field(
         default="auto",
-        metadata={"help": "Sequential looks: 'auto' (n/20, n/4, n), 'none' (one look at n), or e.g. '200,1000,4000'."},
+        metadata={"help": "Sequential looks: 'auto' (n/20, n/8, 3n/8, n), 'none' (one look at n), or e.g. '200,1000,4000'."},
+    )
+    exact_budget: Optional[int] = field(
+        default=None,
+        metadata={"help": "Classify up to this many of an input's most likely deletions with their exact "
+                          "probabilities and sample only the rest (0: plain sampling; default: the library's)."},
     )
     top2: str = field(default="complement", metadata={"help": "Runner-up bound.", "choices": ["complement", "bonferroni"]})
     seed: int = field(default=0, metadata={"help": "Seed of every input's random stream."})

@@ -17,11 +17,17 @@ noise it is certified with.
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
+from scipy import stats
+
+if TYPE_CHECKING:
+    from .engine import Strata
 
 Unit = Literal["word", "char", "token"]
 UNITS: tuple[str, ...] = ("word", "char", "token")
@@ -155,6 +161,54 @@ class DeletionMechanism:
     def draw(self, x: DeletionInput, n: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
         """``n`` noisy copies of ``x``: each unit deleted independently with probability ``p_del``."""
         return self.encode_kept(x, keep_masks(rng, n, len(x), self.p_del))
+
+    def strata(self, x: DeletionInput, max_exact: int) -> "Strata | None":
+        """The engine's exact strata for ``x``: every deletion that keeps at most ``depth`` units, with its
+        exact probability, for the largest ``depth`` whose subsets number at most ``max_exact``.
+
+        With ``L`` units, a deletion keeping ``j`` of them has probability ``(1 - p_del)^j p_del^(L - j)``;
+        for ``p_del > 0.5`` these are the most likely deletions, so few subsets carry much of the mass
+        (at p_del = 0.9 and L = 19 words, the 191 subsets keeping <= 2 words carry 70%). The rest, kept
+        count ``K > depth``, has mass ``P[Binomial(L, 1 - p_del) > depth]`` and is sampled by
+        :meth:`draw_residual`. Returns None when not even the empty deletion fits or nothing is left to
+        enumerate (``max_exact < 1``).
+        """
+        from .engine import Strata
+
+        length = len(x)
+        depth, total = -1, 0
+        while depth < length and total + math.comb(length, depth + 1) <= max_exact:
+            depth += 1
+            total += math.comb(length, depth)
+        if depth < 0:
+            return None
+        masks = np.zeros((total, length), dtype=bool)
+        row = 0
+        for j in range(1, depth + 1):
+            for kept in itertools.combinations(range(length), j):
+                row += 1
+                masks[row, list(kept)] = True
+        j = masks.sum(axis=1)
+        probs = np.exp(j * math.log1p(-self.p_del) + (length - j) * math.log(self.p_del))
+        residual = 0.0 if depth == length else float(stats.binom.sf(depth, length, 1.0 - self.p_del))
+        return Strata(
+            samples=self.encode_kept(x, masks), probs=probs, residual_mass=residual,
+            draw_residual=lambda n, rng: self.draw_residual(x, n, rng, depth),
+        )
+
+    def draw_residual(self, x: DeletionInput, n: int, rng: np.random.Generator, depth: int) -> list[tuple[int, ...]]:
+        """``n`` noisy copies of ``x`` drawn from the deletion distribution conditioned on keeping more
+        than ``depth`` units: the kept count K from Binomial(L, 1 - p_del) truncated to K > depth, then a
+        uniformly random K-subset (given K, every K-subset is equally likely under independent deletion).
+        """
+        length = len(x)
+        if not 0 <= depth < length:
+            raise ValueError(f"depth must be in [0, {length}) for an input of {length} units, got {depth}")
+        counts = np.arange(depth + 1, length + 1)
+        pmf = stats.binom.pmf(counts, length, 1.0 - self.p_del)
+        kept = rng.choice(counts, size=n, p=pmf / pmf.sum())
+        rank = np.argsort(np.argsort(rng.random((n, length)), axis=1), axis=1)  # a random permutation per row
+        return self.encode_kept(x, rank < kept[:, None])
 
     @staticmethod
     def key(sample: tuple[int, ...]) -> tuple[int, ...]:

@@ -17,7 +17,11 @@ from :mod:`robusttext.stats`:
   looks ``n_1 < ... < n_K = n``; look k's bound is taken at ``alpha_k`` with ``sum alpha_k = alpha``
   (Bonferroni), so the bound at whichever look the engine stops is valid with probability >= 1 - alpha
   (union bound). The engine stops an input once its radius cannot grow by the last look (or cannot
-  plausibly grow: futility stopping), or abstains once even the best case abstains.
+  plausibly grow: futility stopping), or abstains once even the best case abstains;
+* **exact strata** (``exact_budget``): a mechanism that can list its most likely noisy copies with
+  their exact probabilities (:meth:`Mechanism.strata`) has them classified once; only the remaining
+  probability mass is estimated by sampling, which shrinks the Monte Carlo error by that mass
+  (stratified sampling; the bounds are in :class:`robusttext.stats._Certificate`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,23 @@ class Mechanism(Protocol[X, S]):
     def cost(self, sample: S) -> int:
         """A size used to bucket samples of similar cost into one batch (e.g. its token count)."""
 
+    # Optional: ``strata(x, max_exact) -> Strata | None`` enables exact strata (see :class:`Strata`).
+
+
+@dataclass
+class Strata:
+    """A split of an input's noise distribution into enumerated noisy copies and a sampled rest.
+
+    ``samples[i]`` occurs with probability exactly ``probs[i]``; the copies not listed have total
+    probability ``residual_mass`` (= 1 - sum(probs), in [0, 1]) and ``draw_residual(n, rng)`` draws
+    ``n`` i.i.d. copies from the noise distribution conditioned on that rest.
+    """
+
+    samples: Sequence[Any]
+    probs: np.ndarray
+    residual_mass: float
+    draw_residual: Callable[[int, np.random.Generator], Sequence[Any]]
+
 
 @dataclass
 class Prediction:
@@ -69,7 +90,9 @@ class Certification:
     ``prediction`` is the selected top class, or -1 when abstaining; ``radius`` the certified radius
     in the certificate's unit (-1 = abstain); ``top1_lower``/``top2_upper`` the bounds that gave it;
     ``n_samples`` the noisy samples drawn (selection + estimation), ``n_queries`` the base-classifier
-    forward passes spent (fewer than ``n_samples`` when identical samples were deduplicated).
+    forward passes spent (fewer than ``n_samples`` when identical samples were deduplicated, more
+    when exact strata were enumerated); ``exact_mass`` the probability mass that was enumerated
+    exactly instead of sampled (0 without exact strata; ``looks_used`` is 0 when it is 1).
     """
 
     prediction: int
@@ -80,6 +103,7 @@ class Certification:
     n_queries: int
     looks_used: int
     seconds: float = 0.0
+    exact_mass: float = 0.0
 
 
 @dataclass
@@ -91,6 +115,7 @@ class _Job:
     n_queries: int = 0
     n_samples: int = 0
     done: bool = False
+    draw: Callable[[int, np.random.Generator], Sequence[Any]] | None = None  # None: mechanism.draw
 
 
 def input_rng(seed: int, index: int) -> np.random.Generator:
@@ -139,7 +164,7 @@ class MonteCarloEngine(Generic[X, S]):
             while remaining > 0:
                 size = min(DRAW_CHUNK, remaining)
                 remaining -= size
-                samples = mechanism.draw(job.x, size, job.rng)
+                samples = job.draw(size, job.rng) if job.draw else mechanism.draw(job.x, size, job.rng)
                 job.n_samples += size
                 if self.dedup:
                     groups: dict[Hashable, list] = {}
@@ -241,6 +266,22 @@ class MonteCarloEngine(Generic[X, S]):
             out.append(Prediction(pred, c.tolist(), pvalue, job.n_queries, elapsed * job.n_queries / total_q))
         return out
 
+    def _exact_mass(self, jobs: Sequence[_Job], mechanism: Mechanism, strata: Sequence[Strata | None]) -> list[np.ndarray]:
+        """Per-class probability mass of each job's enumerated noisy copies (each distinct copy classified once)."""
+        mass = [np.zeros(self.num_classes, dtype=np.float64) for _ in jobs]
+        pending: list[tuple[int, int, Hashable, Any, float]] = []
+        for j, st in enumerate(strata):
+            if st is None:
+                continue
+            for sample, prob in zip(st.samples, st.probs):
+                key = mechanism.key(sample) if self.dedup else None
+                pending.append((mechanism.cost(sample), j, key, sample, float(prob)))
+                if len(pending) >= self.pool_size:
+                    self._flush(pending, jobs, mass)
+                    pending = []
+        self._flush(pending, jobs, mass)
+        return mass
+
     # ------------------------------------------------------------------ CERTIFY
     def certify(
         self,
@@ -255,6 +296,7 @@ class MonteCarloEngine(Generic[X, S]):
         indices: Sequence[int] | None = None,
         alpha_weights: Sequence[float] | None = None,
         futility: float = 0.0,
+        exact_budget: int = 0,
     ) -> list[Certification]:
         """CERTIFY (Cohen et al. 2019, Alg. 2; RS-Del's variant) with optional sequential looks.
 
@@ -278,6 +320,14 @@ class MonteCarloEngine(Generic[X, S]):
           gamma only trades cost for the chance of a smaller radius, never validity;
         * abstain early when even the best case abstains.
 
+        Exact strata (``exact_budget`` > 0, mechanisms with ``strata``): for an input whose selection
+        votes were not unanimous, its at most ``exact_budget`` most likely noisy copies are classified
+        and weighted by their exact probabilities, and the estimation samples are drawn from the rest
+        of the distribution only, with every look scaled by the rest's mass (its Monte Carlo error is
+        scaled by that mass too). The choice depends on the selection samples alone, which are
+        independent of the estimation samples, so the guarantee above is unchanged; an input whose
+        copies are all enumerated gets exact probabilities (``looks_used = 0``, no estimation samples).
+
         ``certificate`` is a :mod:`robusttext.stats` certificate (anything with ``bounds(counts, top, alpha)``).
         """
         _check_n("n0", n0)
@@ -291,33 +341,53 @@ class MonteCarloEngine(Generic[X, S]):
             raise ValueError(f"alpha_weights needs one weight per look ({len(looks)}), got {list(alpha_weights)}")
         if not (0.0 <= futility < 1.0):
             raise ValueError(f"futility must be in [0, 1), got {futility!r}; 0 disables futility stopping")
+        if int(exact_budget) != exact_budget or exact_budget < 0:
+            raise ValueError(f"exact_budget must be an integer >= 0 (0 disables exact strata), got {exact_budget!r}")
         alphas = split_alpha_weighted(alpha, alpha_weights)
         start = time.perf_counter()
         jobs = self._jobs(xs, seed, indices)
         selection = self._count(jobs, mechanism, [n0] * len(jobs))
-        tops = [int(np.argmax(c)) for c in selection]  # ties -> lowest class id
+        strata: list[Strata | None] = [None] * len(jobs)
+        if exact_budget > 0 and hasattr(mechanism, "strata"):
+            strata = [mechanism.strata(job.x, int(exact_budget)) if c.max() < c.sum() else None  # type: ignore[attr-defined]
+                      for job, c in zip(jobs, selection)]
+        exact = self._exact_mass(jobs, mechanism, strata)
+        residual = [1.0 if st is None else min(1.0, max(0.0, float(st.residual_mass))) for st in strata]
+        for job, st in zip(jobs, strata):
+            if st is not None:
+                job.draw = st.draw_residual
+        # ties -> lowest class id; an input whose distribution is fully enumerated takes the exact top class
+        tops = [int(np.argmax(e if w == 0.0 else c)) for c, e, w in zip(selection, exact, residual)]
+        plans = [[max(1, int(np.ceil(v * w))) for v in looks] for w in residual]  # estimation draws per look
         est = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
         drawn = [0] * len(jobs)
         results: list[Certification | None] = [None] * len(jobs)
-        for look_no, (target, alpha_k) in enumerate(zip(looks, alphas), start=1):
+
+        def finish(j: int, b: Any, look_no: int) -> None:
+            results[j] = Certification(
+                prediction=tops[j] if b.radius != ABSTAIN else ABSTAIN, radius=b.radius,
+                top1_lower=b.top1_lower, top2_upper=b.top2_upper, n_samples=jobs[j].n_samples,
+                n_queries=jobs[j].n_queries, looks_used=look_no, exact_mass=1.0 - residual[j],
+            )
+
+        for j, w in enumerate(residual):
+            if w == 0.0:
+                finish(j, certificate.bounds(est[j], tops[j], alpha, exact[j], 0.0), 0)
+        for k, alpha_k in enumerate(alphas):
             active = [j for j, r in enumerate(results) if r is None]
             if not active:
                 break
-            new = self._count([jobs[j] for j in active], mechanism, [target - drawn[j] for j in active])
+            new = self._count([jobs[j] for j in active], mechanism, [plans[j][k] - drawn[j] for j in active])
             for j, c in zip(active, new):
                 est[j] += c
-                drawn[j] = target
-                b = certificate.bounds(est[j], tops[j], alpha_k)
-                if target == n or self._stop(certificate, est[j], tops[j], b.radius, n, alphas[-1], futility):
-                    results[j] = Certification(
-                        prediction=tops[j] if b.radius != ABSTAIN else ABSTAIN,
-                        radius=b.radius,
-                        top1_lower=b.top1_lower,
-                        top2_upper=b.top2_upper,
-                        n_samples=jobs[j].n_samples,
-                        n_queries=jobs[j].n_queries,
-                        looks_used=look_no,
-                    )
+                drawn[j] = plans[j][k]
+                last = k == len(looks) - 1
+                if not last and plans[j][k + 1] == drawn[j]:
+                    continue  # a scaled look that adds no draws: bound at the next one
+                b = certificate.bounds(est[j], tops[j], alpha_k, exact[j], residual[j])
+                if last or self._stop(certificate, est[j], tops[j], b.radius, plans[j][-1], alphas[-1], futility,
+                                      exact[j], residual[j]):
+                    finish(j, b, k + 1)
         elapsed = time.perf_counter() - start
         total_q = max(1, sum(j.n_queries for j in jobs))
         for job, r in zip(jobs, results):
@@ -326,7 +396,10 @@ class MonteCarloEngine(Generic[X, S]):
         return results  # type: ignore[return-value]
 
     @staticmethod
-    def _stop(certificate: Any, est: np.ndarray, top: int, radius: float, n: int, alpha_last: float, futility: float) -> bool:
+    def _stop(
+        certificate: Any, est: np.ndarray, top: int, radius: float, n: int, alpha_last: float, futility: float,
+        exact: np.ndarray | None = None, residual: float = 1.0,
+    ) -> bool:
         """Whether an input can stop before its last look: its radius cannot (plausibly) still grow.
 
         Projects the last look's counts: the top class gets its remaining ``n - m`` votes at rate 1
@@ -343,7 +416,7 @@ class MonteCarloEngine(Generic[X, S]):
         if remaining - gained > 0 and proj.size > 1:
             others = np.delete(np.arange(proj.size), top)
             proj[others[np.argmax(proj[others])]] += remaining - gained
-        projected = certificate.bounds(proj, top, alpha_last).radius
+        projected = certificate.bounds(proj, top, alpha_last, exact, residual).radius
         return radius >= projected or projected == ABSTAIN
 
 

@@ -65,6 +65,8 @@ def validate_certify_args(data: ModelDataArguments, smooth: SmoothingArguments, 
     for name in ("n0", "n", "batch_size", "chunk_size"):
         if getattr(cert, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cert, name)}")
+    if cert.exact_budget is not None and cert.exact_budget < 0:
+        raise ValueError(f"--exact-budget must be >= 0 (0 disables exact strata), got {cert.exact_budget}")
     looks = cert.parsed_looks()
     if isinstance(looks, list) and (not looks or max(looks) != cert.n or min(looks) < 1):
         raise ValueError(f"--looks must be increasing sample sizes ending at --n {cert.n}, got {cert.looks!r}")
@@ -77,7 +79,7 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
 
     Writes, in ``cert.output_dir``: ``results.jsonl`` (one line per input: index, label, prediction,
     radius, top1_lower, top2_upper, correct, clean_prediction, n_queries, n_samples, looks_used,
-    seconds), ``summary.json``, ``certified_accuracy.png``, ``report.md`` and ``run_config.json``.
+    exact_mass, seconds), ``summary.json``, ``certified_accuracy.png``, ``report.md`` and ``run_config.json``.
     Rerunning the same command resumes; a folder of other parameters is refused.
     """
     from accelerate import PartialState
@@ -85,9 +87,10 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
     from .data import load_text_dataset
     from .models import load_classifier
     from .report import certification_markdown, plot_certified_accuracy, summarize_certification
-    from .smoothing import SmoothedTextClassifier
+    from .smoothing import DEFAULT_EXACT_BUDGET, SmoothedTextClassifier
 
     validate_certify_args(data, smooth, cert)
+    exact_budget = DEFAULT_EXACT_BUDGET if cert.exact_budget is None else cert.exact_budget
     state = PartialState()
     model, tokenizer = load_classifier(data.model)
     labels = model_label_names(model.config)
@@ -108,6 +111,7 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         "num_examples": len(ds),
         **asdict(smooth),
         **{k: getattr(cert, k) for k in ("n0", "n", "alpha", "looks", "top2", "seed")},
+        "exact_budget": exact_budget,
     }
     store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
 
@@ -121,7 +125,9 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
 
     def certify_chunk(idx: list[int]) -> list[dict]:
         chunk = [texts[i] for i in idx]
-        certs = clf.certify(chunk, n0=cert.n0, n=cert.n, alpha=cert.alpha, looks=looks, indices=idx)
+        certs = clf.certify(
+            chunk, n0=cert.n0, n=cert.n, alpha=cert.alpha, looks=looks, indices=idx, exact_budget=exact_budget
+        )
         clean = clf.base_predict(chunk)
         return [
             {
@@ -136,6 +142,7 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
                 "n_queries": c.n_queries,
                 "n_samples": c.n_samples,
                 "looks_used": c.looks_used,
+                "exact_mass": c.exact_mass,
                 "seconds": round(c.seconds, 4),
             }
             for i, c, cp in zip(idx, certs, clean)

@@ -29,6 +29,10 @@ from .stats import EditDistanceCertificate, Top2Rule
 #: an input stops once even a 95% optimistic projection of its remaining votes would not raise its radius.
 DEFAULT_FUTILITY = 0.05
 
+#: Default ``exact_budget`` of :meth:`SmoothedTextClassifier.certify`: at most this many of an input's most
+#: likely deletions are classified with their exact probabilities (see ``DeletionMechanism.strata``).
+DEFAULT_EXACT_BUDGET = 0
+
 
 def default_looks(n: int) -> list[int]:
     """The default sequential schedule for ``n`` estimation samples: looks at n/20, n/8, 3n/8 and n
@@ -183,6 +187,7 @@ class SmoothedTextClassifier:
         looks: Sequence[int] | str | None = "auto",
         indices: Sequence[int] | None = None,
         futility: float = DEFAULT_FUTILITY,
+        exact_budget: int = DEFAULT_EXACT_BUDGET,
     ) -> list[Certification]:
         """Certified prediction and edit-distance radius of each text.
 
@@ -191,7 +196,10 @@ class SmoothedTextClassifier:
         :func:`default_looks` with :func:`default_alpha_weights`, ``None`` = one look at ``n``, the
         fixed-sample protocol, or a list of sample sizes with an equal split). ``futility`` in [0, 1)
         stops inputs whose radius cannot plausibly grow (0: only when it cannot grow at all); it
-        changes cost, never validity. With probability >= 1 - alpha the smoothed class is constant
+        changes cost, never validity. ``exact_budget`` > 0 classifies, for inputs whose selection votes
+        are split, their at most ``exact_budget`` most likely deletions with exact probabilities and
+        samples only the rest (stratified; texts of at most log2(exact_budget) units get exact
+        probabilities and no sampling error). With probability >= 1 - alpha the smoothed class is constant
         within the returned radius (in units of ``self.unit``; insertions, deletions and
         substitutions). Radius -1 = abstain.
         """
@@ -202,5 +210,5 @@ class SmoothedTextClassifier:
         prepared = [self.mechanism.prepare(t) for t in texts]
         return self.engine.certify(
             prepared, self.mechanism, self.certificate, n0=n0, n=n, alpha=alpha, looks=looks,  # type: ignore[arg-type]
-            seed=self.seed, indices=indices, alpha_weights=weights, futility=futility,
+            seed=self.seed, indices=indices, alpha_weights=weights, futility=futility, exact_budget=exact_budget,
         )

@@ -145,6 +145,14 @@ class _Certificate:
     C - 1 other classes every other class is below ``top2_upper`` with probability >= 1 - alpha / 2, so
     both bounds hold together with probability >= 1 - alpha for any number of classes C (for C = 2 this
     is exactly CERT-ED's alpha / 2 split).
+
+    Stratified estimation (``exact``/``residual``): when part of the noise distribution was enumerated
+    exactly, the class probabilities split as ``mu_c = exact_c + residual * q_c`` where ``exact_c`` is
+    the known mass of the enumerated noisy inputs the classifier sends to c, ``residual`` the mass of
+    the rest, and ``q_c`` the probability of c given a noisy input from the rest (Cochran, "Sampling
+    Techniques", stratified sampling with census strata). ``counts`` then holds i.i.d. draws from the
+    rest, the Clopper-Pearson bounds above bound ``q_c``, and the affine map carries them to ``mu_c``
+    with the same confidence. ``residual = 0`` (everything enumerated) gives exact bounds from no draws.
     """
 
     top2: Top2Rule = "complement"
@@ -152,21 +160,42 @@ class _Certificate:
     def radius(self, top1_lower: float, top2_upper: float) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def bounds(self, counts: Sequence[int] | np.ndarray, top: int, alpha: float) -> Bounds:
-        """Bounds and radius for class ``top`` from estimation ``counts`` (one entry per class)."""
+    def bounds(
+        self,
+        counts: Sequence[int] | np.ndarray,
+        top: int,
+        alpha: float,
+        exact: Sequence[float] | np.ndarray | None = None,
+        residual: float = 1.0,
+    ) -> Bounds:
+        """Bounds and radius for class ``top`` from estimation ``counts`` (one entry per class).
+
+        ``exact`` (per-class enumerated mass) and ``residual`` (the mass left to sampling, in [0, 1])
+        give the stratified bounds described in the class docstring; by default everything is sampled.
+        """
         counts = np.asarray(counts, dtype=np.int64)
         n = int(counts.sum())
-        k = int(counts[top])
+        exact = np.zeros(counts.size) if exact is None else np.asarray(exact, dtype=float)
+        if not (0.0 <= residual <= 1.0) or exact.shape != counts.shape:
+            raise ValueError(f"need residual in [0, 1] and one exact mass per class, got {residual!r}, {exact!r}")
+        if residual > 0.0 and n == 0:
+            raise ValueError("number of samples n must be >= 1 while part of the distribution is sampled")
+
+        def lower_of(c: int, level: float) -> float:
+            sampled = clopper_pearson_lower(int(counts[c]), n, level) if residual > 0.0 else 0.0
+            return min(1.0, float(exact[c]) + residual * sampled)
+
+        def upper_of(c: int, level: float) -> float:
+            sampled = clopper_pearson_upper(int(counts[c]), n, level) if residual > 0.0 else 0.0
+            return min(1.0, float(exact[c]) + residual * sampled)
+
+        others = [c for c in range(counts.size) if c != top]
         if self.top2 == "complement":
-            lower = clopper_pearson_lower(k, n, alpha)
+            lower = lower_of(top, alpha)
             upper = 1.0 - lower
         elif self.top2 == "bonferroni":
-            others = np.delete(counts, top)
-            lower = clopper_pearson_lower(k, n, alpha / 2.0)
-            if others.size == 0:
-                upper = 0.0
-            else:
-                upper = clopper_pearson_upper(int(others.max()), n, alpha / (2.0 * others.size))
+            lower = lower_of(top, alpha / 2.0)
+            upper = max((upper_of(c, alpha / (2.0 * len(others))) for c in others), default=0.0)
         else:
             raise ValueError(f"top2 must be 'complement' or 'bonferroni', got {self.top2!r}")
         return Bounds(lower, upper, self.radius(lower, upper))

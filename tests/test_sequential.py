@@ -8,6 +8,7 @@ over all 2^10 keep-masks with weight p^(deleted) (1 - p)^(kept).
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -159,3 +160,76 @@ def test_bad_sequential_arguments_are_clear_errors(mechanism):
         engine.certify(x, mechanism, cert, n0=5, n=100, alpha=0.05, looks=[10, 100], alpha_weights=[1.0])
     with pytest.raises(ValueError, match="futility"):
         engine.certify(x, mechanism, cert, n0=5, n=100, alpha=0.05, futility=1.0)
+
+
+# --------------------------------------------------------------------------- exact strata (stratified estimation)
+def test_strata_list_the_likeliest_deletions_with_exact_probabilities(mechanism):
+    mech = DeletionMechanism(mechanism.tokenizer, 0.8, "word")
+    x = mech.prepare(TEXT)  # 10 words
+    st = mech.strata(x, 60)  # 1 + 10 + 45 = 56 subsets keep <= 2 words; 176 would be needed for 3
+    assert len(st.samples) == 56
+    kept = np.array([len(s) - 2 for s in st.samples])  # every word of TEXT is one MiniLM token; minus [CLS]/[SEP]
+    assert np.bincount(kept).tolist() == [1, 10, 45]
+    assert np.allclose(st.probs, 0.2**kept * 0.8 ** (10 - kept))
+    closed_form = sum(math.comb(10, j) * 0.2**j * 0.8 ** (10 - j) for j in range(3, 11))
+    assert st.residual_mass == pytest.approx(closed_form, rel=1e-12)
+    assert st.probs.sum() + st.residual_mass == pytest.approx(1.0, abs=1e-12)
+    full = mech.strata(x, 1024)
+    assert len(full.samples) == 1024 and full.residual_mass == 0.0
+    assert mech.strata(x, 0) is None
+
+
+def test_residual_draws_follow_the_truncated_kept_count_distribution(mechanism):
+    mech = DeletionMechanism(mechanism.tokenizer, 0.8, "word")
+    x = mech.prepare(TEXT)
+    draws = mech.draw_residual(x, 20000, np.random.default_rng(0), depth=2)
+    kept = np.array([len(s) - 2 for s in draws])
+    assert kept.min() >= 3
+    pmf = stats.binom.pmf(np.arange(3, 11), 10, 0.2)
+    observed = np.bincount(kept, minlength=11)[3:]
+    expected = 20000 * pmf / pmf.sum()
+    keep = expected > 5
+    chi2 = float(((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum())
+    assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-4
+    # given its size, the kept set is uniform: each word survives in 3-word draws with probability 3/10
+    three = np.array([[w in s for w in set(x.unit_ids[i][0] for i in range(10))] for s in draws if len(s) == 5])
+    assert np.allclose(three.mean(axis=0), 0.3, atol=0.03)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_stratified_bound_covers_exact_probability_at_stated_rate(mechanism, case):
+    classify = make_classifier(mechanism, *CASES[case])
+    exact = exact_distribution(mechanism, classify, TEXT)
+    engine = MonteCarloEngine(classify, 2, batch_size=256)
+    cert = EditDistanceCertificate(p_del=P_DEL)
+    trials, alpha, n = 400, 0.2, 80
+    looks = default_looks(n)
+    x = mechanism.prepare(TEXT)
+    out = engine.certify(
+        [x] * trials, mechanism, cert, n0=10, n=n, alpha=alpha, looks=looks, seed=4, indices=range(trials),
+        alpha_weights=default_alpha_weights(looks), futility=0.2, exact_budget=386,  # keep <= 4 of 10 words
+    )
+    stratified = [c for c in out if c.exact_mass > 0]
+    assert len(stratified) > trials / 2
+    assert all(c.exact_mass == pytest.approx(386 / 1024) for c in stratified)  # p_del = 0.5: all 2^10 equally likely
+    failures = sum(c.top1_lower > exact[c.prediction] for c in out if c.prediction >= 0)
+    assert consistent_with_rate(failures, trials, alpha), (failures, trials)
+    # the residual is sampled at the scaled looks: never more than ceil(n * residual) estimation draws
+    assert max(c.n_samples for c in stratified) <= 10 + math.ceil(n * (1 - 386 / 1024))
+
+
+def test_fully_enumerated_inputs_get_the_exact_probability(mechanism):
+    classify = make_classifier(mechanism, *CASES["two_of_four"])
+    exact = exact_distribution(mechanism, classify, TEXT)
+    engine = MonteCarloEngine(classify, 2, batch_size=256)
+    cert = EditDistanceCertificate(p_del=P_DEL)
+    out = engine.certify([mechanism.prepare(TEXT)] * 5, mechanism, cert, n0=10, n=80, alpha=0.05,
+                         indices=range(5), exact_budget=1024)
+    assert any(c.exact_mass == 1.0 for c in out)
+    for c in out:
+        if c.exact_mass == 0:  # unanimous selection: sampled as usual
+            continue
+        assert c.exact_mass == 1.0 and c.looks_used == 0 and c.n_samples == 10
+        assert c.prediction == int(np.argmax(exact))
+        assert c.top1_lower == pytest.approx(exact.max(), abs=1e-12)
+        assert c.radius == edit_distance_radius(exact.max(), 1 - exact.max(), P_DEL)

@@ -123,6 +123,23 @@ def test_certificates_bounds_and_bonferroni_split():
     assert g.radius == pytest.approx(0.5 * sps.norm.ppf(sps.beta.ppf(0.01, 90, 11)))
 
 
+def test_stratified_bounds_are_the_affine_image_of_the_residual_bounds():
+    # mu_c = exact_c + w q_c with q bounded from draws of the residual (w = residual mass)
+    counts, exact, w = np.array([3, 90, 7]), np.array([0.05, 0.5, 0.15]), 0.3
+    comp = EditDistanceCertificate(p_del=0.9).bounds(counts, 1, 0.05, exact, w)
+    assert comp.top1_lower == pytest.approx(0.5 + w * sps.beta.ppf(0.05, 90, 11))
+    assert comp.top2_upper == pytest.approx(1 - comp.top1_lower)
+    bonf = EditDistanceCertificate(p_del=0.9, top2="bonferroni").bounds(counts, 1, 0.05, exact, w)
+    # runner-up: the largest of the per-class upper bounds, here class 2 (exact 0.15 beats class 0's 0.05)
+    assert bonf.top2_upper == pytest.approx(0.15 + w * sps.beta.ppf(1 - 0.0125, 8, 93))
+    assert bonf.top1_lower == pytest.approx(0.5 + w * sps.beta.ppf(0.025, 90, 11))
+    # everything enumerated: exact bounds from no draws
+    whole = EditDistanceCertificate(p_del=0.9).bounds(np.zeros(3, dtype=int), 1, 0.05, np.array([0.1, 0.8, 0.1]), 0.0)
+    assert (whole.top1_lower, whole.radius) == (0.8, edit_distance_radius(0.8, 0.2, 0.9))
+    with pytest.raises(ValueError, match="samples"):
+        EditDistanceCertificate(p_del=0.9).bounds(np.zeros(3, dtype=int), 1, 0.05, exact, w)
+
+
 def test_binomial_test_and_alpha_split():
     assert binomial_test_pvalue(50, 100) == pytest.approx(1.0)
     assert binomial_test_pvalue(90, 100) == pytest.approx(sps.binomtest(90, 100).pvalue)
