@@ -41,6 +41,10 @@ S = TypeVar("S")
 #: the same whatever the batch size, pool size or number of processes).
 DRAW_CHUNK = 1000
 
+#: With exact strata of residual mass w, the looks ask for ``look * w**RESIDUAL_LOOK_POWER`` draws from the
+#: residual. The stratified estimate's variance is ``w**2 q(1-q) / m`` from m draws vs ``p(1-p) / n`` plain.
+RESIDUAL_LOOK_POWER = 1.0
+
 
 class Mechanism(Protocol[X, S]):
     """A noise distribution: draws noisy copies of a prepared input."""
@@ -358,7 +362,8 @@ class MonteCarloEngine(Generic[X, S]):
                 job.draw = st.draw_residual
         # ties -> lowest class id; an input whose distribution is fully enumerated takes the exact top class
         tops = [int(np.argmax(e if w == 0.0 else c)) for c, e, w in zip(selection, exact, residual)]
-        plans = [[max(1, int(np.ceil(v * w))) for v in looks] for w in residual]  # estimation draws per look
+        # estimation draws per look, scaled for stratified inputs (see RESIDUAL_LOOK_POWER)
+        plans = [[max(1, int(np.ceil(v * w**RESIDUAL_LOOK_POWER))) for v in looks] for w in residual]
         est = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
         drawn = [0] * len(jobs)
         results: list[Certification | None] = [None] * len(jobs)

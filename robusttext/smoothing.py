@@ -31,7 +31,10 @@ DEFAULT_FUTILITY = 0.05
 
 #: Default ``exact_budget`` of :meth:`SmoothedTextClassifier.certify`: at most this many of an input's most
 #: likely deletions are classified with their exact probabilities (see ``DeletionMechanism.strata``).
-DEFAULT_EXACT_BUDGET = 0
+#: On the first 100 SST-2 test sentences (MiniLM, p_del = 0.9) 256 spent 13% fewer forward passes than
+#: plain sampling (647 vs 742 per input) at the same certified accuracy within one input per radius;
+#: texts of at most 8 words get their exact smoothed probabilities.
+DEFAULT_EXACT_BUDGET = 256
 
 
 def default_looks(n: int) -> list[int]:

@@ -56,7 +56,9 @@ def test_train_then_certify_writes_all_outputs(sst2_model, data_dir, tmp_path, c
     for r in recs:
         assert r["correct"] == (r["prediction"] == r["label"])
         assert (r["radius"] == -1) == (r["prediction"] == -1)
-        assert 0 < r["n_queries"] <= r["n_samples"] <= 10 + 60
+        assert 0 < r["n_samples"] <= 10 + 60 and 0 <= r["exact_mass"] <= 1
+        # forward passes: at most one per distinct sample, plus the enumerated likeliest deletions
+        assert 0 < r["n_queries"] <= r["n_samples"] + (256 if r["exact_mass"] > 0 else 0)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_examples"] == 7
     assert summary["parameters"]["p_del"] == 0.9 and summary["unit"] == "word"
