@@ -42,7 +42,9 @@ S = TypeVar("S")
 DRAW_CHUNK = 1000
 
 #: With exact strata of residual mass w, the looks ask for ``look * w**RESIDUAL_LOOK_POWER`` draws from the
-#: residual. The stratified estimate's variance is ``w**2 q(1-q) / m`` from m draws vs ``p(1-p) / n`` plain.
+#: residual (the stratified estimate's variance is ``w**2 q(1-q) / m`` from m draws, ``p(1-p) / n`` plain).
+#: 1 = the draws plain sampling would make on that mass. On SST-2 (MiniLM, p_del = 0.9) powers 1.5 and 2
+#: saved 24% and 31% of forward passes but lost 2 and 3 points of certified accuracy at radius 5.
 RESIDUAL_LOOK_POWER = 1.0
 
 
