@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from scipy import special, stats
@@ -181,21 +181,18 @@ class _Certificate:
         if residual > 0.0 and n == 0:
             raise ValueError("number of samples n must be >= 1 while part of the distribution is sampled")
 
-        def lower_of(c: int, level: float) -> float:
-            sampled = clopper_pearson_lower(int(counts[c]), n, level) if residual > 0.0 else 0.0
-            return min(1.0, float(exact[c]) + residual * sampled)
-
-        def upper_of(c: int, level: float) -> float:
-            sampled = clopper_pearson_upper(int(counts[c]), n, level) if residual > 0.0 else 0.0
+        def bound(c: int, level: float, one_sided: Any) -> float:
+            """exact_c + residual * (Clopper-Pearson bound on q_c): the affine map of the class docstring."""
+            sampled = one_sided(int(counts[c]), n, level) if residual > 0.0 else 0.0
             return min(1.0, float(exact[c]) + residual * sampled)
 
         others = [c for c in range(counts.size) if c != top]
         if self.top2 == "complement":
-            lower = lower_of(top, alpha)
+            lower = bound(top, alpha, clopper_pearson_lower)
             upper = 1.0 - lower
         elif self.top2 == "bonferroni":
-            lower = lower_of(top, alpha / 2.0)
-            upper = max((upper_of(c, alpha / (2.0 * len(others))) for c in others), default=0.0)
+            lower = bound(top, alpha / 2.0, clopper_pearson_lower)
+            upper = max((bound(c, alpha / (2.0 * len(others)), clopper_pearson_upper) for c in others), default=0.0)
         else:
             raise ValueError(f"top2 must be 'complement' or 'bonferroni', got {self.top2!r}")
         return Bounds(lower, upper, self.radius(lower, upper))

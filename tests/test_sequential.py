@@ -63,14 +63,18 @@ CASES = {
 }
 
 
+def exact_case(mechanism: DeletionMechanism, case: str):
+    """The toy classifier of ``case``: its exact smoothed distribution on TEXT, an engine and the certificate."""
+    classify = make_classifier(mechanism, *CASES[case])
+    exact = exact_distribution(mechanism, classify, TEXT)
+    return exact, MonteCarloEngine(classify, 2, batch_size=256), EditDistanceCertificate(p_del=P_DEL)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("futility", [0.0, 0.2])
 def test_sequential_bound_covers_exact_probability_at_stated_rate(mechanism, case, futility):
-    classify = make_classifier(mechanism, *CASES[case])
-    exact = exact_distribution(mechanism, classify, TEXT)
+    exact, engine, cert = exact_case(mechanism, case)
     assert 0.5 < exact.max() < 0.9, exact
-    engine = MonteCarloEngine(classify, 2, batch_size=256)
-    cert = EditDistanceCertificate(p_del=P_DEL)
     trials, alpha, n = 400, 0.2, 80
     looks = default_looks(n)
     x = mechanism.prepare(TEXT)
@@ -198,10 +202,7 @@ def test_residual_draws_follow_the_truncated_kept_count_distribution(mechanism):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_stratified_bound_covers_exact_probability_at_stated_rate(mechanism, case):
-    classify = make_classifier(mechanism, *CASES[case])
-    exact = exact_distribution(mechanism, classify, TEXT)
-    engine = MonteCarloEngine(classify, 2, batch_size=256)
-    cert = EditDistanceCertificate(p_del=P_DEL)
+    exact, engine, cert = exact_case(mechanism, case)
     trials, alpha, n = 400, 0.2, 80
     looks = default_looks(n)
     x = mechanism.prepare(TEXT)
@@ -219,10 +220,7 @@ def test_stratified_bound_covers_exact_probability_at_stated_rate(mechanism, cas
 
 
 def test_fully_enumerated_inputs_get_the_exact_probability(mechanism):
-    classify = make_classifier(mechanism, *CASES["two_of_four"])
-    exact = exact_distribution(mechanism, classify, TEXT)
-    engine = MonteCarloEngine(classify, 2, batch_size=256)
-    cert = EditDistanceCertificate(p_del=P_DEL)
+    exact, engine, cert = exact_case(mechanism, "two_of_four")
     out = engine.certify([mechanism.prepare(TEXT)] * 5, mechanism, cert, n0=10, n=80, alpha=0.05,
                          indices=range(5), exact_budget=1024)
     assert any(c.exact_mass == 1.0 for c in out)
