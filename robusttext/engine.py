@@ -133,8 +133,10 @@ class MonteCarloEngine(Generic[X, S]):
     """Draws, deduplicates, batches and classifies noisy samples; counts votes; certifies.
 
     Args:
-        classify: maps a batch (list) of noisy samples to an integer class per sample
-            (a deterministic function: same sample, same class).
+        classify: maps a batch of noisy samples to an integer class per sample (a deterministic
+            function: same sample, same class). The batch is a list of samples, or, when ``dedup``
+            is off and the mechanism draws one array per call (rows = samples, e.g. images), a
+            slice of such arrays, classified in draw order (equal shapes: nothing to bucket).
         num_classes: number of classes of the base classifier.
         batch_size: samples per ``classify`` call.
         dedup: classify identical noisy samples of an input once (exact; see module docstring).
@@ -165,6 +167,9 @@ class MonteCarloEngine(Generic[X, S]):
         counts = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
         # pending: list of (cost, job_id, key, sample, multiplicity) still to classify
         pending: list[tuple[int, int, Hashable, Any, int]] = []
+        # blocks: (job_id, array of samples) when samples come as one array and are not deduplicated
+        blocks: list[tuple[int, np.ndarray]] = []
+        block_rows = 0
         for j, (job, m) in enumerate(zip(jobs, n)):
             remaining = int(m)
             while remaining > 0:
@@ -172,7 +177,14 @@ class MonteCarloEngine(Generic[X, S]):
                 remaining -= size
                 samples = job.draw(size, job.rng) if job.draw else mechanism.draw(job.x, size, job.rng)
                 job.n_samples += size
-                if self.dedup:
+                if not self.dedup and isinstance(samples, np.ndarray):
+                    # Equal-shape samples (images): nothing to bucket; classify the rows as they come.
+                    blocks.append((j, samples))
+                    block_rows += len(samples)
+                    if block_rows >= self.pool_size:
+                        self._flush_blocks(blocks, jobs, counts)
+                        blocks, block_rows = [], 0
+                elif self.dedup:
                     groups: dict[Hashable, list] = {}
                     for s in samples:
                         k = mechanism.key(s)
@@ -195,7 +207,30 @@ class MonteCarloEngine(Generic[X, S]):
                     self._flush(pending, jobs, counts)
                     pending = []
         self._flush(pending, jobs, counts)
+        self._flush_blocks(blocks, jobs, counts)
         return counts
+
+    def _classify(self, batch: Any, size: int) -> np.ndarray:
+        classes = np.asarray(self.classify(batch), dtype=np.int64).reshape(-1)
+        if classes.shape[0] != size:
+            raise RuntimeError(f"classify returned {classes.shape[0]} classes for {size} samples")
+        if classes.size and (classes.min() < 0 or classes.max() >= self.num_classes):
+            raise RuntimeError(f"classify returned a class outside [0, {self.num_classes})")
+        return classes
+
+    def _flush_blocks(self, blocks: list[tuple[int, np.ndarray]], jobs: Sequence[_Job], counts: list[np.ndarray]) -> None:
+        """Classify array blocks in batches of ``batch_size`` rows (each batch one array slice)."""
+        if not blocks:
+            return
+        rows = np.concatenate([b for _, b in blocks]) if len(blocks) > 1 else blocks[0][1]
+        owner = np.repeat(np.array([j for j, _ in blocks]), [len(b) for _, b in blocks])
+        classes = np.concatenate([self._classify(rows[s : s + self.batch_size], len(rows[s : s + self.batch_size]))
+                                  for s in range(0, len(rows), self.batch_size)])
+        k = self.num_classes
+        tally = np.bincount(owner * k + classes, minlength=len(jobs) * k).reshape(len(jobs), k)
+        for j in np.unique(owner):
+            counts[j] += tally[j]
+            jobs[j].n_queries += int(tally[j].sum())
 
     def _flush(self, pending: list, jobs: Sequence[_Job], counts: list[np.ndarray]) -> None:
         if not pending:
@@ -217,11 +252,7 @@ class MonteCarloEngine(Generic[X, S]):
         pending.sort(key=lambda t: t[0])
         for start in range(0, len(pending), self.batch_size):
             batch = pending[start : start + self.batch_size]
-            classes = np.asarray(self.classify([t[3] for t in batch]), dtype=np.int64).reshape(-1)
-            if classes.shape[0] != len(batch):
-                raise RuntimeError(f"classify returned {classes.shape[0]} classes for {len(batch)} samples")
-            if classes.size and (classes.min() < 0 or classes.max() >= self.num_classes):
-                raise RuntimeError(f"classify returned a class outside [0, {self.num_classes})")
+            classes = self._classify([t[3] for t in batch], len(batch))
             for (cost, j, k, s, mult), cls in zip(batch, classes):
                 jobs[j].n_queries += 1
                 counts[j][cls] += mult

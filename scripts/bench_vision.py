@@ -3,9 +3,9 @@
 1. PGD (Linf and L2) examples/second: ``vision.attacks.pgd`` vs ``torchattacks`` 3.5.1 (``PGD``,
    ``PGDL2``) on the same model, inputs, eps, step size and steps; prints both success rates.
 2. CERTIFY noisy samples/second: ``vision.smoothing.SmoothedImageClassifier.certify`` (engine: samples
-   of many images pooled into full batches) vs a straightforward per-image loop (Cohen et al.'s
-   reference ``Smooth.certify``: per image, ``n0`` then ``n`` samples in batches of ``batch_size``),
-   with the same base classifier, budget and batch size.
+   of many images pooled into full batches, NHWC convolutions; also shown with NCHW) vs a
+   straightforward per-image loop (Cohen et al.'s reference ``Smooth.certify``: per image, ``n0`` then
+   ``n`` samples in batches of ``batch_size``), with the same base classifier, budget and batch size.
 
     pip install --no-deps torchattacks==3.5.1   # the baseline; --no-deps: its requests~=2.25 pin breaks datasets
     OMP_NUM_THREADS=1 python scripts/bench_vision.py                       # models from the compare run
@@ -95,12 +95,17 @@ def bench_certify(model: torch.nn.Module, x: torch.Tensor, num_classes: int, sig
     model.eval()
     t_loop, base = timed(lambda: [per_image_certify(model, xi[None], num_classes, sigma, n0, n, alpha, batch_size)
                                   for xi in x])
+    # lever: batching across images alone (NCHW), then the default (channels_last for conv nets)
+    nchw = SmoothedImageClassifier(model, num_classes, sigma, batch_size=batch_size, seed=0, channels_last=False)
+    t_nchw, _ = timed(lambda: nchw.certify(x, n0=n0, n=n, alpha=alpha))
     clf = SmoothedImageClassifier(model, num_classes, sigma, batch_size=batch_size, seed=0)
     t_eng, ours = timed(lambda: clf.certify(x, n0=n0, n=n, alpha=alpha))
+    model.to(memory_format=torch.contiguous_format)  # the next baseline runs on the model as loaded
     samples = len(x) * (n0 + n)
     agree = np.mean([a.prediction == b[0] for a, b in zip(ours, base)])
     return {"images": len(x), "n0": n0, "n": n, "batch_size": batch_size, "engine_samples_per_s": samples / t_eng,
-            "per_image_loop_samples_per_s": samples / t_loop, "ratio": t_loop / t_eng, "prediction_agreement": agree}
+            "engine_nchw_samples_per_s": samples / t_nchw, "per_image_loop_samples_per_s": samples / t_loop,
+            "ratio": t_loop / t_eng, "ratio_nchw": t_loop / t_nchw, "prediction_agreement": agree}
 
 
 def main() -> None:
@@ -146,14 +151,17 @@ def main() -> None:
     model = models.get("normal") or next(iter(models.values()))
     xc = data.images[: args.certify_images]
     print(f"\n== CERTIFY, {len(xc)} MNIST images, sigma={args.sigma}, n0={args.n0}, n={args.n}, alpha=0.001 ==")
-    print(f"{'model':8} {'batch':>6} {'engine samples/s':>17} {'per-image loop/s':>17} {'ratio':>6} {'agree':>6}")
+    print("(engine: default, channels_last for conv nets; NCHW: the engine's batching alone)")
+    print(f"{'model':8} {'batch':>6} {'engine samples/s':>17} {'NCHW/s':>8} {'per-image loop/s':>17} {'ratio':>6} "
+          f"{'NCHW ratio':>10} {'agree':>6}")
     linear = build_model("linear", 1, 10, 28)
     torch.manual_seed(0)
     for name, m in (("cnn", model), ("linear", linear)):
         for bs in args.batch_sizes:
             r = bench_certify(m, xc, 10, args.sigma, args.n0, args.n, bs)
-            print(f"{name:8} {bs:>6} {r['engine_samples_per_s']:>17.0f} {r['per_image_loop_samples_per_s']:>17.0f} "
-                  f"{r['ratio']:>5.2f}x {r['prediction_agreement']:>6.2f}")
+            print(f"{name:8} {bs:>6} {r['engine_samples_per_s']:>17.0f} {r['engine_nchw_samples_per_s']:>8.0f} "
+                  f"{r['per_image_loop_samples_per_s']:>17.0f} {r['ratio']:>5.2f}x {r['ratio_nchw']:>9.2f}x "
+                  f"{r['prediction_agreement']:>6.2f}")
 
 
 if __name__ == "__main__":

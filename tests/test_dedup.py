@@ -81,3 +81,40 @@ def test_dedup_with_a_real_model_gives_identical_counts(tiny_model_dir):
     a = plain.engine.count(xs, plain.mechanism, 300, seed=1)
     b = dedup.engine.count(xs, dedup.mechanism, 300, seed=1)
     assert [c.tolist() for c in a] == [c.tolist() for c in b]
+
+
+class _ArrayMechanism:
+    """Noisy copies as one array per draw (like images), or as a list of the same rows."""
+
+    def __init__(self, as_array: bool) -> None:
+        self.as_array = as_array
+
+    def draw(self, x, n, rng):
+        rows = x + rng.integers(0, 3, size=(n, len(x)))
+        return rows if self.as_array else list(rows)
+
+    def key(self, sample):
+        return None
+
+    def cost(self, sample):
+        return 0
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_array_blocks_count_like_the_per_sample_path(batch_size):
+    """Samples drawn as arrays are classified as array slices: same counts and queries as one by one."""
+    xs = [np.arange(4) * k for k in range(5)]
+    seen: dict[bool, list] = {True: [], False: []}
+
+    def classify(as_array):
+        def f(batch):
+            assert isinstance(batch, np.ndarray) == as_array
+            seen[as_array].extend(tuple(r) for r in batch)
+            return np.array([int(r.sum()) % 4 for r in batch])
+        return f
+
+    runs = {a: MonteCarloEngine(classify(a), 4, batch_size=batch_size, dedup=False, pool_batches=2).count(
+        xs, _ArrayMechanism(a), 1500, seed=3) for a in (True, False)}
+    assert [c.tolist() for c in runs[True]] == [c.tolist() for c in runs[False]]
+    assert all(int(c.sum()) == 1500 for c in runs[True])
+    assert sorted(seen[True]) == sorted(seen[False]) and len(seen[True]) == 5 * 1500

@@ -179,18 +179,24 @@ def pgd(
         delta = ((x + project(delta, eps, norm)).clamp(low, high) - x).detach()
         active = torch.arange(len(x), device=x.device)  # positions (in todo) still moving
         for _ in range(steps):
-            d = delta[active].requires_grad_(True)
-            logits = f(x[active] + d)
-            loss = objective(logits, y[active], targeted)
+            full = len(active) == len(x)  # no example stopped yet: work on x itself, no gathers
+            xa, ya = (x, y) if full else (x[active], y[active])
+            d = (delta if full else delta[active]).detach().requires_grad_(True)
+            logits = f(xa + d)
+            loss = objective(logits, ya, targeted)
             (grad,) = torch.autograd.grad(loss.sum(), d)
             with torch.no_grad():
                 if early_stop:
-                    moving = ~fooled(logits, y[active], targeted)
-                    active, d, grad = active[moving], d[moving], grad[moving]
-                    if len(active) == 0:
-                        break
-                new = project(d + ascent_step(grad, step, norm), eps, norm)
-                delta[active] = (x[active] + new).clamp(low, high) - x[active]
+                    moving = ~fooled(logits, ya, targeted)
+                    if not bool(moving.all()):
+                        active, xa, d, grad, full = active[moving], xa[moving], d[moving], grad[moving], False
+                        if len(active) == 0:
+                            break
+                new = (xa + project(d + ascent_step(grad, step, norm), eps, norm)).clamp(low, high) - xa
+                if full:
+                    delta = new
+                else:
+                    delta[active] = new
         with torch.no_grad():
             adv = x + delta
             logits = f(adv)

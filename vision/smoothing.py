@@ -83,22 +83,35 @@ class ImageBatchClassifier:
     """The base classifier ``f`` as a function of a list of noisy arrays: argmax of ``model`` logits.
 
     With a ``denoiser`` the classifier is ``f(D(x))`` (denoised smoothing, Salman et al. 2020).
+    ``channels_last`` (default: when a model has 2-d convolutions) runs them in the NHWC memory
+    format, which oneDNN (CPU) and cuDNN (GPU) convolutions are fastest in; the logits are the same
+    up to float summation order.
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", denoiser: nn.Module | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, device: str | torch.device = "cpu", denoiser: nn.Module | None = None,
+        channels_last: bool | None = None,
+    ) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.denoiser = denoiser.to(self.device).eval() if denoiser is not None else None
+        nets = [m for m in (model, denoiser) if m is not None]
+        if channels_last is None:
+            channels_last = any(isinstance(layer, nn.Conv2d) for net in nets for layer in net.modules())
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format).eval()
+        self.denoiser = (denoiser.to(self.device, memory_format=self.memory_format).eval()
+                         if denoiser is not None else None)
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=self.memory_format)
         if self.denoiser is not None:
             x = self.denoiser(x)
         return self.model(x)
 
-    def __call__(self, samples: Sequence[np.ndarray]) -> np.ndarray:
-        batch = torch.from_numpy(np.stack(samples))
+    def __call__(self, samples: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        batch = torch.from_numpy(samples if isinstance(samples, np.ndarray) else np.stack(samples))
         return self.logits(batch).argmax(dim=1).cpu().numpy()
 
     def predict_clean(self, images: torch.Tensor, batch_size: int = 500) -> np.ndarray:
@@ -118,15 +131,17 @@ class SmoothedImageClassifier:
         seed: image ``i`` draws from ``input_rng(seed, i)`` (reproducible, batching/sharding independent).
         denoiser: optional denoiser ``D`` in front of the model (certifies ``f(D(.))``).
         top2: runner-up bound, see :class:`robusttext.stats.GaussianL2Certificate`.
+        channels_last: NHWC convolutions (default: when the model has 2-d convolutions).
     """
 
     def __init__(
         self, model: nn.Module, num_classes: int, sigma: float, batch_size: int = 1000, seed: int = 0,
         device: str | torch.device = "cpu", denoiser: nn.Module | None = None, top2: Top2Rule = "complement",
+        channels_last: bool | None = None,
     ) -> None:
         self.mechanism = GaussianMechanism(sigma)
         self.certificate = GaussianL2Certificate(sigma=float(sigma), top2=top2)
-        self.base = ImageBatchClassifier(model, device, denoiser)
+        self.base = ImageBatchClassifier(model, device, denoiser, channels_last)
         self.engine = MonteCarloEngine(self.base, int(num_classes), batch_size=batch_size, dedup=False)
         self.seed = int(seed)
 
