@@ -224,8 +224,8 @@ class MonteCarloEngine(Generic[X, S]):
             return
         rows = np.concatenate([b for _, b in blocks]) if len(blocks) > 1 else blocks[0][1]
         owner = np.repeat(np.array([j for j, _ in blocks]), [len(b) for _, b in blocks])
-        classes = np.concatenate([self._classify(rows[s : s + self.batch_size], len(rows[s : s + self.batch_size]))
-                                  for s in range(0, len(rows), self.batch_size)])
+        batches = [rows[s : s + self.batch_size] for s in range(0, len(rows), self.batch_size)]
+        classes = np.concatenate([self._classify(b, len(b)) for b in batches])
         k = self.num_classes
         tally = np.bincount(owner * k + classes, minlength=len(jobs) * k).reshape(len(jobs), k)
         for j in np.unique(owner):
