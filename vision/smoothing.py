@@ -80,7 +80,7 @@ class GaussianMechanism:
 
 
 class ImageBatchClassifier:
-    """The base classifier ``f`` as a function of a list of noisy arrays: argmax of ``model`` logits.
+    """The base classifier ``f`` on a batch of noisy images (one array, or a list): argmax of ``model`` logits.
 
     With a ``denoiser`` the classifier is ``f(D(x))`` (denoised smoothing, Salman et al. 2020).
     ``channels_last`` (default: when a model has 2-d convolutions) runs them in the NHWC memory
