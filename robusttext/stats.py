@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 from scipy import special, stats
@@ -181,7 +181,7 @@ class _Certificate:
         if residual > 0.0 and n == 0:
             raise ValueError("number of samples n must be >= 1 while part of the distribution is sampled")
 
-        def bound(c: int, level: float, one_sided: Any) -> float:
+        def bound(c: int, level: float, one_sided: Callable[[int, int, float], float]) -> float:
             """exact_c + residual * (Clopper-Pearson bound on q_c): the affine map of the class docstring."""
             sampled = one_sided(int(counts[c]), n, level) if residual > 0.0 else 0.0
             return min(1.0, float(exact[c]) + residual * sampled)

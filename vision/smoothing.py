@@ -84,8 +84,9 @@ class ImageBatchClassifier:
 
     With a ``denoiser`` the classifier is ``f(D(x))`` (denoised smoothing, Salman et al. 2020).
     ``channels_last`` (default: when a model has 2-d convolutions) runs them in the NHWC memory
-    format, which oneDNN (CPU) and cuDNN (GPU) convolutions are fastest in; the logits are the same
-    up to float summation order.
+    format (PyTorch's recommended layout for oneDNN and cuDNN convolutions; 1.6-1.7x on MNIST's CNN on
+    2 CPU cores, where converting only the input gave 0.95-1.17x); the logits are the same up to float
+    summation order. Like ``.to(device)``, this converts ``model`` and ``denoiser`` in place.
     """
 
     def __init__(
