@@ -10,9 +10,10 @@ from :mod:`robusttext.stats`:
   sharded over processes;
 * **batching across inputs with length bucketing**: pending samples of many inputs are pooled, sorted
   by the mechanism's ``cost`` (e.g. token count) and cut into batches, so padding stays small;
-* **exact deduplication**: identical noisy samples of one input (frequent at high deletion rates) are
-  classified once and counted with their multiplicity; the base classifier is deterministic, so the
-  counts are exactly those of classifying every sample;
+* **exact deduplication**: identical noisy samples (frequent at high deletion rates) are classified
+  once and counted with their multiplicity, within one input and across the inputs of one call (the
+  empty text, or a lone common word, is a sample of every input); the base classifier is
+  deterministic, so the counts are exactly those of classifying every sample;
 * **sequential certification** (:meth:`MonteCarloEngine.certify`): estimation samples are drawn in
   looks ``n_1 < ... < n_K = n``; look k's bound is taken at ``alpha_k`` with ``sum alpha_k = alpha``
   (Bonferroni), so the bound at whichever look the engine stops is valid with probability >= 1 - alpha
@@ -55,7 +56,8 @@ class Mechanism(Protocol[X, S]):
         """Return ``n`` independent noisy copies of ``x`` drawn from ``rng``."""
 
     def key(self, sample: S) -> Hashable | None:
-        """A hashable identity of the sample for exact deduplication, or None to classify every copy."""
+        """A hashable identity of the sample itself for exact deduplication (equal keys mean equal
+        samples, whichever input they were drawn from), or None to classify every copy."""
 
     def cost(self, sample: S) -> int:
         """A size used to bucket samples of similar cost into one batch (e.g. its token count)."""
@@ -97,7 +99,7 @@ class Certification:
     in the certificate's unit (-1 = abstain); ``top1_lower``/``top2_upper`` the bounds that gave it;
     ``n_samples`` the noisy samples drawn (selection + estimation), ``n_queries`` the base-classifier
     forward passes spent (fewer than ``n_samples`` when identical samples were deduplicated, more
-    when exact strata were enumerated); ``exact_mass`` the probability mass that was enumerated
+    when exact strata were enumerated; a sample shared by several inputs is charged to the first); ``exact_mass`` the probability mass that was enumerated
     exactly instead of sampled (0 without exact strata; ``looks_used`` is 0 when it is 1).
     """
 
@@ -233,38 +235,45 @@ class MonteCarloEngine(Generic[X, S]):
             jobs[j].n_queries += int(tally[j].sum())
 
     def _flush(self, pending: list, jobs: Sequence[_Job], counts: list[np.ndarray]) -> None:
+        """Classify pending ``(cost, job, key, sample, weight)`` items in length-sorted batches and add each
+        weight to its job's count of the class. With dedup, a sample pending for several jobs (or twice
+        for one, from two draw chunks) is classified once, charged to the first job that drew it."""
         if not pending:
             return
-        # Identical samples of one job may sit in the pool twice (two draw chunks): classify once.
         if self.dedup:
-            merged: dict[tuple[int, Hashable], list] = {}
+            merged: dict[Hashable, list] = {}  # key -> [cost, first job, key, sample, {job: weight}]
             for cost, j, k, s, mult in pending:
                 cls = jobs[j].cache.get(k)
                 if cls is not None:
                     counts[j][cls] += mult
                     continue
-                item = merged.get((j, k))
+                item = merged.get(k)
                 if item is None:
-                    merged[(j, k)] = [cost, j, k, s, mult]
+                    merged[k] = [cost, j, k, s, {j: mult}]
                 else:
-                    item[4] += mult
-            pending = [tuple(v) for v in merged.values()]
-        pending.sort(key=lambda t: t[0])
-        for start in range(0, len(pending), self.batch_size):
-            batch = pending[start : start + self.batch_size]
+                    item[4][j] = item[4].get(j, 0) + mult
+            items = list(merged.values())
+        else:
+            items = [[cost, j, k, s, {j: mult}] for cost, j, k, s, mult in pending]
+        items.sort(key=lambda t: t[0])
+        for start in range(0, len(items), self.batch_size):
+            batch = items[start : start + self.batch_size]
             classes = self._classify([t[3] for t in batch], len(batch))
-            for (cost, j, k, s, mult), cls in zip(batch, classes):
-                jobs[j].n_queries += 1
-                counts[j][cls] += mult
+            for (cost, first, k, s, owners), cls in zip(batch, classes):
+                jobs[first].n_queries += 1
+                for j, mult in owners.items():
+                    counts[j][cls] += mult
                 if self.dedup:
-                    jobs[j].cache[k] = int(cls)
+                    jobs[first].cache[k] = int(cls)  # one dict shared by all jobs of the call
 
     def _jobs(self, xs: Sequence[X], seed: int, indices: Sequence[int] | None) -> list[_Job]:
         if indices is None:
             indices = range(len(xs))
         if len(indices) != len(xs):
             raise ValueError(f"got {len(xs)} inputs but {len(indices)} indices")
-        return [_Job(x=x, rng=input_rng(seed, i), num_classes=self.num_classes) for x, i in zip(xs, indices)]
+        cache: dict = {}  # sample key -> class, shared by the inputs of this call (keys identify samples)
+        return [_Job(x=x, rng=input_rng(seed, i), num_classes=self.num_classes, cache=cache)
+                for x, i in zip(xs, indices)]
 
     def count(
         self, xs: Sequence[X], mechanism: Mechanism, n: int, seed: int = 0, indices: Sequence[int] | None = None

@@ -2,10 +2,12 @@
 
 1. PGD (Linf and L2) examples/second: ``vision.attacks.pgd`` vs ``torchattacks`` 3.5.1 (``PGD``,
    ``PGDL2``) on the same model, inputs, eps, step size and steps; prints both success rates.
-2. CERTIFY noisy samples/second: ``vision.smoothing.SmoothedImageClassifier.certify`` (engine: samples
-   of many images pooled into full batches, NHWC convolutions; also shown with NCHW) vs a
-   straightforward per-image loop (Cohen et al.'s reference ``Smooth.certify``: per image, ``n0`` then
-   ``n`` samples in batches of ``batch_size``), with the same base classifier, budget and batch size.
+2. CERTIFY noisy samples/second: ``vision.smoothing.SmoothedImageClassifier.certify`` with its defaults
+   (samples of many images pooled into full batches; on the CPU a frozen, oneDNN-fused copy of a conv
+   net) vs a straightforward per-image loop (Cohen et al.'s reference ``Smooth.certify``: per image,
+   ``n0`` then ``n`` samples in batches of ``batch_size``, on the model as loaded), with the same base
+   classifier, budget and batch size. Each lever is also shown alone: the engine on the eager model
+   (batching across images) and the per-image loop on the frozen model (the inference lever).
 
     pip install --no-deps torchattacks==3.5.1   # the baseline; --no-deps: its requests~=2.25 pin breaks datasets
     OMP_NUM_THREADS=1 python scripts/bench_vision.py                       # models from the compare run
@@ -27,6 +29,7 @@ from scipy import stats
 from vision.attacks import pgd
 from vision.data import load_images
 from vision.models import build_model, load_model
+from vision.inference import freeze_for_cpu
 from vision.smoothing import SmoothedImageClassifier
 
 
@@ -93,19 +96,27 @@ def bench_certify(model: torch.nn.Module, x: torch.Tensor, num_classes: int, sig
                   batch_size: int) -> dict:
     alpha = 0.001
     model.eval()
-    t_loop, base = timed(lambda: [per_image_certify(model, xi[None], num_classes, sigma, n0, n, alpha, batch_size)
-                                  for xi in x])
-    # lever: batching across images alone (NCHW), then the default (channels_last for conv nets)
-    nchw = SmoothedImageClassifier(model, num_classes, sigma, batch_size=batch_size, seed=0, channels_last=False)
-    t_nchw, _ = timed(lambda: nchw.certify(x, n0=n0, n=n, alpha=alpha))
+
+    def loop(net: torch.nn.Module) -> list:
+        return [per_image_certify(net, xi[None], num_classes, sigma, n0, n, alpha, batch_size) for xi in x]
+
+    t_loop, base = timed(lambda: loop(model), 2)
+    t_freeze, frozen = timed(lambda: freeze_for_cpu(model, x[:1].repeat(batch_size, 1, 1, 1)))
+    t_loop_frozen, _ = timed(lambda: loop(frozen or model), 2)
+    # the engine on the eager model as loaded: batching across images alone
+    eager = SmoothedImageClassifier(model, num_classes, sigma, batch_size=batch_size, seed=0, channels_last=False,
+                                    optimize=False)
+    t_eager, _ = timed(lambda: eager.certify(x, n0=n0, n=n, alpha=alpha), 2)
     clf = SmoothedImageClassifier(model, num_classes, sigma, batch_size=batch_size, seed=0)
-    t_eng, ours = timed(lambda: clf.certify(x, n0=n0, n=n, alpha=alpha))
+    t_eng, ours = timed(lambda: clf.certify(x, n0=n0, n=n, alpha=alpha), 2)  # best of 2: the freeze is timed apart
     model.to(memory_format=torch.contiguous_format)  # the next baseline runs on the model as loaded
     samples = len(x) * (n0 + n)
     agree = np.mean([a.prediction == b[0] for a, b in zip(ours, base)])
     return {"images": len(x), "n0": n0, "n": n, "batch_size": batch_size, "engine_samples_per_s": samples / t_eng,
-            "engine_nchw_samples_per_s": samples / t_nchw, "per_image_loop_samples_per_s": samples / t_loop,
-            "ratio": t_loop / t_eng, "ratio_nchw": t_loop / t_nchw, "prediction_agreement": agree}
+            "engine_eager_samples_per_s": samples / t_eager, "per_image_loop_samples_per_s": samples / t_loop,
+            "per_image_loop_frozen_samples_per_s": samples / t_loop_frozen,
+            "ratio": t_loop / t_eng, "ratio_batching": t_loop / t_eager, "ratio_frozen_loop": t_loop_frozen / t_eng,
+            "freeze_seconds": t_freeze if frozen is not None else 0.0, "prediction_agreement": agree}
 
 
 def main() -> None:
@@ -119,7 +130,8 @@ def main() -> None:
     ap.add_argument("--certify-images", type=int, default=50)
     ap.add_argument("--n0", type=int, default=100)
     ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 200, 1000])
+    ap.add_argument("--only", choices=["pgd", "certify"], help="run one of the two benchmarks")
     ap.add_argument("--sigma", type=float, default=0.5)
     args = ap.parse_args()
 
@@ -139,29 +151,41 @@ def main() -> None:
         train_classifier(m, train.images, train.labels, "standard", FitConfig(epochs=1), "runs/vision/bench_model")
         models["normal"] = m.eval()
     print(f"torch threads: {torch.get_num_threads()}")
+    if args.only != "certify":
+        run_pgd(models, x, y, args.steps, args.repeats)
+    if args.only != "pgd":
+        run_certify(models.get("normal") or next(iter(models.values())), data.images[: args.certify_images], args)
+
+
+def run_pgd(models: dict, x: torch.Tensor, y: torch.Tensor, steps: int, repeats: int) -> None:
     print(f"\n== PGD, {len(x)} MNIST images, {args.steps} steps, step 2.5*eps/steps, random start ==")
     print(f"{'model':8} {'norm':5} {'eps':>4} {'early':>5} {'ours/s':>9} {'torchattacks/s':>15} {'ratio':>6} "
           f"{'success ours':>13} {'success ta':>11}")
     for name, model in models.items():
         model.eval()
-        for r in bench_pgd(model, x, y, args.steps, args.repeats):
+        for r in bench_pgd(model, x, y, steps, repeats):
             print(f"{name:8} {r['norm']:5} {r['eps']:>4g} {str(r['early_stop']):>5} {r['ours_per_s']:>9.1f} "
                   f"{r['torchattacks_per_s']:>15.1f} {r['ratio']:>5.2f}x {r['ours_success']:>13.3f} "
                   f"{r['torchattacks_success']:>11.3f}")
-    model = models.get("normal") or next(iter(models.values()))
-    xc = data.images[: args.certify_images]
+
+
+def run_certify(model: torch.nn.Module, xc: torch.Tensor, args: argparse.Namespace) -> None:
     print(f"\n== CERTIFY, {len(xc)} MNIST images, sigma={args.sigma}, n0={args.n0}, n={args.n}, alpha=0.001 ==")
-    print("(engine: default, channels_last for conv nets; NCHW: the engine's batching alone)")
-    print(f"{'model':8} {'batch':>6} {'engine samples/s':>17} {'NCHW/s':>8} {'per-image loop/s':>17} {'ratio':>6} "
-          f"{'NCHW ratio':>10} {'agree':>6}")
+    print("samples/s: engine (default) | engine on the eager model (batching alone) | per-image loop | "
+          "per-image loop on the frozen model (inference lever alone);")
+    print("ratios: default vs loop | batching alone (engine eager vs loop) | batching on the frozen model; "
+          "freeze: the one-time trace of the model (once per run, not in the timings)")
+    print(f"{'model':8} {'batch':>6} {'engine':>8} {'eng.eager':>9} {'loop':>8} {'loop frz':>8} {'ratio':>6} "
+          f"{'batching':>8} {'frozen':>7} {'agree':>6} {'freeze s':>8}")
     linear = build_model("linear", 1, 10, 28)
     torch.manual_seed(0)
     for name, m in (("cnn", model), ("linear", linear)):
         for bs in args.batch_sizes:
             r = bench_certify(m, xc, 10, args.sigma, args.n0, args.n, bs)
-            print(f"{name:8} {bs:>6} {r['engine_samples_per_s']:>17.0f} {r['engine_nchw_samples_per_s']:>8.0f} "
-                  f"{r['per_image_loop_samples_per_s']:>17.0f} {r['ratio']:>5.2f}x {r['ratio_nchw']:>9.2f}x "
-                  f"{r['prediction_agreement']:>6.2f}")
+            print(f"{name:8} {bs:>6} {r['engine_samples_per_s']:>8.0f} {r['engine_eager_samples_per_s']:>9.0f} "
+                  f"{r['per_image_loop_samples_per_s']:>8.0f} {r['per_image_loop_frozen_samples_per_s']:>8.0f} "
+                  f"{r['ratio']:>5.2f}x {r['ratio_batching']:>7.2f}x {r['ratio_frozen_loop']:>6.2f}x "
+                  f"{r['prediction_agreement']:>6.2f} {r['freeze_seconds']:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -58,16 +58,22 @@ def test_dedup_certifications_equal_plain_ones(tokenizer):
     xs = [mechanism.prepare(t) for t in TEXTS]
     cert = EditDistanceCertificate(p_del=0.9)
     runs = {}
+    recorders = {}
     for dedup in (False, True):
-        engine = MonteCarloEngine(Recorder(), 3, batch_size=16, dedup=dedup)
+        recorders[dedup] = Recorder()
+        engine = MonteCarloEngine(recorders[dedup], 3, batch_size=16, dedup=dedup)
         runs[dedup] = engine.certify(xs, mechanism, cert, n0=50, n=1000, alpha=0.05, looks=[100, 1000], seed=2)
     for plain, dd in zip(runs[False], runs[True]):
         assert (plain.prediction, plain.radius, plain.top1_lower, plain.looks_used, plain.n_samples) == (
             dd.prediction, dd.radius, dd.top1_lower, dd.looks_used, dd.n_samples)
         assert plain.n_queries == plain.n_samples
         assert dd.n_queries <= dd.n_samples
-    # "bad" has 2 deletion patterns and "" one: dedup classifies each at most once
-    assert runs[True][1].n_queries <= 2 and runs[True][2].n_queries == 1
+    # every distinct sample of the call is classified exactly once, across inputs too: "bad" has
+    # 2 deletion patterns ("bad" and the empty text) and "" one (the empty text, drawn by all four)
+    seen = recorders[True].seen
+    assert len(seen) == len(set(seen)) == sum(r.n_queries for r in runs[True])
+    assert set(seen) == set(recorders[False].seen)
+    assert runs[True][1].n_queries <= 2 and runs[True][2].n_queries == 0
 
 
 def test_dedup_with_a_real_model_gives_identical_counts(tiny_model_dir):

@@ -130,3 +130,53 @@ def test_bad_sigma_and_images():
         clf.certify(x + 2, n0=10, n=20)
     with pytest.raises(ValueError, match="shape"):
         clf.predict(x[0], n=20)
+
+
+class _InputDependent(nn.Module):
+    """A conv net whose forward branches on its input: a trace would record only one branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.head = nn.Linear(2 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        if h.mean() > 0:
+            h = -h
+        return self.head(h.flatten(1))
+
+
+def test_frozen_cpu_classifier_matches_the_eager_model():
+    from vision.models import build_model
+    from vision.smoothing import ImageBatchClassifier
+
+    torch.manual_seed(0)
+    model = build_model("cnn", 1, 10, 28).eval()
+    x = torch.rand(37, 1, 28, 28) * 1.6 - 0.3  # noisy images leave [0, 1]
+    with torch.no_grad():
+        eager = model(x)
+    fast = ImageBatchClassifier(model)
+    assert np.array_equal(fast(x.numpy()), eager.argmax(1).numpy())
+    assert fast._frozen is not None  # the frozen copy classified, not the eager fallback
+    with torch.inference_mode():
+        other = torch.rand(5, 1, 28, 28)  # another batch size than the traced one
+        assert torch.allclose(fast.logits(other), model(other), atol=1e-5)
+    # the model itself was left as it was (no in-place conversion when optimizing)
+    assert next(model.parameters()).is_contiguous()
+
+
+def test_input_dependent_model_falls_back_to_eager_with_a_warning():
+    from vision.smoothing import ImageBatchClassifier
+
+    torch.manual_seed(0)
+    model = _InputDependent().eval()
+    clf = ImageBatchClassifier(model)
+    x = torch.rand(4, 1, 8, 8)
+    with pytest.warns(UserWarning, match="control flow depends on its input"):
+        classes = clf(x.numpy())
+    assert clf._frozen is None
+    with torch.no_grad():
+        assert np.array_equal(classes, model(x).argmax(1).numpy())
+        flipped = -x  # takes the other branch: the eager model is the one classifying
+        assert np.array_equal(clf(flipped.numpy()), model(flipped).argmax(1).numpy())
