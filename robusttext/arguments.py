@@ -56,11 +56,11 @@ class CertifyArguments:
     )
     top2: str = field(default="complement", metadata={"help": "Runner-up bound.", "choices": ["complement", "bonferroni"]})
     seed: int = field(default=0, metadata={"help": "Seed of every input's random stream."})
-    batch_size: int = field(default=64, metadata={"help": "Noisy samples per forward pass."})
+    batch_size: int = field(default=256, metadata={"help": "Noisy samples per forward pass."})
     chunk_size: int = field(default=32, metadata={"help": "Inputs certified together (and written) at a time."})
     dedup: bool = field(default=True, metadata={"help": "Classify identical noisy samples once (exact)."})
     precision: str = field(
-        default="auto", metadata={"help": "fp32, bf16, fp16, or auto (bf16 on GPUs that support it).", "choices": ["auto", "fp32", "bf16", "fp16"]}
+        default="auto", metadata={"help": "fp32, bf16, fp16, or auto (bf16 where the GPU or CPU computes it natively).", "choices": ["auto", "fp32", "bf16", "fp16"]}
     )
     output_dir: str = field(default="runs/certify", metadata={"help": "Where results.jsonl, summary.json, report.md go."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier results in output_dir first."})

@@ -237,7 +237,7 @@ def summarize_recipe(records: Sequence[dict]) -> dict[str, Any]:
 def make_classifier(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, device: Any = None):
     """Load ``data.model`` and wrap it as a :class:`SmoothedTextClassifier` with these parameters."""
     from .models import load_classifier
-    from .pipelines import autocast_dtype
+    from .precision import autocast_dtype
     from .smoothing import SmoothedTextClassifier
 
     model, tokenizer = load_classifier(data.model)

@@ -19,6 +19,7 @@ import torch
 
 from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
 from .deletion import check_deletion_args
+from .precision import autocast_dtype
 from .results import ResultsStore, run_sharded, write_json
 from .stats import max_edit_distance_radius
 
@@ -40,15 +41,6 @@ def versions() -> dict[str, str]:
         "datasets": datasets.__version__,
         "accelerate": accelerate.__version__,
     }
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (None = full precision)."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def model_label_names(config: Any) -> list[str]:

@@ -65,6 +65,8 @@ LEVERS: dict[str, tuple[dict, dict, Optional[int]]] = {
     "no_exact": ({}, {"exact_budget": 0}, None),
     "one_input_at_a_time": ({}, {"_per_input": True}, None),
     "batch_32": ({"batch_size": 32}, {}, None),
+    "batch_64": ({"batch_size": 64}, {}, None),
+    "fp32": ({"autocast_dtype": None}, {}, None),
     "n0_1000": ({}, {"n0": 1000}, None),
     "threads_2": ({}, {}, 2),
 }

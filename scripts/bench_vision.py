@@ -127,7 +127,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=500, help="MNIST images attacked (eval split test[8000:])")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2, help="best of this many timings per attack")
-    ap.add_argument("--certify-images", type=int, default=50)
+    ap.add_argument("--certify-images", type=int, default=100)
     ap.add_argument("--n0", type=int, default=100)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 200, 1000])

@@ -231,3 +231,22 @@ def test_fully_enumerated_inputs_get_the_exact_probability(mechanism):
         assert c.prediction == int(np.argmax(exact))
         assert c.top1_lower == pytest.approx(exact.max(), abs=1e-12)
         assert c.radius == edit_distance_radius(exact.max(), 1 - exact.max(), P_DEL)
+
+
+@pytest.mark.parametrize("w", [0.1, 0.32, 0.6])
+@pytest.mark.parametrize("q", [0.05, 0.3, 0.65, 0.95])
+@pytest.mark.parametrize("exact_rate", [0.2, 0.66, 0.97])
+def test_residual_draws_are_at_least_as_precise_as_plain_sampling(w, q, exact_rate):
+    from robusttext.engine import residual_fraction
+
+    exact_top = (1 - w) * exact_rate
+    p = exact_top + w * q  # the top class's exact smoothed probability
+    n0 = 10**6  # selection votes at the true rate: the two-standard-error range is tight
+    selection = np.array([round(n0 * p), n0 - round(n0 * p)])
+    f = residual_fraction(selection, 0, exact_top, w)
+    assert w * w <= f <= w
+    # variance of the stratified estimate from n*f residual draws vs plain sampling's from n draws
+    if f < w:
+        assert w**2 * q * (1 - q) / f <= p * (1 - p) * (1 + 1e-6)
+    # inputs with no strata sample everything; fully enumerated ones nothing
+    assert residual_fraction(selection, 0, 0.0, 1.0) == 1.0 and residual_fraction(selection, 0, exact_top, 0.0) == 0.0

@@ -72,7 +72,7 @@ class CertifyImageArguments:
     n0: int = field(default=100, metadata={"help": "Selection samples per image."})
     n: int = field(default=10000, metadata={"help": "Estimation samples per image."})
     alpha: float = field(default=0.001, metadata={"help": "Failure probability of each certificate."})
-    batch_size: int = field(default=1000, metadata={"help": "Noisy images per forward pass (pooled across images)."})
+    batch_size: Optional[int] = field(default=None, metadata={"help": "Noisy images per forward pass (pooled across images; default: 200 on CPUs, 1000 on GPUs)."})
     chunk_size: int = field(default=50, metadata={"help": "Images certified (and written) together."})
     seed: int = field(default=0, metadata={"help": "Seed of every image's random stream."})
     output_dir: str = field(default="runs/vision/certify", metadata={"help": "results.jsonl, summary.json, report.md, PNG."})
@@ -97,7 +97,7 @@ class DenoiseArguments:
     n0: int = field(default=100, metadata={"help": "Selection samples per image."})
     n: int = field(default=1000, metadata={"help": "Estimation samples per image."})
     alpha: float = field(default=0.001, metadata={"help": "Failure probability of each certificate."})
-    certify_batch_size: int = field(default=1000, metadata={"help": "Noisy images per forward pass."})
+    certify_batch_size: Optional[int] = field(default=None, metadata={"help": "Noisy images per forward pass (default: 200 on CPUs, 1000 on GPUs)."})
     output_dir: str = field(default="runs/vision/denoise", metadata={"help": "Denoiser, checkpoints and comparison go here."})
 
 

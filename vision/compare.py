@@ -49,7 +49,7 @@ class CompareArguments:
     n0: int = field(default=100, metadata={"help": "Selection samples per image."})
     n: int = field(default=1000, metadata={"help": "Estimation samples per image."})
     alpha: float = field(default=0.001, metadata={"help": "Failure probability of each certificate."})
-    certify_batch_size: int = field(default=1000, metadata={"help": "Noisy images per forward pass."})
+    certify_batch_size: Optional[int] = field(default=None, metadata={"help": "Noisy images per forward pass (default: 200 on CPUs, 1000 on GPUs)."})
     seed: int = field(default=0, metadata={"help": "Seed of training, attacks and noise."})
     output_dir: str = field(default="runs/vision/compare", metadata={"help": "Where everything goes."})
 

@@ -120,7 +120,7 @@ def validate_certify_args(cert: CertifyImageArguments) -> None:
     check_sigma(cert.sigma)
     check_budget(cert.n0, cert.n, cert.alpha)
     for name in ("batch_size", "chunk_size"):
-        if getattr(cert, name) < 1:
+        if getattr(cert, name) is not None and getattr(cert, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cert, name)}")
 
 
