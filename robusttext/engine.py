@@ -124,8 +124,9 @@ class Certification:
     in the certificate's unit (-1 = abstain); ``top1_lower``/``top2_upper`` the bounds that gave it;
     ``n_samples`` the noisy samples drawn (selection + estimation), ``n_queries`` the base-classifier
     forward passes spent (fewer than ``n_samples`` when identical samples were deduplicated, more
-    when exact strata were enumerated; a sample shared by several inputs is charged to the first); ``exact_mass`` the probability mass that was enumerated
-    exactly instead of sampled (0 without exact strata; ``looks_used`` is 0 when it is 1).
+    when exact strata were enumerated; a sample shared by several inputs is charged to the first);
+    ``exact_mass`` the probability mass that was enumerated exactly instead of sampled (0 without
+    exact strata; ``looks_used`` is 0 when it is 1).
     """
 
     prediction: int
