@@ -19,7 +19,7 @@ import torch
 
 from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
 from .deletion import check_deletion_args
-from .precision import autocast_dtype
+from .precision import autocast_dtype, precision_name
 from .results import ResultsStore, run_sharded, write_json
 from .stats import max_edit_distance_radius
 
@@ -84,6 +84,7 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
     validate_certify_args(data, smooth, cert)
     exact_budget = DEFAULT_EXACT_BUDGET if cert.exact_budget is None else cert.exact_budget
     state = PartialState()
+    dtype = autocast_dtype(cert.precision, state.device)
     model, tokenizer = load_classifier(data.model)
     labels = model_label_names(model.config)
     ds = load_text_dataset(
@@ -104,13 +105,14 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         **asdict(smooth),
         **{k: getattr(cert, k) for k in ("n0", "n", "alpha", "looks", "top2", "seed")},
         "exact_budget": exact_budget,
+        "precision": precision_name(dtype),  # certificates are about the base model as run
     }
     store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
 
     clf = SmoothedTextClassifier(
         model, tokenizer, p_del=smooth.p_del, unit=smooth.unit, batch_size=cert.batch_size,
         max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, top2=cert.top2,  # type: ignore[arg-type]
-        device=state.device, autocast_dtype=autocast_dtype(cert.precision, state.device),
+        device=state.device, autocast_dtype=dtype,
     )
     texts, gold = ds.texts, ds.labels
     looks = cert.parsed_looks()

@@ -33,6 +33,11 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The name of an autocast dtype as ``precision`` spells it (None = ``fp32``), for run records."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (None = full precision)."""
     if precision not in PRECISIONS:

@@ -62,6 +62,10 @@ def test_train_then_certify_writes_all_outputs(sst2_model, data_dir, tmp_path, c
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_examples"] == 7
     assert summary["parameters"]["p_del"] == 0.9 and summary["unit"] == "word"
+    from robusttext.precision import cpu_supports_bf16
+
+    # the run records the precision the base model ran in (precision=auto: bf16 where the CPU has it)
+    assert summary["parameters"]["precision"] == ("bf16" if cpu_supports_bf16() else "fp32")
     assert summary["certified_accuracy"]["0"] == pytest.approx(sum(r["correct"] for r in recs) / 7)
     for r, v in summary["certified_accuracy"].items():
         assert v == pytest.approx(sum(x["correct"] and x["radius"] >= int(r) for x in recs) / 7)

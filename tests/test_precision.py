@@ -37,6 +37,12 @@ def test_auto_without_cpuinfo_is_full_precision(monkeypatch, tmp_path):
         precision.cpu_supports_bf16.cache_clear()
 
 
+def test_precision_names_round_trip():
+    cpu = torch.device("cpu")
+    for name in ("fp32", "bf16", "fp16"):
+        assert precision.precision_name(autocast_dtype(name, cpu)) == name
+
+
 def test_unknown_precision_names_the_choices():
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16"):
         autocast_dtype("fp8", torch.device("cpu"))
