@@ -206,8 +206,8 @@ class MonteCarloEngine(Generic[X, S]):
                 samples = job.draw(size, job.rng) if job.draw else mechanism.draw(job.x, size, job.rng)
                 job.n_samples += size
                 if not self.dedup and isinstance(samples, np.ndarray):
-                    # Equal-shape samples (images): nothing to bucket; classify the rows as soon as they
-                    # fill a batch, while they are still in the CPU's cache (9% more samples/s on MNIST).
+                    # Equal-shape samples (images): nothing to bucket, so nothing to pool; classify the
+                    # rows as soon as they fill a batch (less memory; speed on MNIST within noise).
                     blocks.append((j, samples))
                     block_rows += len(samples)
                     if block_rows >= self.batch_size:

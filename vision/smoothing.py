@@ -123,7 +123,7 @@ class ImageBatchClassifier:
         if self._optimize:
             self._optimize = False
             self._frozen = freeze_for_cpu(self.net, x)
-        return (self._frozen or self.net)(x)
+        return (self._frozen if self._frozen is not None else self.net)(x)
 
     def __call__(self, samples: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         batch = torch.from_numpy(samples if isinstance(samples, np.ndarray) else np.stack(samples))
