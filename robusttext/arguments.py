@@ -54,6 +54,12 @@ class CertifyArguments:
         metadata={"help": "Classify up to this many of an input's most likely deletions with their exact "
                           "probabilities and sample only the rest (0: plain sampling; default: the library's)."},
     )
+    futility: Optional[float] = field(
+        default=None,
+        metadata={"help": "Futility stopping level in [0, 1): an input stops once its radius would not grow even "
+                          "at this optimistic a projection of its remaining votes (0: off; larger: cheaper, "
+                          "sometimes a smaller radius, never an invalid one; default: the library's)."},
+    )
     top2: str = field(default="complement", metadata={"help": "Runner-up bound.", "choices": ["complement", "bonferroni"]})
     seed: int = field(default=0, metadata={"help": "Seed of every input's random stream."})
     batch_size: int = field(default=256, metadata={"help": "Noisy samples per forward pass."})

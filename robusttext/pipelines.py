@@ -59,6 +59,8 @@ def validate_certify_args(data: ModelDataArguments, smooth: SmoothingArguments, 
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cert, name)}")
     if cert.exact_budget is not None and cert.exact_budget < 0:
         raise ValueError(f"--exact-budget must be >= 0 (0 disables exact strata), got {cert.exact_budget}")
+    if cert.futility is not None and not (0.0 <= cert.futility < 1.0):
+        raise ValueError(f"--futility must be in [0, 1) (0 disables futility stopping), got {cert.futility}")
     looks = cert.parsed_looks()
     if isinstance(looks, list) and (not looks or max(looks) != cert.n or min(looks) < 1):
         raise ValueError(f"--looks must be increasing sample sizes ending at --n {cert.n}, got {cert.looks!r}")
@@ -79,10 +81,11 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
     from .data import load_text_dataset
     from .models import load_classifier
     from .report import certification_markdown, plot_certified_accuracy, summarize_certification
-    from .smoothing import DEFAULT_EXACT_BUDGET, SmoothedTextClassifier
+    from .smoothing import DEFAULT_EXACT_BUDGET, DEFAULT_FUTILITY, SmoothedTextClassifier
 
     validate_certify_args(data, smooth, cert)
     exact_budget = DEFAULT_EXACT_BUDGET if cert.exact_budget is None else cert.exact_budget
+    futility = DEFAULT_FUTILITY if cert.futility is None else cert.futility
     state = PartialState()
     dtype = autocast_dtype(cert.precision, state.device)
     model, tokenizer = load_classifier(data.model)
@@ -105,6 +108,7 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         **asdict(smooth),
         **{k: getattr(cert, k) for k in ("n0", "n", "alpha", "looks", "top2", "seed")},
         "exact_budget": exact_budget,
+        "futility": futility,
         "precision": precision_name(dtype),  # certificates are about the base model as run
     }
     store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
@@ -120,7 +124,8 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
     def certify_chunk(idx: list[int]) -> list[dict]:
         chunk = [texts[i] for i in idx]
         certs = clf.certify(
-            chunk, n0=cert.n0, n=cert.n, alpha=cert.alpha, looks=looks, indices=idx, exact_budget=exact_budget
+            chunk, n0=cert.n0, n=cert.n, alpha=cert.alpha, looks=looks, indices=idx,
+            exact_budget=exact_budget, futility=futility,
         )
         clean = clf.base_predict(chunk)
         return [

@@ -108,9 +108,11 @@ def _published(texts: list[str], indices: list[int], model: Any, tok: Any, args:
         words = split_units(text, "word")
         rng = input_rng(args.seed, i)
         top = int(np.argmax(counts_of(words, n0, rng)))
-        b = cert.bounds(counts_of(words, n, rng), top, args.alpha)
+        counts = counts_of(words, n, rng)
+        b = cert.bounds(counts, top, args.alpha)
         store.append([{
             "index": i, "prediction": top if b.radius >= 0 else -1, "radius": b.radius,
+            "selected": top, "counts": counts.tolist(),
             "top1_lower": b.top1_lower, "n_queries": n0 + n, "n_samples": n0 + n,
             "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
         }])

@@ -62,6 +62,7 @@ def test_train_then_certify_writes_all_outputs(sst2_model, data_dir, tmp_path, c
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_examples"] == 7
     assert summary["parameters"]["p_del"] == 0.9 and summary["unit"] == "word"
+    assert summary["parameters"]["futility"] == 0.05  # the library's default, recorded with the run
     from robusttext.precision import cpu_supports_bf16
 
     # the run records the precision the base model ran in (precision=auto: bf16 where the CPU has it)
@@ -115,6 +116,8 @@ def test_output_dir_with_other_parameters_is_refused(sst2_model, data_dir, tmp_p
         (["--text-column", "review"], "--text-column"),
         (["--label-column", "nope"], "--label-column"),
         (["--looks", "5,10"], "--looks"),
+        (["--futility", "1"], "--futility"),
+        (["--futility", "-0.1"], "--futility"),
     ],
 )
 def test_bad_input_is_a_clear_error(sst2_model, data_dir, tmp_path, capsys, extra, field):

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Expected certified accuracy and cost of certification protocols, simulated without a model.
+
+Certified accuracy on a few dozen inputs moves by a whole input (2 points at 50 inputs) between two
+runs of the *same* protocol with different seeds, so one benchmark run cannot tell whether a cheaper
+protocol gives up accuracy. This script measures the expectation instead. Every input ``i`` becomes a
+Bernoulli source: a noisy copy is classified as the input's label with probability ``mu_i`` and as the
+other class otherwise, where ``mu_i`` is the published arm's estimate from its 4,000 estimation samples
+(``scripts/bench_certify.py``; on a binary task the label's rate is ``k / 4000`` or ``1 - k / 4000``).
+Each protocol - the published one and robusttext's with other ``n``, ``futility`` or looks - runs through
+the real :meth:`robusttext.engine.MonteCarloEngine.certify` on these sources ``--reps`` times with
+different seeds; the printed certified accuracy at each radius is the average over repetitions (its
+standard error is ~ sqrt(pq / (reps * inputs))), with the difference to the published protocol.
+
+What it leaves out: deduplication and exact strata (robusttext's forward passes are fewer than the
+samples printed here, by the factor the benchmark measures), and classes other than the top two.
+
+    python scripts/simulate_certify.py --bench_dir runs/bench_sst2 --dataset ../shared/data/sst2 \
+        --futility 0.05,0.2,0.5 --n 4000,6000 --reps 100
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import special
+from transformers import HfArgumentParser
+
+from robusttext.data import load_text_dataset
+from robusttext.engine import MonteCarloEngine
+from robusttext.smoothing import default_alpha_weights, default_looks
+from robusttext.stats import EditDistanceCertificate, max_edit_distance_radius
+
+#: The published protocol's budget (CERT-ED): n0 selection and n estimation samples, one look.
+PUBLISHED_N0, PUBLISHED_N = 1000, 4000
+
+
+@dataclass
+class SimulateArguments:
+    bench_dir: str = field(metadata={"help": "A bench_certify.py output folder with a 'published' arm."})
+    dataset: str = field(metadata={"help": "The dataset the benchmark certified (for the labels)."})
+    split: str = field(default="test", metadata={"help": "Its split."})
+    futility: str = field(default="0.05,0.2,0.5", metadata={"help": "Comma-separated futility levels to simulate."})
+    n: str = field(default="4000", metadata={"help": "Comma-separated estimation budgets (looks: the default schedule)."})
+    n0: int = field(default=100, metadata={"help": "robusttext's selection samples."})
+    reps: int = field(default=100, metadata={"help": "Repetitions (seeds) per protocol."})
+    alpha: float = field(default=0.05, metadata={"help": "Failure probability (as in the benchmark)."})
+    p_del: float = field(default=0.9, metadata={"help": "Deletion probability (as in the benchmark)."})
+
+
+def label_rates(records: list[dict], labels: list[int], alpha: float) -> np.ndarray:
+    """Each input's estimated probability that a noisy copy is classified as its label.
+
+    Uses the record's estimation ``counts`` when present; otherwise recovers the top-class count k from
+    the reported Clopper-Pearson lower bound (strictly increasing in k, so the k is exact).
+    """
+    ks = np.arange(1, PUBLISHED_N + 1)
+    lowers = special.betaincinv(ks, PUBLISHED_N - ks + 1, alpha)
+    rates = []
+    for rec in records:
+        label = labels[rec["index"]]
+        if "counts" in rec:
+            rates.append(rec["counts"][label] / sum(rec["counts"]))
+            continue
+        lower = float(rec["top1_lower"])
+        k = 0 if lower <= 0.0 else int(ks[np.argmin(np.abs(lowers - lower))])
+        top = rec["prediction"] if rec["prediction"] >= 0 else rec.get("selected", label)
+        rates.append(k / PUBLISHED_N if top == label else 1.0 - k / PUBLISHED_N)
+    return np.asarray(rates)
+
+
+class _Bernoulli:
+    """A noise distribution whose copies are 1 (the label) with probability x and 0 otherwise."""
+
+    def draw(self, x: float, n: int, rng: np.random.Generator) -> list[int]:
+        return (rng.random(n) < x).astype(int).tolist()
+
+    def key(self, sample: int) -> None:
+        return None
+
+    def cost(self, sample: int) -> int:
+        return 0
+
+
+def simulate(rates: np.ndarray, reps: int, alpha: float, p_del: float, **certify_kw) -> tuple[np.ndarray, float]:
+    """Mean certified accuracy (%) at radii 0..max and mean samples per input over ``reps`` seeds."""
+    engine = MonteCarloEngine(lambda batch: np.asarray(batch), 2, batch_size=1 << 14, dedup=False)
+    cert = EditDistanceCertificate(p_del=p_del)
+    radii = max_edit_distance_radius(p_del) + 1
+    hits, samples = np.zeros(radii), 0
+    for rep in range(reps):
+        for c in engine.certify(list(rates), _Bernoulli(), cert, alpha=alpha, seed=10_000 + rep, **certify_kw):
+            samples += c.n_samples
+            if c.prediction == 1:
+                hits[: int(c.radius) + 1] += 1
+    return 100.0 * hits / (reps * len(rates)), samples / (reps * len(rates))
+
+
+def main() -> None:
+    (args,) = HfArgumentParser(SimulateArguments).parse_args_into_dataclasses()
+    path = Path(args.bench_dir) / "published" / "results.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"--bench_dir: no {path}; run scripts/bench_certify.py with the 'published' arm first")
+    records = sorted((json.loads(line) for line in path.open()), key=lambda r: r["index"])
+    labels = load_text_dataset(args.dataset, args.split).labels
+    if len(set(labels)) != 2:
+        raise SystemExit("--dataset: the simulation models the label vs the other class; it needs a binary task")
+    rates = label_rates(records, labels, args.alpha)
+    print(f"{len(rates)} inputs; label rates: median {np.median(rates):.3f}, "
+          f"{np.mean(np.abs(rates - 0.5) > 0.45):.0%} within 0.05 of unanimous")
+    base, cost = simulate(rates, args.reps, args.alpha, args.p_del, n0=PUBLISHED_N0, n=PUBLISHED_N)
+    row = lambda name, acc, s: f"{name:<22} samples/input {s:7.0f}  certacc%[r=0..] " + " ".join(f"{a:5.1f}" for a in acc)
+    print(row("published", base, cost))
+    for n in (int(v) for v in args.n.split(",")):
+        looks = default_looks(n)
+        for gamma in (float(v) for v in args.futility.split(",")):
+            acc, s = simulate(rates, args.reps, args.alpha, args.p_del, n0=args.n0, n=n, looks=looks,
+                              alpha_weights=default_alpha_weights(looks), futility=gamma)
+            diff = " ".join(f"{d:+5.1f}" for d in acc - base)
+            print(row(f"n={n} futility={gamma:g}", acc, s) + f"   vs published {diff}  ({cost / s:.2f}x fewer samples)")
+
+
+if __name__ == "__main__":
+    main()
