@@ -60,6 +60,12 @@ class CertifyArguments:
                           "at this optimistic a projection of its remaining votes (0: off; larger: cheaper, "
                           "sometimes a smaller radius, never an invalid one; default: the library's)."},
     )
+    candidate_pvalue: Optional[float] = field(
+        default=None,
+        metadata={"help": "In [0, 1): classes whose selection votes are not significantly fewer than the majority's "
+                          "at this level stay candidates, chosen between by the estimation votes (alpha split "
+                          "over them; 0: the selection majority only; default: the library's)."},
+    )
     top2: str = field(default="complement", metadata={"help": "Runner-up bound.", "choices": ["complement", "bonferroni"]})
     seed: int = field(default=0, metadata={"help": "Seed of every input's random stream."})
     batch_size: int = field(default=256, metadata={"help": "Noisy samples per forward pass."})

@@ -18,7 +18,9 @@ from :mod:`robusttext.stats`:
   looks ``n_1 < ... < n_K = n``; look k's bound is taken at ``alpha_k`` with ``sum alpha_k = alpha``
   (Bonferroni), so the bound at whichever look the engine stops is valid with probability >= 1 - alpha
   (union bound). The engine stops an input once its radius cannot grow by the last look (or cannot
-  plausibly grow: futility stopping), or abstains once even the best case abstains;
+  plausibly grow: futility stopping), or abstains once even the best case abstains; when the
+  selection votes leave the top class ambiguous, the estimation votes choose among the candidate
+  classes, with alpha split over them (``candidate_pvalue``);
 * **exact strata** (``exact_budget``): a mechanism that can list its most likely noisy copies with
   their exact probabilities (:meth:`Mechanism.strata`) has them classified once; only the remaining
   probability mass is estimated by sampling, which shrinks the Monte Carlo error by that mass
@@ -72,6 +74,35 @@ def residual_fraction(selection: np.ndarray, top: int, exact_top: float, w: floa
     if var_p <= 0.0:
         return w
     return float(min(w, max(w * w, safety * w * w * var_q / var_p)))
+
+
+def candidate_classes(selection: np.ndarray, top: int, pvalue: float) -> list[int]:
+    """The classes that stay candidates for the top class after selection, ``top`` first.
+
+    A class stays a candidate when a two-sided binomial test of its selection votes against ``top``'s
+    does not reject equality at level ``pvalue`` (``pvalue = 0``: only ``top``). With few selection
+    votes an input whose smoothed top class is barely above 1/2 is often selected wrong (at n0 = 100
+    and P[top] = 0.53, about one time in four), and then abstains; keeping both classes and choosing
+    between them with the (more numerous) estimation votes avoids that, at the price of splitting each
+    look's alpha over the candidates (see ``MonteCarloEngine.certify``).
+    """
+    order = [int(c) for c in np.argsort(-selection, kind="stable") if int(c) != top]
+    if pvalue <= 0.0:
+        return [top]
+    n_top = int(selection[top])
+    return [top] + [c for c in order if binomial_test_pvalue(n_top, n_top + int(selection[c]), 0.5) > pvalue]
+
+
+#: Share of each look's alpha left to the candidates other than the selection majority (see
+#: :func:`candidate_shares`): the majority, usually right, keeps a bound almost as tight as without them.
+CANDIDATE_ALPHA_SHARE = 0.2
+
+
+def candidate_shares(m: int) -> list[float]:
+    """Fractions of a look's alpha given to ``m`` candidate classes (the selection majority first); they sum to 1."""
+    if m <= 1:
+        return [1.0]
+    return [1.0 - CANDIDATE_ALPHA_SHARE] + [CANDIDATE_ALPHA_SHARE / (m - 1)] * (m - 1)
 
 
 class Mechanism(Protocol[X, S]):
@@ -370,6 +401,7 @@ class MonteCarloEngine(Generic[X, S]):
         alpha_weights: Sequence[float] | None = None,
         futility: float = 0.0,
         exact_budget: int = 0,
+        candidate_pvalue: float = 0.0,
     ) -> list[Certification]:
         """CERTIFY (Cohen et al. 2019, Alg. 2; RS-Del's variant) with optional sequential looks.
 
@@ -401,6 +433,15 @@ class MonteCarloEngine(Generic[X, S]):
         independent of the estimation samples, so the guarantee above is unchanged; an input whose
         copies are all enumerated gets exact probabilities (``looks_used = 0``, no estimation samples).
 
+        Ambiguous selection (``candidate_pvalue`` > 0): when the selection votes do not separate the
+        majority from another class (:func:`candidate_classes`), the input keeps its m candidate
+        classes and, at every look, certifies the candidate with the most estimated probability; look
+        k's bound for candidate c is taken at ``alpha_k * s_c`` with shares s_c summing to 1
+        (:func:`candidate_shares`: 80% for the selection majority). Guarantee: the candidate set and
+        shares depend on the selection samples only, and the events "candidate c's bound fails at look
+        k" have total probability <= sum_k sum_c alpha_k s_c = alpha, so the bound of whichever
+        candidate is reported holds with probability >= 1 - alpha. With one candidate this is the rule above.
+
         ``certificate`` is a :mod:`robusttext.stats` certificate (anything with ``bounds(counts, top, alpha)``).
         """
         _check_n("n0", n0)
@@ -416,6 +457,8 @@ class MonteCarloEngine(Generic[X, S]):
             raise ValueError(f"futility must be in [0, 1), got {futility!r}; 0 disables futility stopping")
         if int(exact_budget) != exact_budget or exact_budget < 0:
             raise ValueError(f"exact_budget must be an integer >= 0 (0 disables exact strata), got {exact_budget!r}")
+        if not (0.0 <= candidate_pvalue < 1.0):
+            raise ValueError(f"candidate_pvalue must be in [0, 1), got {candidate_pvalue!r}; 0 keeps only the selected class")
         alphas = split_alpha_weighted(alpha, alpha_weights)
         start = time.perf_counter()
         jobs = self._jobs(xs, seed, indices)
@@ -434,6 +477,8 @@ class MonteCarloEngine(Generic[X, S]):
         # estimation draws per look, scaled for stratified inputs
         fractions = [residual_fraction(c, t, float(e[t]), w) for c, t, e, w in zip(selection, tops, exact, residual)]
         plans = [[max(1, int(np.ceil(v * f))) for v in looks] for f in fractions]
+        cands = [candidate_classes(c, t, candidate_pvalue) if w > 0.0 else [t]
+                 for c, t, w in zip(selection, tops, residual)]
         est = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
         drawn = [0] * len(jobs)
         results: list[Certification | None] = [None] * len(jobs)
@@ -459,9 +504,14 @@ class MonteCarloEngine(Generic[X, S]):
                 last = k == len(looks) - 1
                 if not last and plans[j][k + 1] == drawn[j]:
                     continue  # a scaled look that adds no draws: bound at the next one
-                b = certificate.bounds(est[j], tops[j], alpha_k, exact[j], residual[j])
-                if last or self._stop(certificate, est[j], tops[j], b.radius, plans[j][-1], alphas[-1], futility,
-                                      exact[j], residual[j]):
+                share = 1.0
+                if len(cands[j]) > 1:  # the candidate with the most estimated probability (ties: selection order)
+                    mass = exact[j][cands[j]] + residual[j] * est[j][cands[j]] / max(1, drawn[j])
+                    tops[j] = cands[j][int(np.argmax(mass))]
+                    share = candidate_shares(len(cands[j]))[cands[j].index(tops[j])]
+                b = certificate.bounds(est[j], tops[j], alpha_k * share, exact[j], residual[j])
+                if last or self._stop(certificate, est[j], tops[j], b.radius, plans[j][-1], alphas[-1] * share,
+                                      futility, exact[j], residual[j]):
                     finish(j, b, k + 1)
         elapsed = time.perf_counter() - start
         total_q = max(1, sum(j.n_queries for j in jobs))

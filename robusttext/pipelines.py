@@ -61,6 +61,10 @@ def validate_certify_args(data: ModelDataArguments, smooth: SmoothingArguments, 
         raise ValueError(f"--exact-budget must be >= 0 (0 disables exact strata), got {cert.exact_budget}")
     if cert.futility is not None and not (0.0 <= cert.futility < 1.0):
         raise ValueError(f"--futility must be in [0, 1) (0 disables futility stopping), got {cert.futility}")
+    if cert.candidate_pvalue is not None and not (0.0 <= cert.candidate_pvalue < 1.0):
+        raise ValueError(
+            f"--candidate-pvalue must be in [0, 1) (0: the selection majority only), got {cert.candidate_pvalue}"
+        )
     looks = cert.parsed_looks()
     if isinstance(looks, list) and (not looks or max(looks) != cert.n or min(looks) < 1):
         raise ValueError(f"--looks must be increasing sample sizes ending at --n {cert.n}, got {cert.looks!r}")
@@ -81,11 +85,12 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
     from .data import load_text_dataset
     from .models import load_classifier
     from .report import certification_markdown, plot_certified_accuracy, summarize_certification
-    from .smoothing import DEFAULT_EXACT_BUDGET, DEFAULT_FUTILITY, SmoothedTextClassifier
+    from .smoothing import DEFAULT_CANDIDATE_PVALUE, DEFAULT_EXACT_BUDGET, DEFAULT_FUTILITY, SmoothedTextClassifier
 
     validate_certify_args(data, smooth, cert)
     exact_budget = DEFAULT_EXACT_BUDGET if cert.exact_budget is None else cert.exact_budget
     futility = DEFAULT_FUTILITY if cert.futility is None else cert.futility
+    candidate_pvalue = DEFAULT_CANDIDATE_PVALUE if cert.candidate_pvalue is None else cert.candidate_pvalue
     state = PartialState()
     dtype = autocast_dtype(cert.precision, state.device)
     model, tokenizer = load_classifier(data.model)
@@ -109,6 +114,7 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         **{k: getattr(cert, k) for k in ("n0", "n", "alpha", "looks", "top2", "seed")},
         "exact_budget": exact_budget,
         "futility": futility,
+        "candidate_pvalue": candidate_pvalue,
         "precision": precision_name(dtype),  # certificates are about the base model as run
     }
     store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
@@ -125,7 +131,7 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         chunk = [texts[i] for i in idx]
         certs = clf.certify(
             chunk, n0=cert.n0, n=cert.n, alpha=cert.alpha, looks=looks, indices=idx,
-            exact_budget=exact_budget, futility=futility,
+            exact_budget=exact_budget, futility=futility, candidate_pvalue=candidate_pvalue,
         )
         clean = clf.base_predict(chunk)
         return [

@@ -38,6 +38,10 @@ DEFAULT_FUTILITY = 0.05
 DEFAULT_EXACT_BUDGET = 256
 
 
+#: Default ``candidate_pvalue`` of :meth:`SmoothedTextClassifier.certify` (see ``MonteCarloEngine.certify``).
+DEFAULT_CANDIDATE_PVALUE = 0.1
+
+
 def default_looks(n: int) -> list[int]:
     """The default sequential schedule for ``n`` estimation samples: looks at n/20, n/8, 3n/8 and n
     (200, 500, 1500, 4000 for n = 4000).
@@ -196,6 +200,7 @@ class SmoothedTextClassifier:
         indices: Sequence[int] | None = None,
         futility: float = DEFAULT_FUTILITY,
         exact_budget: int = DEFAULT_EXACT_BUDGET,
+        candidate_pvalue: float = DEFAULT_CANDIDATE_PVALUE,
     ) -> list[Certification]:
         """Certified prediction and edit-distance radius of each text.
 
@@ -207,7 +212,10 @@ class SmoothedTextClassifier:
         changes cost, never validity. ``exact_budget`` > 0 classifies, for inputs whose selection votes
         are split, their at most ``exact_budget`` most likely deletions with exact probabilities and
         samples only the rest (stratified; texts of at most log2(exact_budget) units get exact
-        probabilities and no sampling error). With probability >= 1 - alpha the smoothed class is constant
+        probabilities and no sampling error). ``candidate_pvalue`` > 0 keeps every class whose selection
+        votes are not significantly fewer than the majority's (binomial test at that level) and lets the
+        estimation votes choose among them, alpha split over the candidates
+        (:func:`robusttext.engine.candidate_classes`). With probability >= 1 - alpha the smoothed class is constant
         within the returned radius (in units of ``self.unit``; insertions, deletions and
         substitutions). Radius -1 = abstain.
         """
@@ -219,4 +227,5 @@ class SmoothedTextClassifier:
         return self.engine.certify(
             prepared, self.mechanism, self.certificate, n0=n0, n=n, alpha=alpha, looks=looks,  # type: ignore[arg-type]
             seed=self.seed, indices=indices, alpha_weights=weights, futility=futility, exact_budget=exact_budget,
+            candidate_pvalue=candidate_pvalue,
         )

@@ -45,7 +45,8 @@ class SimulateArguments:
     split: str = field(default="test", metadata={"help": "Its split."})
     futility: str = field(default="0.05,0.2,0.5", metadata={"help": "Comma-separated futility levels to simulate."})
     n: str = field(default="4000", metadata={"help": "Comma-separated estimation budgets (looks: the default schedule)."})
-    n0: int = field(default=100, metadata={"help": "robusttext's selection samples."})
+    n0: str = field(default="100", metadata={"help": "Comma-separated selection sample sizes to simulate."})
+    candidate_pvalue: str = field(default="0", metadata={"help": "Comma-separated ambiguous-selection levels to simulate."})
     reps: int = field(default=100, metadata={"help": "Repetitions (seeds) per protocol."})
     alpha: float = field(default=0.05, metadata={"help": "Failure probability (as in the benchmark)."})
     p_del: float = field(default=0.9, metadata={"help": "Deletion probability (as in the benchmark)."})
@@ -112,15 +113,20 @@ def main() -> None:
     print(f"{len(rates)} inputs; label rates: median {np.median(rates):.3f}, "
           f"{np.mean(np.abs(rates - 0.5) > 0.45):.0%} within 0.05 of unanimous")
     base, cost = simulate(rates, args.reps, args.alpha, args.p_del, n0=PUBLISHED_N0, n=PUBLISHED_N)
-    row = lambda name, acc, s: f"{name:<22} samples/input {s:7.0f}  certacc%[r=0..] " + " ".join(f"{a:5.1f}" for a in acc)
+
+    def row(name: str, acc: np.ndarray, samples: float) -> str:
+        return f"{name:<26} samples/input {samples:7.0f}  certacc%[r=0..] " + " ".join(f"{a:5.1f}" for a in acc)
+
     print(row("published", base, cost))
-    for n in (int(v) for v in args.n.split(",")):
+    grid = [(int(n0), int(n), float(g), float(cp)) for n0 in args.n0.split(",") for n in args.n.split(",")
+            for g in args.futility.split(",") for cp in args.candidate_pvalue.split(",")]
+    for n0, n, gamma, cp in grid:
         looks = default_looks(n)
-        for gamma in (float(v) for v in args.futility.split(",")):
-            acc, s = simulate(rates, args.reps, args.alpha, args.p_del, n0=args.n0, n=n, looks=looks,
-                              alpha_weights=default_alpha_weights(looks), futility=gamma)
-            diff = " ".join(f"{d:+5.1f}" for d in acc - base)
-            print(row(f"n={n} futility={gamma:g}", acc, s) + f"   vs published {diff}  ({cost / s:.2f}x fewer samples)")
+        acc, s = simulate(rates, args.reps, args.alpha, args.p_del, n0=n0, n=n, looks=looks,
+                          alpha_weights=default_alpha_weights(looks), futility=gamma, candidate_pvalue=cp)
+        diff = " ".join(f"{d:+5.1f}" for d in acc - base)
+        print(row(f"n0={n0} fut={gamma:g} cand={cp:g}", acc, s) + f"   vs published {diff}  ({cost / s:.2f}x fewer samples)",
+              flush=True)
 
 
 if __name__ == "__main__":

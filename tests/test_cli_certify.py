@@ -118,6 +118,7 @@ def test_output_dir_with_other_parameters_is_refused(sst2_model, data_dir, tmp_p
         (["--looks", "5,10"], "--looks"),
         (["--futility", "1"], "--futility"),
         (["--futility", "-0.1"], "--futility"),
+        (["--candidate-pvalue", "1"], "--candidate-pvalue"),
     ],
 )
 def test_bad_input_is_a_clear_error(sst2_model, data_dir, tmp_path, capsys, extra, field):

@@ -115,6 +115,52 @@ def test_coverage_check_detects_a_bound_that_ignores_the_split(mechanism):
     assert not consistent_with_rate(failures, trials, alpha)
 
 
+@pytest.mark.parametrize("case", ["one_of_one", "two_of_four"])
+@pytest.mark.parametrize("sequential", [False, True])
+def test_ambiguous_selection_bound_covers_exact_probability_at_stated_rate(mechanism, case, sequential):
+    # "one_of_one": class 1 iff "warm" survives, so P = (1/2, 1/2) exactly: the hardest case for a
+    # class chosen from the estimation votes (without the split over candidates about 35% of the
+    # one-look bounds fail here). Unless the 3 selection votes are unanimous, both classes stay candidates.
+    positive, need = (("warm",), 1) if case == "one_of_one" else CASES[case]
+    classify = make_classifier(mechanism, positive, need)
+    exact = exact_distribution(mechanism, classify, TEXT)
+    engine, cert = MonteCarloEngine(classify, 2, batch_size=256), EditDistanceCertificate(p_del=P_DEL)
+    trials, alpha, n = 400, 0.2, 80
+    looks = default_looks(n) if sequential else None
+    out = engine.certify(
+        [mechanism.prepare(TEXT)] * trials, mechanism, cert, n0=3, n=n, alpha=alpha, looks=looks, seed=5,
+        indices=range(trials), alpha_weights=default_alpha_weights(looks) if sequential else None,
+        futility=0.2 if sequential else 0.0, candidate_pvalue=0.5,
+    )
+    failures = sum(c.top1_lower > exact[c.prediction] for c in out if c.prediction >= 0)
+    assert consistent_with_rate(failures, trials, alpha), (failures, trials)
+
+
+def test_coverage_check_detects_a_candidate_choice_without_the_split(mechanism):
+    # Negative control: bound both classes of a (1/2, 1/2) input at the full alpha and report the larger.
+    classify = make_classifier(mechanism, ("warm",), 1)
+    cert = EditDistanceCertificate(p_del=P_DEL)
+    trials, alpha, x = 400, 0.2, mechanism.prepare(TEXT)
+    failures = 0
+    for i in range(trials):
+        counts = np.bincount(classify(mechanism.draw(x, 80, input_rng(11, i))), minlength=2)
+        failures += max(cert.bounds(counts, c, alpha).top1_lower for c in (0, 1)) > 0.5
+    assert not consistent_with_rate(failures, trials, alpha)
+
+
+def test_ambiguous_selection_lets_the_estimation_votes_choose_the_class(mechanism):
+    # One selection vote picks the minority class (P = 5/16) about a third of the time, and such an
+    # input then abstains; keeping both classes as candidates certifies the majority class instead.
+    exact, engine, cert = exact_case(mechanism, "two_of_four")
+    top = int(np.argmax(exact))
+    x, trials = mechanism.prepare(TEXT), 200
+    kw = dict(n0=1, n=400, alpha=0.05, seed=6, indices=range(trials))
+    plain = engine.certify([x] * trials, mechanism, cert, **kw)
+    kept = engine.certify([x] * trials, mechanism, cert, candidate_pvalue=0.5, **kw)
+    assert sum(c.prediction == top for c in kept) > sum(c.prediction == top for c in plain) + trials // 5
+    assert sum(c.prediction == 1 - top for c in kept) <= trials // 50
+
+
 def test_unanimous_inputs_stop_at_the_first_look_with_the_largest_radius(mechanism):
     mechanism = DeletionMechanism(mechanism.tokenizer, 0.9, "word")
     engine = MonteCarloEngine(lambda s: np.zeros(len(s), dtype=np.int64), 2, batch_size=64)
@@ -164,6 +210,8 @@ def test_bad_sequential_arguments_are_clear_errors(mechanism):
         engine.certify(x, mechanism, cert, n0=5, n=100, alpha=0.05, looks=[10, 100], alpha_weights=[1.0])
     with pytest.raises(ValueError, match="futility"):
         engine.certify(x, mechanism, cert, n0=5, n=100, alpha=0.05, futility=1.0)
+    with pytest.raises(ValueError, match="candidate_pvalue"):
+        engine.certify(x, mechanism, cert, n0=5, n=100, alpha=0.05, candidate_pvalue=1.0)
 
 
 # --------------------------------------------------------------------------- exact strata (stratified estimation)
