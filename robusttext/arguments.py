@@ -42,7 +42,7 @@ class SmoothingArguments:
 class CertifyArguments:
     """Monte Carlo budget, confidence, outputs."""
 
-    n0: int = field(default=100, metadata={"help": "Selection samples per input."})
+    n0: int = field(default=50, metadata={"help": "Selection samples per input."})
     n: int = field(default=4000, metadata={"help": "Estimation samples per input (at most)."})
     alpha: float = field(default=0.05, metadata={"help": "Failure probability of each certificate, in (0, 1)."})
     looks: str = field(

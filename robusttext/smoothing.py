@@ -27,8 +27,16 @@ from .stats import EditDistanceCertificate, Top2Rule
 
 
 #: Default futility level of :meth:`SmoothedTextClassifier.certify` (see ``MonteCarloEngine.certify``):
-#: an input stops once even a 95% optimistic projection of its remaining votes would not raise its radius.
-DEFAULT_FUTILITY = 0.05
+#: an input stops once even an 80% optimistic projection of its remaining votes would not raise its radius.
+#: Simulated on the first 200 SST-2 test sentences (``scripts/simulate_certify.py``, MiniLM, p_del = 0.9),
+#: 0.2 instead of 0.05 drew 15% fewer samples (15% fewer forward passes on the real model) for an expected
+#: 0-0.3 points less certified accuracy per radius.
+DEFAULT_FUTILITY = 0.2
+
+#: Default selection samples of :meth:`SmoothedTextClassifier.certify`. With ambiguous selections kept
+#: open (``DEFAULT_CANDIDATE_PVALUE``), 50 votes cost no expected certified accuracy against 100 in the
+#: same simulation, and 12-15% fewer forward passes on the real model.
+DEFAULT_N0 = 50
 
 #: Default ``exact_budget`` of :meth:`SmoothedTextClassifier.certify`: at most this many of an input's most
 #: likely deletions are classified with their exact probabilities (see ``DeletionMechanism.strata``).
@@ -38,7 +46,10 @@ DEFAULT_FUTILITY = 0.05
 DEFAULT_EXACT_BUDGET = 256
 
 
-#: Default ``candidate_pvalue`` of :meth:`SmoothedTextClassifier.certify` (see ``MonteCarloEngine.certify``).
+#: Default ``candidate_pvalue`` of :meth:`SmoothedTextClassifier.certify` (see ``MonteCarloEngine.certify``):
+#: a class stays a candidate unless its selection votes are fewer than the majority's at level 0.1. In the
+#: simulation above, selecting from 50 votes without candidates lost an expected 2.1 points of certified
+#: accuracy at radius 0 against the published protocol's 1,000 selection votes; with them, 0.3.
 DEFAULT_CANDIDATE_PVALUE = 0.1
 
 
@@ -94,7 +105,7 @@ class SmoothedTextClassifier:
     Example::
 
         clf = SmoothedTextClassifier(model, tokenizer, p_del=0.9)
-        out = clf.certify(["a gripping, funny film"], n0=100, n=4000, alpha=0.05)
+        out = clf.certify(["a gripping, funny film"], n0=50, n=4000, alpha=0.05)
         out[0].prediction, out[0].radius   # radius -1 means abstain
     """
 
@@ -193,7 +204,7 @@ class SmoothedTextClassifier:
     def certify(
         self,
         texts: Sequence[str],
-        n0: int = 100,
+        n0: int = DEFAULT_N0,
         n: int = 4000,
         alpha: float = 0.05,
         looks: Sequence[int] | str | None = "auto",
