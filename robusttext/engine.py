@@ -86,9 +86,9 @@ def candidate_classes(selection: np.ndarray, top: int, pvalue: float) -> list[in
     between them with the (more numerous) estimation votes avoids that, at the price of splitting each
     look's alpha over the candidates (see ``MonteCarloEngine.certify``).
     """
-    order = [int(c) for c in np.argsort(-selection, kind="stable") if int(c) != top]
     if pvalue <= 0.0:
         return [top]
+    order = [int(c) for c in np.argsort(-selection, kind="stable") if int(c) != top]
     n_top = int(selection[top])
     return [top] + [c for c in order if binomial_test_pvalue(n_top, n_top + int(selection[c]), 0.5) > pvalue]
 
