@@ -81,8 +81,8 @@ def candidate_classes(selection: np.ndarray, top: int, pvalue: float) -> list[in
 
     A class stays a candidate when a two-sided binomial test of its selection votes against ``top``'s
     does not reject equality at level ``pvalue`` (``pvalue = 0``: only ``top``). With few selection
-    votes an input whose smoothed top class is barely above 1/2 is often selected wrong (at n0 = 100
-    and P[top] = 0.53, about one time in four), and then abstains; keeping both classes and choosing
+    votes an input whose smoothed top class is barely above 1/2 is often selected wrong (at n0 = 50
+    and P[top] = 0.53, about one time in three; at n0 = 100, one in four), and then abstains; keeping both classes and choosing
     between them with the (more numerous) estimation votes avoids that, at the price of splitting each
     look's alpha over the candidates (see ``MonteCarloEngine.certify``).
     """
