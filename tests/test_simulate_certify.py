@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -44,3 +45,12 @@ def test_unanimous_inputs_give_the_exact_certified_accuracy(sim):
                                     alpha_weights=[0.05, 0.05, 0.1, 0.8], futility=0.2, candidate_pvalue=0.1)
     assert acc == pytest.approx([50.0] * 7) and se == pytest.approx([0.0] * 7)
     assert samples == pytest.approx(50 + 200)  # both stop at the first look
+
+
+def test_oracle_samples_unanimous_input_matches_closed_form(sim) -> None:
+    # k = n votes: the Clopper-Pearson lower bound is alpha ** (1 / n); radius 6 at p_del = 0.9 needs it
+    # above 1.5 - 0.9 ** 6 (complement rule), so the fewest samples is the first n past log(alpha) / log(that).
+    alpha, p_del = 0.05, 0.9
+    expected = math.floor(math.log(alpha) / math.log(1.5 - p_del**6)) + 1
+    out = sim.oracle_samples(np.array([1.0, 0.0, 0.5]), alpha, p_del)
+    assert out.tolist() == [expected, expected, 0]  # either class unanimous; an even split abstains at any n
