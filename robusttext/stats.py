@@ -246,3 +246,24 @@ def split_alpha_weighted(alpha: float, weights: Sequence[float]) -> list[float]:
     if w.size < 1 or not np.all(np.isfinite(w)) or np.any(w <= 0):
         raise ValueError(f"alpha weights must be positive numbers, one per look, got {list(weights)!r}")
     return [float(alpha * v / w.sum()) for v in w]
+
+
+def plain_samples_needed(rate: float, radius: float, alpha: float, certificate: _Certificate, n_max: int) -> int | None:
+    """Fewest i.i.d. samples n <= ``n_max`` with which one Clopper-Pearson bound at ``alpha`` certifies at
+    least ``radius`` when the top class gets exactly its expected count, k = round(rate * n).
+
+    ``rate`` is the top class's probability under the noise, in [0, 1]; the certificate's complement rule
+    gives ``top2_upper = 1 - top1_lower``. A planning figure, not a guarantee: a real count falls below its
+    expectation about half the time, and a real protocol also spends selection samples and splits alpha
+    over looks, so it needs more. Returns None when ``n_max`` samples fall short.
+    """
+    _check_alpha(alpha)
+    if certificate.top2 != "complement":
+        raise ValueError(f"plain_samples_needed supports top2='complement' certificates, got {certificate.top2!r}")
+    if not 0.0 <= rate <= 1.0 or n_max < 1:
+        raise ValueError(f"need rate in [0, 1] and n_max >= 1, got rate={rate!r}, n_max={n_max!r}")
+    ns = np.arange(1, int(n_max) + 1)
+    ks = np.rint(rate * ns)
+    lowers = np.where(ks > 0, special.betaincinv(np.maximum(ks, 1.0), ns - ks + 1.0, alpha), 0.0)
+    reached = np.fromiter((certificate.radius(lo, 1.0 - lo) >= radius for lo in lowers), dtype=bool, count=ns.size)
+    return int(ns[np.argmax(reached)]) if reached.any() else None

@@ -32,7 +32,7 @@ from transformers import HfArgumentParser
 from robusttext.data import load_text_dataset
 from robusttext.engine import MonteCarloEngine
 from robusttext.smoothing import default_alpha_weights, default_looks
-from robusttext.stats import EditDistanceCertificate, max_edit_distance_radius
+from robusttext.stats import EditDistanceCertificate, max_edit_distance_radius, plain_samples_needed
 
 #: The published protocol's budget (CERT-ED): n0 selection and n estimation samples, one look.
 PUBLISHED_N0, PUBLISHED_N = 1000, 4000
@@ -87,24 +87,19 @@ class _Bernoulli:
 
 
 def oracle_samples(rates: np.ndarray, alpha: float, p_del: float, n_max: int = PUBLISHED_N) -> np.ndarray:
-    """A lower bound on what plain sampling must spend: per input, the fewest estimation samples n <= n_max
-    with which one look at the full ``alpha`` certifies the radius that ``n_max`` samples certify, if the top
-    class's count came out at exactly its expectation (k = round(mu n), mu = the top class's rate).
-
-    An input that ``n_max`` samples abstain on counts 0. A real protocol pays more: it does not know mu, needs
-    selection votes, splits alpha over looks, and its count falls below expectation half the time; only
-    deduplication and exact strata take its forward passes below this (they are not plain sampling).
+    """A lower bound on what plain sampling must spend: per input, the fewest estimation samples with which
+    one look at the full ``alpha`` certifies the radius that ``n_max`` samples certify, the top class's count
+    at its expectation (:func:`robusttext.stats.plain_samples_needed`; the top class's rate is the larger of
+    the label's and the other class's). An input that ``n_max`` samples abstain on counts 0. Only
+    deduplication and exact strata take a protocol's forward passes below this (they are not plain sampling).
     """
     cert = EditDistanceCertificate(p_del=p_del)
-    ns = np.arange(1, n_max + 1)
     out = np.zeros(len(rates), dtype=np.int64)
     for i, rate in enumerate(rates):
         mu = max(float(rate), 1.0 - float(rate))
-        ks = np.rint(mu * ns)
-        lowers = np.where(ks > 0, special.betaincinv(np.maximum(ks, 1), ns - ks + 1, alpha), 0.0)
-        radii = np.array([cert.radius(lo, 1.0 - lo) for lo in lowers])
-        if radii[-1] >= 0:
-            out[i] = int(ns[np.argmax(radii >= radii[-1])])
+        radius = cert.bounds(np.array([n_max - round(mu * n_max), round(mu * n_max)]), 1, alpha).radius
+        if radius >= 0:
+            out[i] = plain_samples_needed(mu, radius, alpha, cert, n_max)
     return out
 
 

@@ -16,6 +16,7 @@ from robusttext.stats import (
     clopper_pearson_lower,
     clopper_pearson_upper,
     max_edit_distance_radius,
+    plain_samples_needed,
     split_alpha,
 )
 
@@ -146,3 +147,22 @@ def test_binomial_test_and_alpha_split():
     assert split_alpha(0.05, 4) == pytest.approx(0.0125)
     with pytest.raises(ValueError):
         split_alpha(0.05, 0)
+
+
+@pytest.mark.parametrize("rate,radius", [(0.75, 0), (0.75, 2), (0.9, 4), (0.99, 6)])
+def test_plain_samples_needed_matches_a_scan_of_clopper_pearson(rate: float, radius: int) -> None:
+    # Brute force from the primitives: the first n whose expected-count lower bound reaches the radius.
+    cert = EditDistanceCertificate(p_del=0.9)
+    first = next((n for n in range(1, 2001)
+                  if edit_distance_radius(lo := clopper_pearson_lower(round(rate * n), n, 0.05), 1 - lo, 0.9) >= radius),
+                 None)
+    assert first is not None
+    assert plain_samples_needed(rate, radius, 0.05, cert, 2000) == first
+
+
+def test_plain_samples_needed_none_when_budget_falls_short_and_rejects_bonferroni() -> None:
+    cert = EditDistanceCertificate(p_del=0.9)
+    assert plain_samples_needed(0.5, 0, 0.05, cert, 4000) is None  # a coin flip never certifies
+    assert plain_samples_needed(0.9, 4, 0.05, cert, 10) is None
+    with pytest.raises(ValueError, match="complement"):
+        plain_samples_needed(0.9, 1, 0.05, EditDistanceCertificate(p_del=0.9, top2="bonferroni"), 100)
