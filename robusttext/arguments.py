@@ -47,7 +47,7 @@ class CertifyArguments:
     alpha: float = field(default=0.05, metadata={"help": "Failure probability of each certificate, in (0, 1)."})
     looks: str = field(
         default="auto",
-        metadata={"help": "Sequential looks: 'auto' (n/20, n/8, 3n/8, n), 'none' (one look at n), or e.g. '200,1000,4000'."},
+        metadata={"help": "Sequential looks: 'auto' (n/20, n/8, n/4, 3n/8, n/2, 3n/4, n), 'none' (one look at n), or e.g. '200,1000,4000'."},
     )
     exact_budget: Optional[int] = field(
         default=None,

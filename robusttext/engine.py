@@ -29,6 +29,7 @@ from :mod:`robusttext.stats`:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Hashable, Protocol, Sequence, TypeVar
@@ -181,6 +182,17 @@ class _Job:
     n_samples: int = 0
     done: bool = False
     draw: Callable[[int, np.random.Generator], Sequence[Any]] | None = None  # None: mechanism.draw
+
+
+class _Sum:
+    """Collects the terms added to it (``+=``) for an exactly rounded ``math.fsum``."""
+
+    def __init__(self) -> None:
+        self.terms: list[float] = []
+
+    def __iadd__(self, value: float) -> "_Sum":
+        self.terms.append(float(value))
+        return self
 
 
 def input_rng(seed: int, index: int) -> np.random.Generator:
@@ -371,8 +383,11 @@ class MonteCarloEngine(Generic[X, S]):
         return out
 
     def _exact_mass(self, jobs: Sequence[_Job], mechanism: Mechanism, strata: Sequence[Strata | None]) -> list[np.ndarray]:
-        """Per-class probability mass of each job's enumerated noisy copies (each distinct copy classified once)."""
-        mass = [np.zeros(self.num_classes, dtype=np.float64) for _ in jobs]
+        """Per-class probability mass of each job's enumerated noisy copies (each distinct copy classified once).
+
+        The masses are exactly rounded sums (``math.fsum``), so they do not depend on the order in which
+        batching, pooling or deduplication happen to add the copies' probabilities."""
+        parts = [[_Sum() for _ in range(self.num_classes)] for _ in jobs]
         pending: list[tuple[int, int, Hashable, Any, float]] = []
         for j, st in enumerate(strata):
             if st is None:
@@ -381,10 +396,10 @@ class MonteCarloEngine(Generic[X, S]):
                 key = mechanism.key(sample) if self.dedup else None
                 pending.append((mechanism.cost(sample), j, key, sample, float(prob)))
                 if len(pending) >= self.pool_size:
-                    self._flush(pending, jobs, mass)
+                    self._flush(pending, jobs, parts)  # type: ignore[arg-type]
                     pending = []
-        self._flush(pending, jobs, mass)
-        return mass
+        self._flush(pending, jobs, parts)  # type: ignore[arg-type]
+        return [np.array([math.fsum(c.terms) for c in job_parts]) for job_parts in parts]
 
     # ------------------------------------------------------------------ CERTIFY
     def certify(

@@ -85,7 +85,7 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
     from .data import load_text_dataset
     from .models import load_classifier
     from .report import certification_markdown, plot_certified_accuracy, summarize_certification
-    from .smoothing import DEFAULT_CANDIDATE_PVALUE, DEFAULT_EXACT_BUDGET, DEFAULT_FUTILITY, SmoothedTextClassifier
+    from .smoothing import DEFAULT_CANDIDATE_PVALUE, DEFAULT_EXACT_BUDGET, DEFAULT_FUTILITY, SmoothedTextClassifier, default_looks
 
     validate_certify_args(data, smooth, cert)
     exact_budget = DEFAULT_EXACT_BUDGET if cert.exact_budget is None else cert.exact_budget
@@ -115,6 +115,8 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         "exact_budget": exact_budget,
         "futility": futility,
         "candidate_pvalue": candidate_pvalue,
+        # the schedule itself, so that resuming under a version with another 'auto' schedule is refused
+        "look_sizes": default_looks(cert.n) if cert.parsed_looks() == "auto" else cert.parsed_looks(),
         "precision": precision_name(dtype),  # certificates are about the base model as run
     }
     store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)

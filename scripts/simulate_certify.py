@@ -44,7 +44,11 @@ class SimulateArguments:
     dataset: str = field(metadata={"help": "The dataset the benchmark certified (for the labels)."})
     split: str = field(default="test", metadata={"help": "Its split."})
     futility: str = field(default="0.05,0.2,0.5", metadata={"help": "Comma-separated futility levels to simulate."})
-    n: str = field(default="4000", metadata={"help": "Comma-separated estimation budgets (looks: the default schedule)."})
+    n: str = field(default="4000", metadata={"help": "Comma-separated estimation budgets."})
+    looks: str = field(default="auto", metadata={"help": (
+        "Semicolon-separated look schedules, each comma-separated fractions of n ending at 1 (e.g. "
+        "'0.05,0.125,0.375,1;0.05,0.125,0.25,0.5,1'), or 'auto' for robusttext's default schedule; alpha is "
+        "split over the looks by robusttext's default weights.")})
     n0: str = field(default="100", metadata={"help": "Comma-separated selection sample sizes to simulate."})
     candidate_pvalue: str = field(default="0", metadata={"help": "Comma-separated ambiguous-selection levels to simulate."})
     reps: int = field(default=100, metadata={"help": "Repetitions (seeds) per protocol."})
@@ -103,6 +107,17 @@ def oracle_samples(rates: np.ndarray, alpha: float, p_del: float, n_max: int = P
     return out
 
 
+def schedule(fractions: str, n: int) -> list[int]:
+    """Look sizes from comma-separated fractions of ``n`` (increasing, the last one 1)."""
+    try:
+        values = [float(v) for v in fractions.split(",")]
+    except ValueError:
+        raise SystemExit(f"--looks: expected comma-separated fractions of n such as 0.05,0.125,0.375,1, got {fractions!r}")
+    if values != sorted(set(values)) or not 0.0 < values[0] or values[-1] != 1.0:
+        raise SystemExit(f"--looks: fractions must increase from above 0 to exactly 1, got {fractions!r}")
+    return sorted({max(1, round(v * n)) for v in values})
+
+
 def simulate(
     rates: np.ndarray, reps: int, alpha: float, p_del: float, **certify_kw
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -142,15 +157,15 @@ def main() -> None:
     oracle = oracle_samples(rates, args.alpha, args.p_del)
     print(f"oracle plain sampling (knows each rate, one look) samples/input {oracle.mean():7.0f}  "
           f"({cost / oracle.mean():.1f}x fewer than published: about the most plain sampling can save)")
-    grid = [(int(n0), int(n), float(g), float(cp)) for n0 in args.n0.split(",") for n in args.n.split(",")
-            for g in args.futility.split(",") for cp in args.candidate_pvalue.split(",")]
-    for n0, n, gamma, cp in grid:
-        looks = default_looks(n)
+    grid = [(int(n0), int(n), float(g), float(cp), sched) for n0 in args.n0.split(",") for n in args.n.split(",")
+            for g in args.futility.split(",") for cp in args.candidate_pvalue.split(",") for sched in args.looks.split(";")]
+    for n0, n, gamma, cp, sched in grid:
+        looks = default_looks(n) if sched.strip() == "auto" else schedule(sched, n)
         acc, se, s = simulate(rates, args.reps, args.alpha, args.p_del, n0=n0, n=n, looks=looks,
                               alpha_weights=default_alpha_weights(looks), futility=gamma, candidate_pvalue=cp)
         diff = " ".join(f"{d:+5.1f}" for d in acc - base)
         diff += f" (s.e. <= {np.sqrt(se ** 2 + base_se ** 2).max():.1f})"
-        print(row(f"n0={n0} n={n} fut={gamma:g} cand={cp:g}", acc, s) + f"   vs published {diff}  ({cost / s:.2f}x fewer samples)",
+        print(row(f"n0={n0} n={n} fut={gamma:g} cand={cp:g} looks={looks}", acc, s) + f"   vs published {diff}  ({cost / s:.2f}x fewer samples)",
               flush=True)
 
 

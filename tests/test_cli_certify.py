@@ -62,7 +62,9 @@ def test_train_then_certify_writes_all_outputs(sst2_model, data_dir, tmp_path, c
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_examples"] == 7
     assert summary["parameters"]["p_del"] == 0.9 and summary["unit"] == "word"
-    assert summary["parameters"]["futility"] == 0.2  # the library's default, recorded with the run
+    assert summary["parameters"]["futility"] == 0.1  # the library's default, recorded with the run
+    looks = summary["parameters"]["look_sizes"]  # the resolved "auto" schedule, so a resume under another is refused
+    assert looks == sorted(set(looks)) and looks[-1] == 60
     from robusttext.precision import cpu_supports_bf16
 
     # the run records the precision the base model ran in (precision=auto: bf16 where the CPU has it)
