@@ -67,10 +67,13 @@ def build_trainer(
 ) -> Any:
     """The Trainer of ``algorithm`` for ``model_name`` with a :class:`DeletionCollator` in the data path
     (``smooth.p_del = 0``: clean batches). ``domains`` (Fishr) fixes the training domains' id order."""
-    from transformers import Trainer
+    from transformers import Trainer, set_seed
 
     from .models import load_classifier
 
+    # Seed before loading: a checkpoint without a classification head (e.g. the embedded MiniLM encoder) gets
+    # a randomly initialised one, which the Trainer's own seeding, done later, would leave unseeded.
+    set_seed(args.seed)
     model, tokenizer = load_classifier(model_name, label_names=label_names, ignore_mismatched_sizes=ignore_mismatched_sizes)
     collator = DeletionCollator(tokenizer, smooth.p_del, smooth.unit, max_length, seed=args.seed)
     args.remove_unused_columns = False

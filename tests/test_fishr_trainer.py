@@ -4,6 +4,8 @@ checkpoints, evaluation on an unseen domain, bad input, and the ``robusttext tra
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,3 +141,18 @@ def test_cli_train_fishr_with_held_out_domain(tiny_model_dir, tmp_path, capsys):
     assert rc == 2 and "at least 2 training domains" in capsys.readouterr().err
     rc = main(["train", "--algorithm", "fishr", "--fishr-lambda", "-1", "--output-dir", str(tmp_path / "o4"), *common])
     assert rc == 2 and "--fishr-lambda must be" in capsys.readouterr().err
+
+
+def test_new_classification_head_is_seeded(tmp_path, tiny_model_dir):
+    # A bare encoder gets a freshly initialised head: same seed, same head; another seed, another head.
+    from transformers import BertModel
+
+    bare = tmp_path / "bare"
+    BertModel.from_pretrained(tiny_model_dir).save_pretrained(bare)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (Path(tiny_model_dir) / name).exists():
+            shutil.copy(Path(tiny_model_dir) / name, bare / name)
+    heads = [make_trainer(str(bare), tmp_path / f"run{i}", seed=seed).model.classifier.weight.detach().clone()
+             for i, seed in enumerate((7, 7, 8))]
+    assert torch.equal(heads[0], heads[1])
+    assert not torch.equal(heads[0], heads[2])
