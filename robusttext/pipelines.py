@@ -91,6 +91,7 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
     exact_budget = DEFAULT_EXACT_BUDGET if cert.exact_budget is None else cert.exact_budget
     futility = DEFAULT_FUTILITY if cert.futility is None else cert.futility
     candidate_pvalue = DEFAULT_CANDIDATE_PVALUE if cert.candidate_pvalue is None else cert.candidate_pvalue
+    looks = cert.parsed_looks()
     state = PartialState()
     dtype = autocast_dtype(cert.precision, state.device)
     model, tokenizer = load_classifier(data.model)
@@ -116,7 +117,7 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         "futility": futility,
         "candidate_pvalue": candidate_pvalue,
         # the schedule itself, so that resuming under a version with another 'auto' schedule is refused
-        "look_sizes": default_looks(cert.n) if cert.parsed_looks() == "auto" else cert.parsed_looks(),
+        "look_sizes": default_looks(cert.n) if looks == "auto" else looks,
         "precision": precision_name(dtype),  # certificates are about the base model as run
     }
     store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
@@ -127,7 +128,6 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         device=state.device, autocast_dtype=dtype,
     )
     texts, gold = ds.texts, ds.labels
-    looks = cert.parsed_looks()
 
     def certify_chunk(idx: list[int]) -> list[dict]:
         chunk = [texts[i] for i in idx]

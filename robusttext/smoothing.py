@@ -60,8 +60,8 @@ def default_looks(n: int) -> list[int]:
     and n (200, 500, 1000, 1500, 2000, 3000, 4000 for n = 4000).
 
     At p_del = 0.9 and alpha = 0.05 the RS-Del radius saturates (r = 6) once the top-class lower bound
-    exceeds 0.969, which 200 unanimous samples reach at the first look's level (see
-    :func:`default_alpha_weights`: 5% of alpha); so unanimous inputs stop at the first look, inputs whose radius is
+    exceeds 0.969, which 200 unanimous samples reach at the first look's level (5% of alpha, see
+    :func:`default_alpha_weights`); so unanimous inputs stop at the first look, inputs whose radius is
     settled early stop at one of the next, and only inputs close to a radius threshold pay for all ``n``
     samples. Looks between 1000 and 4000 let an input stop near the sample size its radius needs. In the
     simulation of ``DEFAULT_FUTILITY``, this schedule at futility 0.1 drew 1,827 samples per input for
