@@ -11,6 +11,7 @@ from typing import Optional
 
 from .data import EMBEDDED_BBC
 from .models import EMBEDDED_MINILM
+from .protocol import CertifyProtocol
 
 
 @dataclass
@@ -38,35 +39,46 @@ class SmoothingArguments:
     unit: str = field(default="word", metadata={"help": "Deletion unit: word, char or token.", "choices": ["word", "char", "token"]})
 
 
+#: The protocol defaults, shown in the help of the options that leave them unset.
+_P = CertifyProtocol()
+
+
 @dataclass
 class CertifyArguments:
-    """Monte Carlo budget, confidence, outputs."""
+    """Monte Carlo budget, confidence, outputs. The protocol fields (n0 ... top2) left unset take the
+    defaults of :class:`robusttext.protocol.CertifyProtocol`; :meth:`protocol` turns them into one."""
 
-    n0: int = field(default=50, metadata={"help": "Selection samples per input."})
-    n: int = field(default=4000, metadata={"help": "Estimation samples per input (at most)."})
-    alpha: float = field(default=0.05, metadata={"help": "Failure probability of each certificate, in (0, 1)."})
-    looks: str = field(
-        default="auto",
-        metadata={"help": "Sequential looks: 'auto' (n/20, n/8, n/4, 3n/8, n/2, 3n/4, n), 'none' (one look at n), or e.g. '200,1000,4000'."},
+    n0: Optional[int] = field(default=None, metadata={"help": f"Selection samples per input (default {_P.n0})."})
+    n: Optional[int] = field(default=None, metadata={"help": f"Estimation samples per input, at most (default {_P.n})."})
+    alpha: Optional[float] = field(
+        default=None, metadata={"help": f"Failure probability of each certificate, in (0, 1) (default {_P.alpha})."}
+    )
+    looks: Optional[str] = field(
+        default=None,
+        metadata={"help": "Sequential looks: 'auto' (n/20, n/8, n/4, 3n/8, n/2, 3n/4, n; the default), 'none' "
+                          "(one look at n), or e.g. '200,1000,4000'."},
     )
     exact_budget: Optional[int] = field(
         default=None,
         metadata={"help": "Classify up to this many of an input's most likely deletions with their exact "
-                          "probabilities and sample only the rest (0: plain sampling; default: the library's)."},
+                          f"probabilities and sample only the rest (0: plain sampling; default {_P.exact_budget})."},
     )
     futility: Optional[float] = field(
         default=None,
         metadata={"help": "Futility stopping level in [0, 1): an input stops once its radius would not grow even "
                           "at this optimistic a projection of its remaining votes (0: off; larger: cheaper, "
-                          "sometimes a smaller radius, never an invalid one; default: the library's)."},
+                          f"sometimes a smaller radius, never an invalid one; default {_P.futility})."},
     )
     candidate_pvalue: Optional[float] = field(
         default=None,
         metadata={"help": "In [0, 1): classes whose selection votes are not significantly fewer than the majority's "
                           "at this level stay candidates, chosen between by the estimation votes (alpha split "
-                          "over them; 0: the selection majority only; default: the library's)."},
+                          f"over them; 0: the selection majority only; default {_P.candidate_pvalue})."},
     )
-    top2: str = field(default="complement", metadata={"help": "Runner-up bound.", "choices": ["complement", "bonferroni"]})
+    top2: Optional[str] = field(
+        default=None,
+        metadata={"help": f"Runner-up bound (default {_P.top2}).", "choices": ["complement", "bonferroni"]},
+    )
     seed: int = field(default=0, metadata={"help": "Seed of every input's random stream."})
     batch_size: int = field(default=256, metadata={"help": "Noisy samples per forward pass."})
     chunk_size: int = field(default=32, metadata={"help": "Inputs certified together (and written) at a time."})
@@ -77,17 +89,13 @@ class CertifyArguments:
     output_dir: str = field(default="runs/certify", metadata={"help": "Where results.jsonl, summary.json, report.md go."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier results in output_dir first."})
 
-    def parsed_looks(self) -> list[int] | str | None:
-        """``looks`` as the smoothing API takes it."""
-        value = str(self.looks).strip().lower()
-        if value == "auto":
-            return "auto"
-        if value in ("none", ""):
-            return None
+    def protocol(self) -> CertifyProtocol:
+        """The certification protocol these arguments describe (validated; errors name the option)."""
         try:
-            return [int(v) for v in value.split(",") if v.strip()]
+            return CertifyProtocol.from_arguments(self)
         except ValueError as err:
-            raise ValueError(f"--looks must be 'auto', 'none' or comma-separated integers, got {self.looks!r}") from err
+            name = str(err).split(" ", 1)[0]
+            raise ValueError(f"--{name.replace('_', '-')}{str(err)[len(name):]}") from None
 
 
 @dataclass

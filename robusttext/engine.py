@@ -36,7 +36,8 @@ from typing import Any, Callable, Generic, Hashable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
-from .stats import ABSTAIN, binomial_test_pvalue, clopper_pearson_upper, split_alpha_weighted
+from .protocol import CertifyProtocol
+from .stats import ABSTAIN, binomial_test_pvalue, clopper_pearson_upper
 
 X = TypeVar("X")
 S = TypeVar("S")
@@ -174,25 +175,47 @@ class Certification:
 
 @dataclass
 class _Job:
+    """One input's sampling state within a call: its random stream, its draws and its forward passes."""
+
     x: Any
     rng: np.random.Generator
-    num_classes: int
     cache: dict = field(default_factory=dict)
     n_queries: int = 0
     n_samples: int = 0
-    done: bool = False
     draw: Callable[[int, np.random.Generator], Sequence[Any]] | None = None  # None: mechanism.draw
 
+@dataclass
+class _InputState:
+    """Everything CERTIFY knows about one input, phase by phase (see :meth:`MonteCarloEngine.certify`)."""
 
-class _Sum:
-    """Collects the terms added to it (``+=``) for an exactly rounded ``math.fsum``."""
+    job: _Job
+    certificate: Any
+    selection: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # selection votes
+    strata: Strata | None = None
+    exact: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per-class enumerated mass
+    residual: float = 1.0  # probability mass left to sampling
+    top: int = 0  # the class being certified
+    candidates: list[int] = field(default_factory=list)
+    plan: list[int] = field(default_factory=list)  # cumulative estimation draws at each look
+    est: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # estimation votes
+    drawn: int = 0
+    result: Certification | None = None
 
-    def __init__(self) -> None:
-        self.terms: list[float] = []
+    def choose_candidate(self) -> float:
+        """Certify the candidate with the most estimated probability (ties: selection order); returns the
+        share of the look's alpha its bound is taken at (1 with a single candidate)."""
+        if len(self.candidates) <= 1:
+            return 1.0
+        mass = self.exact[self.candidates] + self.residual * self.est[self.candidates] / max(1, self.drawn)
+        self.top = self.candidates[int(np.argmax(mass))]
+        return candidate_shares(len(self.candidates))[self.candidates.index(self.top)]
 
-    def __iadd__(self, value: float) -> "_Sum":
-        self.terms.append(float(value))
-        return self
+    def finish(self, b: Any, looks_used: int) -> None:
+        self.result = Certification(
+            prediction=self.top if b.radius != ABSTAIN else ABSTAIN, radius=b.radius,
+            top1_lower=b.top1_lower, top2_upper=b.top2_upper, n_samples=self.job.n_samples,
+            n_queries=self.job.n_queries, looks_used=looks_used, exact_mass=1.0 - self.residual,
+        )
 
 
 def input_rng(seed: int, index: int) -> np.random.Generator:
@@ -236,6 +259,10 @@ class MonteCarloEngine(Generic[X, S]):
     def _count(self, jobs: Sequence[_Job], mechanism: Mechanism, n: Sequence[int]) -> list[np.ndarray]:
         """Draw ``n[j]`` more samples of every job and return their class counts (one array per job)."""
         counts = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
+
+        def vote(j: int, cls: int, mult: int) -> None:
+            counts[j][cls] += mult
+
         # pending: list of (cost, job_id, key, sample, multiplicity) still to classify
         pending: list[tuple[int, int, Hashable, Any, int]] = []
         # blocks: (job_id, array of samples) when samples come as one array and are not deduplicated
@@ -276,9 +303,9 @@ class MonteCarloEngine(Generic[X, S]):
                 else:
                     pending.extend((mechanism.cost(s), j, None, s, 1) for s in samples)
                 if len(pending) >= self.pool_size:
-                    self._flush(pending, jobs, counts)
+                    self._flush(pending, jobs, vote)
                     pending = []
-        self._flush(pending, jobs, counts)
+        self._flush(pending, jobs, vote)
         self._flush_blocks(blocks, jobs, counts)
         return counts
 
@@ -304,35 +331,36 @@ class MonteCarloEngine(Generic[X, S]):
             counts[j] += tally[j]
             jobs[j].n_queries += int(tally[j].sum())
 
-    def _flush(self, pending: list, jobs: Sequence[_Job], counts: list[np.ndarray]) -> None:
-        """Classify pending ``(cost, job, key, sample, weight)`` items in length-sorted batches and add each
-        weight to its job's count of the class. With dedup, a sample pending for several jobs (or twice
-        for one, from two draw chunks) is classified once, charged to the first job that drew it."""
+    def _flush(self, pending: list, jobs: Sequence[_Job], add: Callable[[int, int, Any], None]) -> None:
+        """Classify pending ``(cost, job, key, sample, weight)`` items in length-sorted batches and call
+        ``add(job, class, weight)`` for each (a vote count, or an exact probability). With dedup, a sample
+        pending for several jobs (or twice for one, from two draw chunks) is classified once, charged to
+        the first job that drew it."""
         if not pending:
             return
         if self.dedup:
-            merged: dict[Hashable, list] = {}  # key -> [cost, first job, key, sample, {job: weight}]
-            for cost, j, k, s, mult in pending:
+            merged: dict[Hashable, list] = {}  # key -> [cost, first job, key, sample, [(job, weight), ...]]
+            for cost, j, k, s, weight in pending:
                 cls = jobs[j].cache.get(k)
                 if cls is not None:
-                    counts[j][cls] += mult
+                    add(j, cls, weight)
                     continue
                 item = merged.get(k)
                 if item is None:
-                    merged[k] = [cost, j, k, s, {j: mult}]
+                    merged[k] = [cost, j, k, s, [(j, weight)]]
                 else:
-                    item[4][j] = item[4].get(j, 0) + mult
+                    item[4].append((j, weight))
             items = list(merged.values())
         else:
-            items = [[cost, j, k, s, {j: mult}] for cost, j, k, s, mult in pending]
+            items = [[cost, j, k, s, [(j, weight)]] for cost, j, k, s, weight in pending]
         items.sort(key=lambda t: t[0])
         for start in range(0, len(items), self.batch_size):
             batch = items[start : start + self.batch_size]
             classes = self._classify([t[3] for t in batch], len(batch))
             for (cost, first, k, s, owners), cls in zip(batch, classes):
                 jobs[first].n_queries += 1
-                for j, mult in owners.items():
-                    counts[j][cls] += mult
+                for j, weight in owners:
+                    add(j, int(cls), weight)
                 if self.dedup:
                     jobs[first].cache[k] = int(cls)  # one dict shared by all jobs of the call
 
@@ -342,8 +370,7 @@ class MonteCarloEngine(Generic[X, S]):
         if len(indices) != len(xs):
             raise ValueError(f"got {len(xs)} inputs but {len(indices)} indices")
         cache: dict = {}  # sample key -> class, shared by the inputs of this call (keys identify samples)
-        return [_Job(x=x, rng=input_rng(seed, i), num_classes=self.num_classes, cache=cache)
-                for x, i in zip(xs, indices)]
+        return [_Job(x=x, rng=input_rng(seed, i), cache=cache) for x, i in zip(xs, indices)]
 
     def count(
         self, xs: Sequence[X], mechanism: Mechanism, n: int, seed: int = 0, indices: Sequence[int] | None = None
@@ -382,24 +409,26 @@ class MonteCarloEngine(Generic[X, S]):
             out.append(Prediction(pred, c.tolist(), pvalue, job.n_queries, elapsed * job.n_queries / total_q))
         return out
 
-    def _exact_mass(self, jobs: Sequence[_Job], mechanism: Mechanism, strata: Sequence[Strata | None]) -> list[np.ndarray]:
-        """Per-class probability mass of each job's enumerated noisy copies (each distinct copy classified once).
+    def _exact_mass(self, states: Sequence["_InputState"], mechanism: Mechanism) -> None:
+        """Per-class probability mass of each input's enumerated noisy copies (each distinct copy classified once).
 
         The masses are exactly rounded sums (``math.fsum``), so they do not depend on the order in which
         batching, pooling or deduplication happen to add the copies' probabilities."""
-        parts = [[_Sum() for _ in range(self.num_classes)] for _ in jobs]
+        terms: list[list[list[float]]] = [[[] for _ in range(self.num_classes)] for _ in states]
+        jobs = [st.job for st in states]
         pending: list[tuple[int, int, Hashable, Any, float]] = []
-        for j, st in enumerate(strata):
-            if st is None:
+        for j, st in enumerate(states):
+            if st.strata is None:
                 continue
-            for sample, prob in zip(st.samples, st.probs):
+            for sample, prob in zip(st.strata.samples, st.strata.probs):
                 key = mechanism.key(sample) if self.dedup else None
                 pending.append((mechanism.cost(sample), j, key, sample, float(prob)))
                 if len(pending) >= self.pool_size:
-                    self._flush(pending, jobs, parts)  # type: ignore[arg-type]
+                    self._flush(pending, jobs, lambda j, c, w: terms[j][c].append(w))
                     pending = []
-        self._flush(pending, jobs, parts)  # type: ignore[arg-type]
-        return [np.array([math.fsum(c.terms) for c in job_parts]) for job_parts in parts]
+        self._flush(pending, jobs, lambda j, c, w: terms[j][c].append(w))
+        for st, per_class in zip(states, terms):
+            st.exact = np.array([math.fsum(t) for t in per_class])
 
     # ------------------------------------------------------------------ CERTIFY
     def certify(
@@ -407,133 +436,128 @@ class MonteCarloEngine(Generic[X, S]):
         xs: Sequence[X],
         mechanism: Mechanism,
         certificate: Any,
-        n0: int,
-        n: int,
-        alpha: float,
-        looks: Sequence[int] | None = None,
+        protocol: CertifyProtocol,
         seed: int = 0,
         indices: Sequence[int] | None = None,
-        alpha_weights: Sequence[float] | None = None,
-        futility: float = 0.0,
-        exact_budget: int = 0,
-        candidate_pvalue: float = 0.0,
+        on_done: Callable[[int, Certification], None] | None = None,
     ) -> list[Certification]:
-        """CERTIFY (Cohen et al. 2019, Alg. 2; RS-Del's variant) with optional sequential looks.
+        """CERTIFY (Cohen et al. 2019, Alg. 2; RS-Del's variant) with the extensions of ``protocol``.
 
-        Selection: the top class is the majority over ``n0`` samples. Estimation: *separate* samples,
-        drawn up to the cumulative sizes ``looks`` (default ``[n]``, the fixed-sample protocol; the
-        last look must be ``n``). Look k's bound is taken at ``alpha_k = alpha * w_k / sum(w)``
-        (``alpha_weights``; default equal, ``alpha / K``).
+        Guarantee: with probability >= 1 - ``protocol.alpha`` over the Monte Carlo samples, each returned
+        ``top1_lower`` / ``top2_upper`` bounds the smoothed classifier's class probabilities at the input,
+        so the returned radius is certified (or the input abstains, -1).
 
-        Guarantee (union bound): let E_k be the event that look k's bound fails; each has probability
-        <= alpha_k because look k bounds a *fixed* number ``looks[k]`` of i.i.d. samples. Then
-        P[some look fails] <= sum_k P[E_k] <= sum_k alpha_k = alpha, so with probability >= 1 - alpha
-        every look's bound holds at once, and in particular the bound at whichever look a
-        data-dependent stopping rule picks. Any stopping rule is therefore valid; the rules below only
-        decide cost:
+        The phases, per input (:class:`_InputState`):
 
-        * *saturation*: stop when the radius equals the radius the input would get if every remaining
-          sample voted for the top class (no later look can do better);
-        * *futility* (``futility`` = gamma > 0): stop when the radius would not grow even if the
-          top class's remaining votes came at its optimistic rate, the one-sided (1 - gamma)
-          Clopper-Pearson upper bound of the rate seen so far. Larger gamma stops more inputs early;
-          gamma only trades cost for the chance of a smaller radius, never validity;
-        * abstain early when even the best case abstains.
+        1. **select** (:meth:`_select`): the top class is the majority over ``n0`` samples.
+        2. **stratify** (:meth:`_stratify`, ``exact_budget`` > 0, mechanisms with ``strata``): for an input
+           whose selection votes were not unanimous, its at most ``exact_budget`` likeliest noisy copies are
+           classified with their exact probabilities and the estimation samples are drawn from the rest of
+           the distribution only, each look scaled to the draws that match plain sampling's precision
+           (:func:`residual_fraction`). An input whose copies are all enumerated gets exact probabilities
+           (``looks_used = 0``, no estimation samples).
+        3. **plan** (:meth:`_plan`): the draws of each look, and the candidate classes: when the selection
+           votes do not separate the majority from another class (``candidate_pvalue``,
+           :func:`candidate_classes`) the input keeps m candidates and certifies, at each look, the one with
+           the most estimated probability, look k's bound for candidate c at ``alpha_k * s_c``
+           (:func:`candidate_shares`).
+        4. **estimate look k** (:meth:`_estimate`): *separate* estimation samples up to the look's
+           cumulative size, then the bound at ``alpha_k`` (``protocol.look_alphas()``, summing to alpha).
+        5. **stop** (:meth:`_stop`): after the last look, or earlier when the radius cannot grow by the last
+           look (saturation), cannot plausibly grow (``futility`` = gamma: the top class's remaining votes
+           at the (1 - gamma) Clopper-Pearson upper bound of its rate), or even the best case abstains.
 
-        Exact strata (``exact_budget`` > 0, mechanisms with ``strata``): for an input whose selection
-        votes were not unanimous, its at most ``exact_budget`` most likely noisy copies are classified
-        and weighted by their exact probabilities, and the estimation samples are drawn from the rest
-        of the distribution only, every look scaled to the draws that match plain sampling's precision
-        (:func:`residual_fraction`). These choices depend on the selection samples alone, which are
-        independent of the estimation samples, so the guarantee above is unchanged; an input whose
-        copies are all enumerated gets exact probabilities (``looks_used = 0``, no estimation samples).
+        Why it holds (union bound): look k bounds a *fixed* number of i.i.d. samples, so its bound for
+        candidate c fails with probability <= alpha_k s_c; strata, look sizes, candidates and shares depend
+        on the selection samples alone, which are independent of the estimation samples; hence
+        P[any bound fails] <= sum_k sum_c alpha_k s_c = alpha, and the bound at whichever look a
+        data-dependent stopping rule picks holds with probability >= 1 - alpha. Stopping rules only decide
+        cost. Stratified bounds are in :class:`robusttext.stats._Certificate`.
 
-        Ambiguous selection (``candidate_pvalue`` > 0): when the selection votes do not separate the
-        majority from another class (:func:`candidate_classes`), the input keeps its m candidate
-        classes and, at every look, certifies the candidate with the most estimated probability; look
-        k's bound for candidate c is taken at ``alpha_k * s_c`` with shares s_c summing to 1
-        (:func:`candidate_shares`: 80% for the selection majority). Guarantee: the candidate set and
-        shares depend on the selection samples only, and the events "candidate c's bound fails at look
-        k" have total probability <= sum_k sum_c alpha_k s_c = alpha, so the bound of whichever
-        candidate is reported holds with probability >= 1 - alpha. With one candidate this is the rule above.
-
-        ``certificate`` is a :mod:`robusttext.stats` certificate (anything with ``bounds(counts, top, alpha)``).
+        ``certificate`` is a :mod:`robusttext.stats` certificate (anything with ``bounds(counts, top,
+        alpha, exact, residual)``), or a callable returning one for a prepared input (e.g. a rate that
+        depends on the input's length). ``on_done(i, certification)`` is called as each input finishes
+        (``i``: its position in ``xs``), e.g. to advance a progress bar.
         """
-        _check_n("n0", n0)
-        _check_n("n", n)
-        looks = sorted(set(int(v) for v in (looks or [n])))
-        if looks[-1] != n or looks[0] < 1:
-            raise ValueError(f"looks must be increasing sample sizes in [1, n] ending at n={n}, got {looks}")
-        if alpha_weights is None:
-            alpha_weights = [1.0] * len(looks)
-        if len(alpha_weights) != len(looks):
-            raise ValueError(f"alpha_weights needs one weight per look ({len(looks)}), got {list(alpha_weights)}")
-        if not (0.0 <= futility < 1.0):
-            raise ValueError(f"futility must be in [0, 1), got {futility!r}; 0 disables futility stopping")
-        if int(exact_budget) != exact_budget or exact_budget < 0:
-            raise ValueError(f"exact_budget must be an integer >= 0 (0 disables exact strata), got {exact_budget!r}")
-        if not (0.0 <= candidate_pvalue < 1.0):
-            raise ValueError(f"candidate_pvalue must be in [0, 1), got {candidate_pvalue!r}; 0 keeps only the selected class")
-        alphas = split_alpha_weighted(alpha, alpha_weights)
         start = time.perf_counter()
-        jobs = self._jobs(xs, seed, indices)
-        selection = self._count(jobs, mechanism, [n0] * len(jobs))
-        strata: list[Strata | None] = [None] * len(jobs)
-        if exact_budget > 0 and hasattr(mechanism, "strata"):
-            strata = [mechanism.strata(job.x, int(exact_budget)) if c.max() < c.sum() else None  # type: ignore[attr-defined]
-                      for job, c in zip(jobs, selection)]
-        exact = self._exact_mass(jobs, mechanism, strata)
-        residual = [1.0 if st is None else min(1.0, max(0.0, float(st.residual_mass))) for st in strata]
-        for job, st in zip(jobs, strata):
-            if st is not None:
-                job.draw = st.draw_residual
-        # ties -> lowest class id; an input whose distribution is fully enumerated takes the exact top class
-        tops = [int(np.argmax(e if w == 0.0 else c)) for c, e, w in zip(selection, exact, residual)]
-        # estimation draws per look, scaled for stratified inputs
-        fractions = [residual_fraction(c, t, float(e[t]), w) for c, t, e, w in zip(selection, tops, exact, residual)]
-        plans = [[max(1, int(np.ceil(v * f))) for v in looks] for f in fractions]
-        cands = [candidate_classes(c, t, candidate_pvalue) if w > 0.0 else [t]
-                 for c, t, w in zip(selection, tops, residual)]
-        est = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
-        drawn = [0] * len(jobs)
-        results: list[Certification | None] = [None] * len(jobs)
+        looks, alphas = protocol.look_sizes(), protocol.look_alphas()
+        states = [_InputState(job, certificate(job.x) if not hasattr(certificate, "bounds") else certificate)
+                  for job in self._jobs(xs, seed, indices)]
 
-        def finish(j: int, b: Any, look_no: int) -> None:
-            results[j] = Certification(
-                prediction=tops[j] if b.radius != ABSTAIN else ABSTAIN, radius=b.radius,
-                top1_lower=b.top1_lower, top2_upper=b.top2_upper, n_samples=jobs[j].n_samples,
-                n_queries=jobs[j].n_queries, looks_used=look_no, exact_mass=1.0 - residual[j],
-            )
+        def finish(j: int, b: Any, looks_used: int) -> None:
+            states[j].finish(b, looks_used)
+            if on_done is not None:
+                on_done(j, states[j].result)  # type: ignore[arg-type]
 
-        for j, w in enumerate(residual):
-            if w == 0.0:
-                finish(j, certificate.bounds(est[j], tops[j], alpha, exact[j], 0.0), 0)
+        self._select(states, mechanism, protocol.n0)
+        self._stratify(states, mechanism, protocol.exact_budget)
+        self._plan(states, looks, protocol.candidate_pvalue)
+        for j, st in enumerate(states):
+            if st.residual == 0.0:  # fully enumerated: exact probabilities, no sampling
+                finish(j, st.certificate.bounds(st.est, st.top, protocol.alpha, st.exact, 0.0), 0)
         for k, alpha_k in enumerate(alphas):
-            active = [j for j, r in enumerate(results) if r is None]
+            active = [j for j, st in enumerate(states) if st.result is None]
             if not active:
                 break
-            new = self._count([jobs[j] for j in active], mechanism, [plans[j][k] - drawn[j] for j in active])
-            for j, c in zip(active, new):
-                est[j] += c
-                drawn[j] = plans[j][k]
-                last = k == len(looks) - 1
-                if not last and plans[j][k + 1] == drawn[j]:
-                    continue  # a scaled look that adds no draws: bound at the next one
-                share = 1.0
-                if len(cands[j]) > 1:  # the candidate with the most estimated probability (ties: selection order)
-                    mass = exact[j][cands[j]] + residual[j] * est[j][cands[j]] / max(1, drawn[j])
-                    tops[j] = cands[j][int(np.argmax(mass))]
-                    share = candidate_shares(len(cands[j]))[cands[j].index(tops[j])]
-                b = certificate.bounds(est[j], tops[j], alpha_k * share, exact[j], residual[j])
-                if last or self._stop(certificate, est[j], tops[j], b.radius, plans[j][-1], alphas[-1] * share,
-                                      futility, exact[j], residual[j]):
-                    finish(j, b, k + 1)
+            for j, bounds in self._estimate([states[j] for j in active], mechanism, k, alpha_k, alphas[-1], protocol.futility):
+                finish(active[j], bounds, k + 1)
         elapsed = time.perf_counter() - start
-        total_q = max(1, sum(j.n_queries for j in jobs))
-        for job, r in zip(jobs, results):
-            assert r is not None
-            r.seconds = elapsed * job.n_queries / total_q
-        return results  # type: ignore[return-value]
+        total_q = max(1, sum(st.job.n_queries for st in states))
+        for st in states:
+            assert st.result is not None
+            st.result.seconds = elapsed * st.job.n_queries / total_q
+        return [st.result for st in states]  # type: ignore[misc]
+
+    def _select(self, states: Sequence["_InputState"], mechanism: Mechanism, n0: int) -> None:
+        """Phase 1: ``n0`` selection votes per input (from each input's own stream, before any estimation)."""
+        for st, votes in zip(states, self._count([st.job for st in states], mechanism, [n0] * len(states))):
+            st.selection = votes
+            st.est = np.zeros(self.num_classes, dtype=np.int64)
+            st.exact = np.zeros(self.num_classes)
+
+    def _stratify(self, states: Sequence["_InputState"], mechanism: Mechanism, exact_budget: int) -> None:
+        """Phase 2: exact strata for inputs whose selection votes are split; their estimation draws then come
+        from the residual distribution."""
+        if exact_budget > 0 and hasattr(mechanism, "strata"):
+            for st in states:
+                if st.selection.max() < st.selection.sum():
+                    st.strata = mechanism.strata(st.job.x, int(exact_budget))  # type: ignore[attr-defined]
+        self._exact_mass(states, mechanism)
+        for st in states:
+            if st.strata is not None:
+                st.residual = min(1.0, max(0.0, float(st.strata.residual_mass)))
+                st.job.draw = st.strata.draw_residual
+
+    def _plan(self, states: Sequence["_InputState"], looks: Sequence[int], candidate_pvalue: float) -> None:
+        """Phase 3: each input's top class (ties -> lowest id; fully enumerated -> the exact top), its
+        estimation draws per look (scaled for stratified inputs) and its candidate classes."""
+        for st in states:
+            st.top = int(np.argmax(st.exact if st.residual == 0.0 else st.selection))
+            fraction = residual_fraction(st.selection, st.top, float(st.exact[st.top]), st.residual)
+            st.plan = [max(1, int(np.ceil(v * fraction))) for v in looks]
+            st.candidates = (candidate_classes(st.selection, st.top, candidate_pvalue) if st.residual > 0.0
+                             else [st.top])
+
+    def _estimate(
+        self, states: Sequence["_InputState"], mechanism: Mechanism, k: int, alpha_k: float, alpha_last: float,
+        futility: float,
+    ) -> list[tuple[int, Any]]:
+        """Phase 4: draw every active input up to look ``k``'s size, bound it, and return ``(position, bounds)``
+        for the inputs that stop here (phase 5)."""
+        stopped = []
+        new = self._count([st.job for st in states], mechanism, [st.plan[k] - st.drawn for st in states])
+        for j, (st, votes) in enumerate(zip(states, new)):
+            st.est += votes
+            st.drawn = st.plan[k]
+            last = k == len(st.plan) - 1
+            if not last and st.plan[k + 1] == st.drawn:
+                continue  # a scaled look that adds no draws: bound at the next one
+            share = st.choose_candidate()
+            b = st.certificate.bounds(st.est, st.top, alpha_k * share, st.exact, st.residual)
+            if last or self._stop(st.certificate, st.est, st.top, b.radius, st.plan[-1], alpha_last * share,
+                                  futility, st.exact, st.residual):
+                stopped.append((j, b))
+        return stopped
 
     @staticmethod
     def _stop(

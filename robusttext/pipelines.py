@@ -20,6 +20,7 @@ import torch
 from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
 from .deletion import check_deletion_args
 from .precision import autocast_dtype, precision_name
+from .protocol import CertifyProtocol
 from .results import ResultsStore, run_sharded, write_json
 from .stats import max_edit_distance_radius
 
@@ -49,27 +50,17 @@ def model_label_names(config: Any) -> list[str]:
     return [str(id2label.get(i, id2label.get(str(i), i))) for i in range(config.num_labels)]
 
 
-def validate_certify_args(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments) -> None:
-    """Reject unusable parameters before any model or data is loaded, naming the flag and the fix."""
+def validate_certify_args(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments) -> CertifyProtocol:
+    """Reject unusable parameters before any model or data is loaded, naming the flag and the fix; returns
+    the certification protocol they describe."""
     check_deletion_args(smooth.p_del, smooth.unit)
-    if not (0.0 < cert.alpha < 1.0):
-        raise ValueError(f"--alpha must be in (0, 1), got {cert.alpha}; e.g. --alpha 0.05")
-    for name in ("n0", "n", "batch_size", "chunk_size"):
+    protocol = cert.protocol()
+    for name in ("batch_size", "chunk_size"):
         if getattr(cert, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cert, name)}")
-    if cert.exact_budget is not None and cert.exact_budget < 0:
-        raise ValueError(f"--exact-budget must be >= 0 (0 disables exact strata), got {cert.exact_budget}")
-    if cert.futility is not None and not (0.0 <= cert.futility < 1.0):
-        raise ValueError(f"--futility must be in [0, 1) (0 disables futility stopping), got {cert.futility}")
-    if cert.candidate_pvalue is not None and not (0.0 <= cert.candidate_pvalue < 1.0):
-        raise ValueError(
-            f"--candidate-pvalue must be in [0, 1) (0: the selection majority only), got {cert.candidate_pvalue}"
-        )
-    looks = cert.parsed_looks()
-    if isinstance(looks, list) and (not looks or max(looks) != cert.n or min(looks) < 1):
-        raise ValueError(f"--looks must be increasing sample sizes ending at --n {cert.n}, got {cert.looks!r}")
     if data.max_length is not None and data.max_length < 3:
         raise ValueError(f"--max-length must be >= 3, got {data.max_length}")
+    return protocol
 
 
 def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments) -> dict:
@@ -85,13 +76,9 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
     from .data import load_text_dataset
     from .models import load_classifier
     from .report import certification_markdown, plot_certified_accuracy, summarize_certification
-    from .smoothing import DEFAULT_CANDIDATE_PVALUE, DEFAULT_EXACT_BUDGET, DEFAULT_FUTILITY, SmoothedTextClassifier, default_looks
+    from .smoothing import SmoothedTextClassifier
 
-    validate_certify_args(data, smooth, cert)
-    exact_budget = DEFAULT_EXACT_BUDGET if cert.exact_budget is None else cert.exact_budget
-    futility = DEFAULT_FUTILITY if cert.futility is None else cert.futility
-    candidate_pvalue = DEFAULT_CANDIDATE_PVALUE if cert.candidate_pvalue is None else cert.candidate_pvalue
-    looks = cert.parsed_looks()
+    protocol = validate_certify_args(data, smooth, cert)
     state = PartialState()
     dtype = autocast_dtype(cert.precision, state.device)
     model, tokenizer = load_classifier(data.model)
@@ -112,29 +99,22 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         "max_length": data.max_length,
         "num_examples": len(ds),
         **asdict(smooth),
-        **{k: getattr(cert, k) for k in ("n0", "n", "alpha", "looks", "top2", "seed")},
-        "exact_budget": exact_budget,
-        "futility": futility,
-        "candidate_pvalue": candidate_pvalue,
-        # the schedule itself, so that resuming under a version with another 'auto' schedule is refused
-        "look_sizes": default_looks(cert.n) if looks == "auto" else looks,
+        **protocol.record(),
+        "seed": cert.seed,
         "precision": precision_name(dtype),  # certificates are about the base model as run
     }
     store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
 
     clf = SmoothedTextClassifier(
         model, tokenizer, p_del=smooth.p_del, unit=smooth.unit, batch_size=cert.batch_size,
-        max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, top2=cert.top2,  # type: ignore[arg-type]
+        max_length=data.max_length, seed=cert.seed, dedup=cert.dedup,
         device=state.device, autocast_dtype=dtype,
     )
     texts, gold = ds.texts, ds.labels
 
     def certify_chunk(idx: list[int]) -> list[dict]:
         chunk = [texts[i] for i in idx]
-        certs = clf.certify(
-            chunk, n0=cert.n0, n=cert.n, alpha=cert.alpha, looks=looks, indices=idx,
-            exact_budget=exact_budget, futility=futility, candidate_pvalue=candidate_pvalue,
-        )
+        certs = clf.certify(chunk, protocol, indices=idx)
         clean = clf.base_predict(chunk)
         return [
             {

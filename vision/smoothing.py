@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robusttext.engine import Certification, MonteCarloEngine, Prediction
+from robusttext.protocol import CertifyProtocol
 from robusttext.stats import GaussianL2Certificate, Top2Rule
 
 from .data import validate_images
@@ -186,16 +187,20 @@ class SmoothedImageClassifier:
 
     def certify(
         self, images: torch.Tensor, n0: int = 100, n: int = 10000, alpha: float = 0.001,
-        indices: Sequence[int] | None = None,
+        indices: Sequence[int] | None = None, protocol: CertifyProtocol | None = None,
+        on_done: Callable[[int, Certification], None] | None = None,
     ) -> list[Certification]:
         """CERTIFY: class from ``n0`` noisy copies, Clopper-Pearson lower bound ``pA`` from ``n`` separate
         copies, radius ``sigma * Phi^-1(pA)`` (-1 = abstain). With probability >= 1 - alpha, g returns
-        the class everywhere within that L2 radius (pixel units)."""
-        check_budget(n0, n, alpha)
-        return self.engine.certify(
-            self._prepare(images), self.mechanism, self.certificate, n0=n0, n=n, alpha=alpha, looks=None,
-            seed=self.seed, indices=indices,
-        )
+        the class everywhere within that L2 radius (pixel units).
+
+        By default this is Cohen et al.'s protocol (:meth:`CertifyProtocol.fixed_sample`); ``protocol``
+        replaces ``n0``, ``n`` and ``alpha`` with any other (sequential looks, futility stopping)."""
+        if protocol is None:
+            check_budget(n0, n, alpha)
+            protocol = CertifyProtocol.fixed_sample(n0, n, alpha, top2=self.certificate.top2)
+        return self.engine.certify(self._prepare(images), self.mechanism, self.certificate, protocol,
+                                   seed=self.seed, indices=indices, on_done=on_done)
 
 
 def gaussian_noise_loss(sigma: float) -> Callable:
