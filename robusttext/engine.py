@@ -156,8 +156,9 @@ class Certification:
     ``prediction`` is the selected top class, or -1 when abstaining; ``radius`` the certified radius
     in the certificate's unit (-1 = abstain); ``top1_lower``/``top2_upper`` the bounds that gave it;
     ``n_samples`` the noisy samples drawn (selection + estimation), ``n_queries`` the base-classifier
-    forward passes spent (fewer than ``n_samples`` when identical samples were deduplicated, more
-    when exact strata were enumerated; a sample shared by several inputs is charged to the first);
+    forward passes this input needs when certified alone (its distinct noisy copies with dedup: fewer
+    than ``n_samples`` when copies repeat, more when exact strata were enumerated; copies shared with
+    other inputs of the call are classified once, see ``MonteCarloEngine.forward_passes``);
     ``exact_mass`` the probability mass that was enumerated exactly instead of sampled (0 without
     exact strata; ``looks_used`` is 0 when it is 1).
     """
@@ -180,9 +181,17 @@ class _Job:
     x: Any
     rng: np.random.Generator
     cache: dict = field(default_factory=dict)
+    seen: set = field(default_factory=set)  # keys of this input's distinct noisy copies (dedup)
     n_queries: int = 0
     n_samples: int = 0
     draw: Callable[[int, np.random.Generator], Sequence[Any]] | None = None  # None: mechanism.draw
+
+    def charge(self, key: Hashable) -> None:
+        """Count a forward pass for each distinct noisy copy of this input: what it costs certified alone,
+        whichever other inputs share the call (so ``n_queries`` does not depend on grouping or sharding)."""
+        if key not in self.seen:
+            self.seen.add(key)
+            self.n_queries += 1
 
 @dataclass
 class _InputState:
@@ -254,6 +263,9 @@ class MonteCarloEngine(Generic[X, S]):
         self.batch_size = int(batch_size)
         self.dedup = dedup
         self.pool_size = int(batch_size) * max(1, int(pool_batches))
+        #: base-classifier forward passes (samples classified) so far, over all calls: with dedup across the
+        #: inputs of a call this can be fewer than the sum of the inputs' ``n_queries``.
+        self.forward_passes = 0
 
     # ------------------------------------------------------------------ sampling and counting
     def _count(self, jobs: Sequence[_Job], mechanism: Mechanism, n: Sequence[int]) -> list[np.ndarray]:
@@ -295,6 +307,7 @@ class MonteCarloEngine(Generic[X, S]):
                         else:
                             g[1] += 1
                     for k, (s, mult) in groups.items():
+                        job.charge(k)
                         cls = job.cache.get(k)
                         if cls is None:
                             pending.append((mechanism.cost(s), j, k, s, mult))
@@ -325,6 +338,7 @@ class MonteCarloEngine(Generic[X, S]):
         owner = np.repeat(np.array([j for j, _ in blocks]), [len(b) for _, b in blocks])
         batches = [rows[s : s + self.batch_size] for s in range(0, len(rows), self.batch_size)]
         classes = np.concatenate([self._classify(b, len(b)) for b in batches])
+        self.forward_passes += len(rows)
         k = self.num_classes
         tally = np.bincount(owner * k + classes, minlength=len(jobs) * k).reshape(len(jobs), k)
         for j in np.unique(owner):
@@ -334,8 +348,7 @@ class MonteCarloEngine(Generic[X, S]):
     def _flush(self, pending: list, jobs: Sequence[_Job], add: Callable[[int, int, Any], None]) -> None:
         """Classify pending ``(cost, job, key, sample, weight)`` items in length-sorted batches and call
         ``add(job, class, weight)`` for each (a vote count, or an exact probability). With dedup, a sample
-        pending for several jobs (or twice for one, from two draw chunks) is classified once, charged to
-        the first job that drew it."""
+        pending for several jobs (or twice for one, from two draw chunks) is classified once."""
         if not pending:
             return
         if self.dedup:
@@ -357,8 +370,10 @@ class MonteCarloEngine(Generic[X, S]):
         for start in range(0, len(items), self.batch_size):
             batch = items[start : start + self.batch_size]
             classes = self._classify([t[3] for t in batch], len(batch))
+            self.forward_passes += len(batch)
             for (cost, first, k, s, owners), cls in zip(batch, classes):
-                jobs[first].n_queries += 1
+                if not self.dedup:
+                    jobs[first].n_queries += 1
                 for j, weight in owners:
                     add(j, int(cls), weight)
                 if self.dedup:
@@ -422,6 +437,8 @@ class MonteCarloEngine(Generic[X, S]):
                 continue
             for sample, prob in zip(st.strata.samples, st.strata.probs):
                 key = mechanism.key(sample) if self.dedup else None
+                if self.dedup:
+                    st.job.charge(key)
                 pending.append((mechanism.cost(sample), j, key, sample, float(prob)))
                 if len(pending) >= self.pool_size:
                     self._flush(pending, jobs, lambda j, c, w: terms[j][c].append(w))

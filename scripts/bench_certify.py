@@ -65,7 +65,6 @@ LEVERS: dict[str, tuple[dict, dict, Optional[int]]] = {
     "no_dedup": ({"dedup": False}, {}, None),
     "no_futility": ({}, {"futility": 0.0}, None),
     "no_candidates": ({}, {"candidate_pvalue": 0.0}, None),
-    "exact_256": ({}, {"exact_budget": 256}, None),
     "no_exact": ({}, {"exact_budget": 0}, None),
     "one_input_at_a_time": ({}, {"_per_input": True}, None),
     "batch_32": ({"batch_size": 32}, {}, None),

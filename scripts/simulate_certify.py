@@ -31,7 +31,7 @@ from transformers import HfArgumentParser
 
 from robusttext.data import load_text_dataset
 from robusttext.engine import MonteCarloEngine
-from robusttext.smoothing import default_alpha_weights, default_looks
+from robusttext.protocol import CertifyProtocol, default_alpha_weights, default_looks
 from robusttext.stats import EditDistanceCertificate, max_edit_distance_radius, plain_samples_needed
 
 #: The published protocol's budget (CERT-ED): n0 selection and n estimation samples, one look.
@@ -128,7 +128,9 @@ def simulate(
     radii = max_edit_distance_radius(p_del) + 1
     per_rep, samples = np.zeros((reps, radii)), 0
     for rep in range(reps):
-        for c in engine.certify(list(rates), _Bernoulli(), cert, alpha=alpha, seed=10_000 + rep, **certify_kw):
+        protocol = CertifyProtocol.fixed_sample(certify_kw.pop("n0"), certify_kw.pop("n"), alpha).with_budget(**certify_kw) \
+            if rep == 0 else protocol
+        for c in engine.certify(list(rates), _Bernoulli(), cert, protocol, seed=10_000 + rep):
             samples += c.n_samples
             if c.prediction == 1:
                 per_rep[rep, : int(c.radius) + 1] += 1

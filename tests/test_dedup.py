@@ -11,6 +11,8 @@ from robusttext.deletion import DeletionMechanism
 from robusttext.engine import MonteCarloEngine
 from robusttext.stats import EditDistanceCertificate
 
+from _engine_helpers import certify_with
+
 TEXTS = [
     "the film is a warm , funny and moving story",
     "bad",
@@ -62,7 +64,7 @@ def test_dedup_certifications_equal_plain_ones(tokenizer):
     for dedup in (False, True):
         recorders[dedup] = Recorder()
         engine = MonteCarloEngine(recorders[dedup], 3, batch_size=16, dedup=dedup)
-        runs[dedup] = engine.certify(xs, mechanism, cert, n0=50, n=1000, alpha=0.05, looks=[100, 1000], seed=2)
+        runs[dedup] = certify_with(engine, xs, mechanism, cert, n0=50, n=1000, alpha=0.05, looks=[100, 1000], seed=2)
     for plain, dd in zip(runs[False], runs[True]):
         assert (plain.prediction, plain.radius, plain.top1_lower, plain.looks_used, plain.n_samples) == (
             dd.prediction, dd.radius, dd.top1_lower, dd.looks_used, dd.n_samples)
@@ -71,9 +73,25 @@ def test_dedup_certifications_equal_plain_ones(tokenizer):
     # every distinct sample of the call is classified exactly once, across inputs too: "bad" has
     # 2 deletion patterns ("bad" and the empty text) and "" one (the empty text, drawn by all four)
     seen = recorders[True].seen
-    assert len(seen) == len(set(seen)) == sum(r.n_queries for r in runs[True])
+    assert len(seen) == len(set(seen)) == engine.forward_passes
     assert set(seen) == set(recorders[False].seen)
-    assert runs[True][1].n_queries <= 2 and runs[True][2].n_queries == 0
+    # n_queries is what each input costs alone: "bad" needs its 2 patterns, "" its one
+    assert runs[True][1].n_queries == 2 and runs[True][2].n_queries == 1
+    assert sum(r.n_queries for r in runs[True]) > engine.forward_passes  # shared copies classified once
+
+
+def test_n_queries_do_not_depend_on_which_inputs_share_a_call(tokenizer):
+    """Sharding deals inputs out to processes in other groups: each input's record must not change."""
+    mechanism = DeletionMechanism(tokenizer, 0.9, "word")
+    xs = [mechanism.prepare(t) for t in TEXTS]
+    cert = EditDistanceCertificate(p_del=0.9)
+    engine = MonteCarloEngine(Recorder(), 3, batch_size=16, dedup=True)
+    together = certify_with(engine, xs, mechanism, cert, n0=50, n=1000, alpha=0.05, looks=[100, 1000], seed=2,
+                            exact_budget=4)
+    alone = [certify_with(engine, [x], mechanism, cert, n0=50, n=1000, alpha=0.05, looks=[100, 1000], seed=2,
+                          indices=[i], exact_budget=4)[0] for i, x in enumerate(xs)]
+    for a, b in zip(together, alone):
+        assert (a.n_queries, a.n_samples, a.radius, a.top1_lower) == (b.n_queries, b.n_samples, b.radius, b.top1_lower)
 
 
 def test_dedup_with_a_real_model_gives_identical_counts(tiny_model_dir):

@@ -16,8 +16,10 @@ from scipy import stats
 
 from robusttext.deletion import DeletionMechanism
 from robusttext.engine import MonteCarloEngine, input_rng
-from robusttext.smoothing import default_alpha_weights, default_looks
+from robusttext.protocol import default_alpha_weights, default_looks
 from robusttext.stats import EditDistanceCertificate, edit_distance_radius, split_alpha_weighted
+
+from _engine_helpers import certify_with
 
 TEXT = "the film is a warm , funny and moving story"  # 10 words -> 1024 deletion patterns
 P_DEL = 0.5
@@ -78,7 +80,7 @@ def test_sequential_bound_covers_exact_probability_at_stated_rate(mechanism, cas
     trials, alpha, n = 400, 0.2, 80
     looks = default_looks(n)
     x = mechanism.prepare(TEXT)
-    out = engine.certify(
+    out = certify_with(engine, 
         [x] * trials, mechanism, cert, n0=10, n=n, alpha=alpha, looks=looks, seed=3, indices=range(trials),
         alpha_weights=default_alpha_weights(looks), futility=futility,
     )
@@ -127,7 +129,7 @@ def test_ambiguous_selection_bound_covers_exact_probability_at_stated_rate(mecha
     engine, cert = MonteCarloEngine(classify, 2, batch_size=256), EditDistanceCertificate(p_del=P_DEL)
     trials, alpha, n = 400, 0.2, 80
     looks = default_looks(n) if sequential else None
-    out = engine.certify(
+    out = certify_with(engine, 
         [mechanism.prepare(TEXT)] * trials, mechanism, cert, n0=3, n=n, alpha=alpha, looks=looks, seed=5,
         indices=range(trials), alpha_weights=default_alpha_weights(looks) if sequential else None,
         futility=0.2 if sequential else 0.0, candidate_pvalue=0.5,
@@ -155,8 +157,8 @@ def test_ambiguous_selection_lets_the_estimation_votes_choose_the_class(mechanis
     top = int(np.argmax(exact))
     x, trials = mechanism.prepare(TEXT), 200
     kw = dict(n0=1, n=400, alpha=0.05, seed=6, indices=range(trials))
-    plain = engine.certify([x] * trials, mechanism, cert, **kw)
-    kept = engine.certify([x] * trials, mechanism, cert, candidate_pvalue=0.5, **kw)
+    plain = certify_with(engine, [x] * trials, mechanism, cert, **kw)
+    kept = certify_with(engine, [x] * trials, mechanism, cert, candidate_pvalue=0.5, **kw)
     assert sum(c.prediction == top for c in kept) > sum(c.prediction == top for c in plain) + trials // 5
     assert sum(c.prediction == 1 - top for c in kept) <= trials // 50
 
@@ -166,7 +168,7 @@ def test_unanimous_inputs_stop_at_the_first_look_with_the_largest_radius(mechani
     engine = MonteCarloEngine(lambda s: np.zeros(len(s), dtype=np.int64), 2, batch_size=64)
     cert = EditDistanceCertificate(p_del=0.9)
     looks = default_looks(4000)
-    out = engine.certify(
+    out = certify_with(engine, 
         [mechanism.prepare(TEXT)], mechanism, cert, n0=100, n=4000, alpha=0.05, looks=looks,
         alpha_weights=default_alpha_weights(looks),
     )[0]
@@ -182,7 +184,7 @@ def test_an_input_that_cannot_win_abstains_early(mechanism):
     # f is a fair 3-sided die on the sample's content: no class can reach a radius, so the input stops early.
     engine = MonteCarloEngine(lambda s: np.array([hash(t) % 3 for t in s], dtype=np.int64), 3)
     looks = default_looks(4000)
-    out = engine.certify(
+    out = certify_with(engine, 
         [mechanism.prepare("a b c d e f g h i j k l m n o p q r s t u v w x y z")], mechanism,
         EditDistanceCertificate(p_del=0.5), n0=100, n=4000, alpha=0.05, looks=looks,
         alpha_weights=default_alpha_weights(looks), futility=0.01,
@@ -207,11 +209,11 @@ def test_bad_sequential_arguments_are_clear_errors(mechanism):
     x = [mechanism.prepare(TEXT)]
     cert = EditDistanceCertificate(p_del=0.9)
     with pytest.raises(ValueError, match="alpha_weights"):
-        engine.certify(x, mechanism, cert, n0=5, n=100, alpha=0.05, looks=[10, 100], alpha_weights=[1.0])
+        certify_with(engine, x, mechanism, cert, n0=5, n=100, alpha=0.05, looks=[10, 100], alpha_weights=[1.0])
     with pytest.raises(ValueError, match="futility"):
-        engine.certify(x, mechanism, cert, n0=5, n=100, alpha=0.05, futility=1.0)
+        certify_with(engine, x, mechanism, cert, n0=5, n=100, alpha=0.05, futility=1.0)
     with pytest.raises(ValueError, match="candidate_pvalue"):
-        engine.certify(x, mechanism, cert, n0=5, n=100, alpha=0.05, candidate_pvalue=1.0)
+        certify_with(engine, x, mechanism, cert, n0=5, n=100, alpha=0.05, candidate_pvalue=1.0)
 
 
 # --------------------------------------------------------------------------- exact strata (stratified estimation)
@@ -254,7 +256,7 @@ def test_stratified_bound_covers_exact_probability_at_stated_rate(mechanism, cas
     trials, alpha, n = 400, 0.2, 80
     looks = default_looks(n)
     x = mechanism.prepare(TEXT)
-    out = engine.certify(
+    out = certify_with(engine, 
         [x] * trials, mechanism, cert, n0=10, n=n, alpha=alpha, looks=looks, seed=4, indices=range(trials),
         alpha_weights=default_alpha_weights(looks), futility=0.2, exact_budget=386,  # keep <= 4 of 10 words
     )
@@ -269,7 +271,7 @@ def test_stratified_bound_covers_exact_probability_at_stated_rate(mechanism, cas
 
 def test_fully_enumerated_inputs_get_the_exact_probability(mechanism):
     exact, engine, cert = exact_case(mechanism, "two_of_four")
-    out = engine.certify([mechanism.prepare(TEXT)] * 5, mechanism, cert, n0=10, n=80, alpha=0.05,
+    out = certify_with(engine, [mechanism.prepare(TEXT)] * 5, mechanism, cert, n0=10, n=80, alpha=0.05,
                          indices=range(5), exact_budget=1024)
     assert any(c.exact_mass == 1.0 for c in out)
     for c in out:
