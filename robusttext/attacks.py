@@ -30,7 +30,8 @@ import numpy as np
 
 from .arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
 from .deletion import split_units
-from .results import ResultsStore, read_jsonl, write_json
+from .protocol import CertifyProtocol
+from .results import write_json
 
 logger = logging.getLogger("robusttext")
 
@@ -52,10 +53,6 @@ UNAVAILABLE: dict[str, str] = {
     "(TensorFlow Hub; needs tensorflow + tensorflow_hub)",
     "checklist": "the `checklist` package with its downloaded lexicons and the counter-fitted word embeddings",
 }
-
-#: Recipes whose goal is to change the prediction (input reduction keeps it and shrinks the input).
-UNTARGETED = ("deepwordbug", "pruthi", "pwws")
-
 
 def parse_recipes(spec: str | Sequence[str]) -> list[str]:
     """Recipe names from ``"a,b"`` or a list; unknown or offline-unavailable names raise a clear error."""
@@ -234,19 +231,9 @@ def summarize_recipe(records: Sequence[dict]) -> dict[str, Any]:
     }
 
 
-def make_classifier(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, device: Any = None):
-    """Load ``data.model`` and wrap it as a :class:`SmoothedTextClassifier` with these parameters."""
-    from .models import load_classifier
-    from .precision import autocast_dtype
-    from .smoothing import SmoothedTextClassifier
-
-    model, tokenizer = load_classifier(data.model)
-    clf = SmoothedTextClassifier(
-        model, tokenizer, p_del=smooth.p_del, unit=smooth.unit, batch_size=cert.batch_size,  # type: ignore[arg-type]
-        max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, device=device,
-    )
-    clf.autocast_dtype = autocast_dtype(cert.precision, clf.device)
-    return clf
+def attack_samples(attack: AttackArguments, cert: CertifyArguments) -> int:
+    """Monte Carlo samples per smoothed query: ``--attack-n``, else ``--n``, else the protocol's ``n``."""
+    return int(attack.attack_n or cert.n or CertifyProtocol().n)
 
 
 def validate_attack_args(attack: AttackArguments, cert: CertifyArguments) -> list[str]:
@@ -256,7 +243,7 @@ def validate_attack_args(attack: AttackArguments, cert: CertifyArguments) -> lis
         raise ValueError(f"--num-examples must be >= 1, got {attack.num_examples}")
     if attack.query_budget is not None and attack.query_budget < 1:
         raise ValueError(f"--query-budget must be >= 1, got {attack.query_budget}")
-    n = attack.attack_n or cert.n
+    n = attack_samples(attack, cert)
     if attack.smoothed and n < 1:
         raise ValueError(f"--attack-n must be >= 1, got {n}")
     if cert.batch_size < 1:
@@ -273,87 +260,68 @@ def run_attacks(
 ) -> dict:
     """Attack the first ``attack.num_examples`` examples with every recipe; returns the summary.
 
-    Shards examples over ``accelerate`` processes (``todo[rank::N]``; every example's attack is seeded
-    by :func:`seed_example`, so the records do not depend on the sharding), appends finished records to
-    per-recipe part files, resumes on rerun, refuses an output folder of other parameters, and on the
-    main process writes ``attack_results.jsonl`` and ``attack_summary.json`` in ``cert.output_dir``.
-    ``clf`` may pass an already loaded :class:`SmoothedTextClassifier` (as ``robusttext evaluate`` does).
+    Each recipe is one :class:`robusttext.results.Run` in ``recipes/<name>/``: examples sharded over the
+    processes of ``accelerate launch``/``torchrun`` (every example's attack is seeded by
+    :func:`seed_example`, so the records do not depend on the sharding), records appended as they finish,
+    resumed on rerun, a folder of other parameters or content refused. The main process then writes
+    ``attack_results.jsonl`` and ``attack_summary.json`` in ``cert.output_dir``. ``clf`` may pass an
+    already loaded :class:`SmoothedTextClassifier` (as ``robusttext evaluate`` does).
     """
-    from accelerate import PartialState
-    from tqdm.auto import tqdm
-
-    from .data import load_text_dataset
-    from .pipelines import model_label_names, versions
+    from .distributed import process_state
+    from .pipelines import load_examples, load_smoothed_classifier, run_identity
+    from .results import Run, versions
 
     recipes = validate_attack_args(attack, cert)
-    state = PartialState()
+    state = process_state()
     if clf is None:
-        clf = make_classifier(data, smooth, cert, device=state.device)
+        clf = load_smoothed_classifier(data, smooth, cert, device=state.device)
     max_examples = attack.num_examples if attack.num_examples is not None else data.max_examples
-    ds = load_text_dataset(
-        data.dataset, data.split, data.dataset_config, data.text_column, data.label_column,
-        label_names=model_label_names(clf.model.config), max_examples=max_examples,
-    )
+    ds = load_examples(data, clf, max_examples)
     target = "smoothed" if attack.smoothed else "base"
-    n_attack = int(attack.attack_n or cert.n)
+    n_attack = attack_samples(attack, cert)
     wrapper = SmoothedModelWrapper(clf, n=n_attack, seed=cert.seed) if attack.smoothed else BaseModelWrapper(clf, cert.batch_size)
     base_params = {
-        "task": "attack",
-        "model": data.model,
-        "dataset": data.dataset,
-        "dataset_config": data.dataset_config,
-        "split": data.split,
-        "text_column": data.text_column,
-        "label_column": data.label_column,
-        "max_length": data.max_length,
-        "num_examples": len(ds),
+        **run_identity("attack", data, clf, ds),
+        "max_examples": max_examples,
         "target": target,
         "query_budget": attack.query_budget,
         **({**asdict(smooth), "attack_n": n_attack, "seed": cert.seed} if attack.smoothed else {}),
     }
     out = Path(cert.output_dir)
     texts, gold = ds.texts, ds.labels
+    records: list[dict] = []
     for recipe in recipes:
-        store = ResultsStore(out / "recipes" / recipe, {**base_params, "recipe": recipe}, rank=state.process_index)
-        if cert.overwrite_output_dir and state.is_main_process:
-            store.clear()
-        state.wait_for_everyone()
-        store.check_params(write=False)
-        state.wait_for_everyone()
-        if state.is_main_process:
-            store.check_params(write=True)
-        finished = store.finished()
-        mine = [i for i in range(len(ds)) if i not in finished][state.process_index :: state.num_processes]
-        if not mine:
-            continue
-        built = build_attack(recipe, wrapper, attack.query_budget)
-        bar = tqdm(total=len(mine), desc=f"{recipe} [{state.process_index}]", disable=not state.is_local_main_process)
-        for i in mine:
-            start = time.perf_counter()
-            seed_example(cert.seed, recipe, i)
-            result = built.attack(texts[i], int(gold[i]))
-            store.append([result_record(result, i, recipe, target, gold[i], time.perf_counter() - start)])
-            bar.update(1)
-        bar.close()
-    state.wait_for_everyone()
+        run = Run(out / "recipes" / recipe, {**base_params, "recipe": recipe}, overwrite=cert.overwrite_output_dir,
+                  state=state)
+        built: list[Any] = []
 
-    if state.is_main_process:
-        records: list[dict] = []
+        def attack_one(idx: list[int], tick: Any, recipe: str = recipe, built: list = built) -> list[dict]:
+            if not built:
+                built.append(build_attack(recipe, wrapper, attack.query_budget))
+            out_records = []
+            for i in idx:
+                start = time.perf_counter()
+                seed_example(cert.seed, recipe, i)
+                result = built[0].attack(texts[i], int(gold[i]))
+                out_records.append(result_record(result, i, recipe, target, gold[i], time.perf_counter() - start))
+                tick()
+            return out_records
+
+        recs = run.execute(len(ds), attack_one, chunk_size=1, desc=recipe, unit="examples")
+        records += recs or []
+
+    def write() -> None:
         summary: dict[str, Any] = {"target": target, "recipes": {}, "parameters": base_params, "versions": versions()}
         for recipe in recipes:
-            recs = ResultsStore(out / "recipes" / recipe, {}, name="results").finalize()
-            records += recs
-            summary["recipes"][recipe] = summarize_recipe(recs)
+            summary["recipes"][recipe] = summarize_recipe([r for r in records if r["recipe"] == recipe])
         tmp = out / "attack_results.jsonl.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             for rec in records:
                 fh.write(json.dumps(rec, sort_keys=True) + "\n")
         tmp.replace(out / "attack_results.jsonl")
         write_json(out / "attack_summary.json", summary)
+
+    if state.is_main_process:
+        write()
     state.wait_for_everyone()
     return json.loads((out / "attack_summary.json").read_text())
-
-
-def load_attack_records(output_dir: str | Path) -> list[dict]:
-    """The records of ``attack_results.jsonl`` in ``output_dir``."""
-    return read_jsonl(Path(output_dir) / "attack_results.jsonl")

@@ -5,8 +5,8 @@ clean accuracy, smoothed accuracy, certified-accuracy curve), attack with TextAt
 (:func:`robusttext.attacks.run_attacks`, against the smoothed and/or the base classifier), cross-check
 the two (:func:`robusttext.crosscheck.crosscheck`: successful attacks inside a certified radius,
 confirmed by the smoothed PREDICT), and write ``robustness_report.md``, ``evaluation_summary.json``,
-``certified_accuracy.png`` and ``attack_accuracy.png`` in ``output_dir``. Metrics go through the local
-``evaluate`` modules in :mod:`robusttext.metrics`. Every stage resumes (each writes its own
+``certified_accuracy.png`` and ``attack_accuracy.png`` in ``output_dir``. The model is loaded once and
+serves every stage; accuracies come from the certification summary. Every stage resumes (each writes its own
 incremental results under ``output_dir``), and every stage shards over ``accelerate`` processes.
 """
 
@@ -47,13 +47,12 @@ def evaluate_model(
     wrapper uses ``attack.attack_n`` Monte Carlo samples per query, default ``cert.n``; it runs
     ``ev.smoothed_recipes`` on the first ``ev.smoothed_num_examples`` examples when those are set).
     """
-    from accelerate import PartialState
-
-    from .attacks import make_classifier, parse_recipes, run_attacks, text_index
+    from .attacks import parse_recipes, run_attacks, text_index
     from .crosscheck import crosscheck
-    from .pipelines import certify_dataset, validate_certify_args
+    from .distributed import process_state
+    from .pipelines import certify_dataset, load_smoothed_classifier, validate_certify_args
 
-    validate_certify_args(data, smooth, cert)
+    alpha = validate_certify_args(data, smooth, cert).alpha
     parse_recipes(attack.recipes)
     if ev.smoothed_recipes:
         parse_recipes(ev.smoothed_recipes)
@@ -62,15 +61,14 @@ def evaluate_model(
         raise ValueError(f"--significance must be in (0, 1), got {ev.significance}")
     if ev.confirm_n < 1:
         raise ValueError(f"--confirm-n must be >= 1, got {ev.confirm_n}")
-    state = PartialState()
+    state = process_state()
     out = Path(cert.output_dir)
     timings: dict[str, float] = {}
 
+    clf = load_smoothed_classifier(data, smooth, cert, device=state.device)  # one model for every stage
     start = time.perf_counter()
-    cert_summary = certify_dataset(data, smooth, replace(cert, output_dir=str(out / "certify")))
+    cert_summary = certify_dataset(data, smooth, replace(cert, output_dir=str(out / "certify")), clf=clf)
     timings["certify_seconds"] = time.perf_counter() - start
-
-    clf = make_classifier(data, smooth, cert, device=state.device)
     num_attacked = attack.num_examples if attack.num_examples is not None else data.max_examples
     attack_summaries: dict[str, dict] = {}
     for target in targets:
@@ -91,15 +89,15 @@ def evaluate_model(
         attack_records = [r for t in targets for r in read_jsonl(out / f"attack_{t}" / "attack_results.jsonl")]
 
         def confirm(texts: list[str]) -> list[int]:
-            preds = clf.predict(texts, n=ev.confirm_n, alpha=cert.alpha, indices=[text_index(t) for t in texts])
+            preds = clf.predict(texts, n=ev.confirm_n, alpha=alpha, indices=[text_index(t) for t in texts])
             return [p.prediction for p in preds]
 
         cc = crosscheck(
-            cert_records, attack_records, smooth.unit, cert.alpha, confirm=confirm, confirm_alpha=cert.alpha,
+            cert_records, attack_records, smooth.unit, alpha, confirm=confirm, confirm_alpha=alpha,
             significance=ev.significance, tokenizer=clf.tokenizer,
         )
         timings["crosscheck_seconds"] = time.perf_counter() - start
-        summary = build_summary(data, smooth, cert, ev, cert_summary, cert_records, attack_summaries, cc, timings)
+        summary = build_summary(data, smooth, ev, cert_summary, attack_summaries, cc, timings)
         if not cc["sound"]:
             logger.error(cc["message"])
         write_json(out / "evaluation_summary.json", summary)
@@ -114,26 +112,13 @@ def evaluate_model(
 def build_summary(
     data: ModelDataArguments,
     smooth: SmoothingArguments,
-    cert: CertifyArguments,
     ev: EvaluateArguments,
     cert_summary: dict,
-    cert_records: list[dict],
     attack_summaries: dict[str, dict],
     cc: dict,
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    """Headline numbers, computed with the local ``evaluate`` metric modules."""
-    from .metrics import load_metric
-
-    refs = [int(r["label"]) for r in cert_records]
-    accuracy = load_metric("accuracy")
-    clean = accuracy.compute(predictions=[int(r["clean_prediction"]) for r in cert_records], references=refs)
-    smoothed = accuracy.compute(predictions=[int(r["prediction"]) for r in cert_records], references=refs)
-    radii = [int(k) for k in cert_summary["certified_accuracy"]]
-    certified = load_metric("certified_accuracy").compute(
-        predictions=[int(r["prediction"]) for r in cert_records], references=refs,
-        radii=[float(r["radius"]) for r in cert_records], radius=radii,
-    )["certified_accuracy"]
+    """Headline numbers: the certification summary's accuracies, the attacks' accuracies under attack."""
     under_attack = {
         target: {name: s["accuracy_under_attack"] for name, s in summ["recipes"].items()}
         for target, summ in attack_summaries.items()
@@ -142,14 +127,14 @@ def build_summary(
         "model": data.model,
         "dataset": data.dataset,
         "split": data.split,
-        "num_examples": len(cert_records),
+        "num_examples": cert_summary["num_examples"],
         "num_attacked": {t: next(iter(s["recipes"].values()))["num_examples"] for t, s in attack_summaries.items() if s["recipes"]},
         "unit": smooth.unit,
         "p_del": smooth.p_del,
-        "alpha": cert.alpha,
-        "clean_accuracy": clean["accuracy"],
-        "smoothed_accuracy": smoothed["accuracy"],
-        "certified_accuracy": certified,
+        "alpha": cert_summary["parameters"]["alpha"],
+        "clean_accuracy": cert_summary["clean_accuracy"],
+        "smoothed_accuracy": cert_summary["smoothed_accuracy"],
+        "certified_accuracy": cert_summary["certified_accuracy"],
         "median_certified_radius": cert_summary["median_certified_radius"],
         "accuracy_under_attack": under_attack,
         "attacks": {t: s["recipes"] for t, s in attack_summaries.items()},

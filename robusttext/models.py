@@ -57,3 +57,9 @@ def load_classifier(
         tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def model_label_names(config: Any) -> list[str]:
+    """Class names of a model in id order, from ``config.id2label``."""
+    id2label = getattr(config, "id2label", None) or {}
+    return [str(id2label.get(i, id2label.get(str(i), i))) for i in range(config.num_labels)]

@@ -9,45 +9,24 @@ own part file, and the main process merges them into one ``results.jsonl`` and w
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
 from .deletion import check_deletion_args
 from .precision import autocast_dtype, precision_name
 from .protocol import CertifyProtocol
-from .results import ResultsStore, run_sharded, write_json
+from .distributed import process_state
+from .models import model_label_names
+from .results import versions, write_json
 from .stats import max_edit_distance_radius
 
+if TYPE_CHECKING:
+    from .smoothing import SmoothedTextClassifier
+
 logger = logging.getLogger("robusttext")
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages a result depends on."""
-    import accelerate
-    import datasets
-    import transformers
-
-    from . import __version__
-
-    return {
-        "robusttext": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "datasets": datasets.__version__,
-        "accelerate": accelerate.__version__,
-    }
-
-
-def model_label_names(config: Any) -> list[str]:
-    """Class names of a model in id order, from ``config.id2label``."""
-    id2label = getattr(config, "id2label", None) or {}
-    return [str(id2label.get(i, id2label.get(str(i), i))) for i in range(config.num_labels)]
 
 
 def validate_certify_args(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments) -> CertifyProtocol:
@@ -63,33 +42,41 @@ def validate_certify_args(data: ModelDataArguments, smooth: SmoothingArguments, 
     return protocol
 
 
-def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments) -> dict:
-    """Certify every example of a dataset split with RS-Del; returns the summary (on every process).
-
-    Writes, in ``cert.output_dir``: ``results.jsonl`` (one line per input: index, label, prediction,
-    radius, top1_lower, top2_upper, correct, clean_prediction, n_queries, n_samples, looks_used,
-    exact_mass, seconds), ``summary.json``, ``certified_accuracy.png``, ``report.md`` and ``run_config.json``.
-    Rerunning the same command resumes; a folder of other parameters is refused.
-    """
-    from accelerate import PartialState
-
-    from .data import load_text_dataset
+def load_smoothed_classifier(
+    data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, device: Any = None
+) -> "SmoothedTextClassifier":
+    """The one factory of :class:`SmoothedTextClassifier` from command-line arguments (certify, predict,
+    attack, evaluate): loads ``data.model`` and wraps it with these deletion and batching parameters."""
     from .models import load_classifier
-    from .report import certification_markdown, plot_certified_accuracy, summarize_certification
     from .smoothing import SmoothedTextClassifier
 
-    protocol = validate_certify_args(data, smooth, cert)
-    state = PartialState()
-    dtype = autocast_dtype(cert.precision, state.device)
     model, tokenizer = load_classifier(data.model)
-    labels = model_label_names(model.config)
-    ds = load_text_dataset(
-        data.dataset, data.split, data.dataset_config, data.text_column, data.label_column,
-        label_names=labels, max_examples=data.max_examples,
+    return SmoothedTextClassifier(
+        model, tokenizer, p_del=smooth.p_del, unit=smooth.unit, batch_size=cert.batch_size,  # type: ignore[arg-type]
+        max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, device=device,
+        autocast_dtype=autocast_dtype(cert.precision, device if device is not None else "cpu"),
     )
-    params = {
-        "task": "certify",
+
+
+def load_examples(data: ModelDataArguments, clf: "SmoothedTextClassifier", max_examples: int | None = None) -> Any:
+    """The split ``data`` names, labels mapped through the model's classes."""
+    from .data import load_text_dataset
+
+    return load_text_dataset(
+        data.dataset, data.split, data.dataset_config, data.text_column, data.label_column,
+        label_names=model_label_names(clf.model.config),
+        max_examples=data.max_examples if max_examples is None else max_examples,
+    )
+
+
+def run_identity(task: str, data: ModelDataArguments, clf: "SmoothedTextClassifier", ds: Any) -> dict[str, Any]:
+    """What a text run is about: the task, the model and data as named and as content (fingerprints)."""
+    from .fingerprint import examples_fingerprint, model_fingerprint
+
+    return {
+        "task": task,
         "model": data.model,
+        "model_fingerprint": model_fingerprint(data.model, clf.model),
         "dataset": data.dataset,
         "dataset_config": data.dataset_config,
         "split": data.split,
@@ -98,56 +85,86 @@ def certify_dataset(data: ModelDataArguments, smooth: SmoothingArguments, cert: 
         "max_examples": data.max_examples,
         "max_length": data.max_length,
         "num_examples": len(ds),
+        "data_fingerprint": examples_fingerprint(ds.texts, ds.labels),
+    }
+
+
+def certify_dataset(
+    data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, clf: "SmoothedTextClassifier | None" = None
+) -> dict:
+    """Certify every example of a dataset split with RS-Del; returns the summary (on every process).
+
+    Writes, in ``cert.output_dir``: ``results.jsonl`` (one line per input: index, label, prediction,
+    radius, top1_lower, top2_upper, correct, clean_prediction, n_queries, n_samples, looks_used,
+    exact_mass, seconds), ``summary.json``, ``certified_accuracy.png``, ``report.md`` and
+    ``run_config.json``. Runs on the :class:`robusttext.results.Run` skeleton: sharded over the processes
+    of ``accelerate launch``/``torchrun``, resumable, and refusing a folder of other parameters or content.
+    ``clf`` may pass the classifier already loaded from ``data.model`` with these arguments.
+    """
+    from .results import Run
+
+    protocol = validate_certify_args(data, smooth, cert)
+    state = process_state()
+    clf = clf if clf is not None else load_smoothed_classifier(data, smooth, cert, device=state.device)
+    ds = load_examples(data, clf)
+    params = {
+        **run_identity("certify", data, clf, ds),
         **asdict(smooth),
         **protocol.record(),
         "seed": cert.seed,
-        "precision": precision_name(dtype),  # certificates are about the base model as run
+        "precision": precision_name(clf.autocast_dtype),  # certificates are about the base model as run
     }
-    store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
-
-    clf = SmoothedTextClassifier(
-        model, tokenizer, p_del=smooth.p_del, unit=smooth.unit, batch_size=cert.batch_size,
-        max_length=data.max_length, seed=cert.seed, dedup=cert.dedup,
-        device=state.device, autocast_dtype=dtype,
-    )
+    run = Run(cert.output_dir, params, overwrite=cert.overwrite_output_dir, state=state)
     texts, gold = ds.texts, ds.labels
 
-    def certify_chunk(idx: list[int]) -> list[dict]:
+    def certify_chunk(idx: list[int], tick: Any) -> list[dict]:
         chunk = [texts[i] for i in idx]
-        certs = clf.certify(chunk, protocol, indices=idx)
+        certs = clf.certify(chunk, protocol, indices=idx, on_done=lambda _i, _c: tick())
         clean = clf.base_predict(chunk)
-        return [
-            {
-                "index": i,
-                "label": gold[i],
-                "prediction": c.prediction,
-                "radius": c.radius,
-                "top1_lower": c.top1_lower,
-                "top2_upper": c.top2_upper,
-                "correct": bool(c.prediction == gold[i]),
-                "clean_prediction": int(cp),
-                "n_queries": c.n_queries,
-                "n_samples": c.n_samples,
-                "looks_used": c.looks_used,
-                "exact_mass": c.exact_mass,
-                "seconds": round(c.seconds, 4),
-            }
-            for i, c, cp in zip(idx, certs, clean)
-        ]
+        return [certification_record(i, gold[i], c, int(cp)) for i, c, cp in zip(idx, certs, clean)]
 
-    records = run_sharded(store, state, len(ds), certify_chunk, cert.chunk_size)
+    records = run.execute(len(ds), certify_chunk, cert.chunk_size, desc="certify")
     out = Path(cert.output_dir)
-    if records is not None:
+
+    def write() -> None:
+        assert records is not None
         radii = list(range(0, max_edit_distance_radius(smooth.p_del) + 1))
-        summary = summarize_certification(records, params, radii)
-        summary["unit"] = smooth.unit
-        summary["label_names"] = ds.label_names
-        summary["versions"] = versions()
-        write_json(out / "summary.json", summary)
-        plot_certified_accuracy(
-            {data.model: summary["certified_accuracy"]}, out / "certified_accuracy.png",
-            xlabel=f"edit-distance radius ({smooth.unit}s)",
-        )
-        (out / "report.md").write_text(certification_markdown(summary, smooth.unit), encoding="utf-8")
-    state.wait_for_everyone()
-    return json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        write_certification_outputs(records, params, radii, out, smooth.unit, ds.label_names, data.model)
+
+    run.finish(write)
+    return run.read_json("summary.json")
+
+
+def certification_record(index: int, label: int | None, c: Any, clean_prediction: int) -> dict[str, Any]:
+    """One line of ``results.jsonl`` (the label and ``correct`` are None for unlabelled data)."""
+    return {
+        "index": index,
+        "label": label,
+        "prediction": c.prediction,
+        "radius": c.radius,
+        "top1_lower": c.top1_lower,
+        "top2_upper": c.top2_upper,
+        "correct": None if label is None else bool(c.prediction == label),
+        "clean_prediction": clean_prediction,
+        "n_queries": c.n_queries,
+        "n_samples": c.n_samples,
+        "looks_used": c.looks_used,
+        "exact_mass": c.exact_mass,
+        "seconds": round(c.seconds, 4),
+    }
+
+
+def write_certification_outputs(
+    records: list[dict], params: dict, radii: list[int], out: Path, unit: str, label_names: list[str], name: str
+) -> None:
+    """``summary.json``, ``certified_accuracy.png`` and ``report.md`` of a text certification run."""
+    from .report import certification_markdown, plot_certified_accuracy, summarize_certification
+
+    summary = summarize_certification(records, params, radii)
+    summary["unit"] = unit
+    summary["label_names"] = label_names
+    summary["versions"] = versions()
+    write_json(out / "summary.json", summary)
+    plot_certified_accuracy({name: summary["certified_accuracy"]}, out / "certified_accuracy.png",
+                            xlabel=f"edit-distance radius ({unit}s)")
+    (out / "report.md").write_text(certification_markdown(summary, unit), encoding="utf-8")

@@ -10,11 +10,14 @@ mixed. ``finalize`` merges everything into one ``results.jsonl`` sorted by index
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 CONFIG_NAME = "run_config.json"
+#: One line per process and execution: which items it processed (``Run`` writes it; tests read it).
+SHARDS_NAME = "shards.jsonl"
 
 
 class ParameterMismatchError(ValueError):
@@ -65,6 +68,15 @@ class ResultsStore:
         if path.exists():
             old = json.loads(path.read_text())
             diff = sorted(k for k in set(old) | set(self.params) if old.get(k) != self.params.get(k))
+            changed = [k for k in diff if k.endswith("_fingerprint")]
+            if changed:
+                what = " and ".join({"model_fingerprint": "the model's files", "data_fingerprint": "the examples"}
+                                    .get(k, k) for k in changed)
+                raise ParameterMismatchError(
+                    f"--output-dir {self.dir} holds results for other content: {what} changed since they were "
+                    "written. Refusing to resume: pass --overwrite-output-dir to start fresh, or choose another "
+                    "--output-dir."
+                )
             if diff:
                 shown = ", ".join(f"{k}: {old.get(k)!r} -> {self.params.get(k)!r}" for k in diff[:6])
                 raise ParameterMismatchError(
@@ -82,16 +94,17 @@ class ResultsStore:
 
     def clear(self) -> None:
         """Delete this folder's results and parameters (``--overwrite-output-dir``)."""
-        for p in [self.merged, self.dir / CONFIG_NAME, *self.dir.glob(f"{self.name}.part*.jsonl")]:
+        for p in [self.merged, self.dir / CONFIG_NAME, self.dir / SHARDS_NAME, *self.dir.glob(f"{self.name}.part*.jsonl")]:
             p.unlink(missing_ok=True)
 
     @classmethod
-    def open_run(cls, output_dir: str | os.PathLike, params: dict, state: Any, overwrite: bool = False) -> "ResultsStore":
+    def open_run(cls, output_dir: str | os.PathLike, params: dict, state: Any, overwrite: bool = False,
+                 name: str = "results") -> "ResultsStore":
         """The store of one process of a (possibly multi-process) run: the main process clears the folder
         when ``overwrite``; every process refuses a folder of other parameters; the main process records
         ours. ``state`` is an ``accelerate.PartialState`` (anything with ``process_index``,
         ``is_main_process`` and ``wait_for_everyone()``)."""
-        store = cls(output_dir, params, rank=state.process_index)
+        store = cls(output_dir, params, rank=state.process_index, name=name)
         if overwrite and state.is_main_process:
             store.clear()
         state.wait_for_everyone()
@@ -147,40 +160,124 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def run_sharded(
-    store: ResultsStore,
-    state: Any,
-    num_items: int,
-    process_chunk: Callable[[list[int]], Sequence[dict]],
-    chunk_size: int,
-    desc: str = "certify",
-) -> list[dict] | None:
-    """Process items ``0..num_items-1`` over all processes, resumably; return the merged records.
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: says how much is safely written and how to resume."""
 
-    Items already finished in ``store`` are skipped; the rest are dealt out by position
-    (``todo[rank::world]``) and handed to ``process_chunk`` ``chunk_size`` at a time, whose records
-    (one dict with an ``index`` per item) are appended as soon as they are done, with a progress bar.
-    After every process is done, the main process merges the files and gets the records sorted by
-    index; the other processes get None. ``state`` is an ``accelerate.PartialState``.
+    def __init__(self, done: int, total: int, unit: str = "inputs") -> None:
+        super().__init__(f"interrupted after {done} of {total} {unit}; rerun the same command to resume")
+        self.done, self.total = done, total
+
+
+class Run:
+    """The skeleton every long command shares: open, shard, resume, merge, finish.
+
+    * **open**: the main process clears the folder on ``overwrite``; every process refuses a folder holding
+      results of other parameters (``params`` include the model's and the examples' content fingerprints,
+      :mod:`robusttext.fingerprint`, so a retrained model or an edited data file is never resumed);
+    * **shard**: items not yet finished are dealt out by position (``todo[rank::world]``) over the processes
+      of ``accelerate launch`` / ``torchrun`` (:func:`robusttext.distributed.process_state`);
+    * **resume**: each process appends finished records to its own part file, durably, as they come; a
+      rerun skips them; Ctrl-C raises :class:`RunInterrupted` with the count written so far;
+    * **log**: each process appends its rank, the world size and the items it processed to ``shards.jsonl``;
+    * **merge**: the main process merges the part files into ``{name}.jsonl``, sorted by index;
+    * **finish**: the main process writes the summaries and reports from the merged records; every
+      process waits for it.
+
+    Args:
+        output_dir: the run's folder.
+        params: everything that determines the results (recorded in ``run_config.json``).
+        overwrite: delete earlier results first (``--overwrite-output-dir``).
+        name: base name of the records file.
+        state: an ``accelerate.PartialState`` (default: :func:`robusttext.distributed.process_state`).
     """
-    from tqdm.auto import tqdm
 
-    finished = store.finished()
-    todo = [i for i in range(num_items) if i not in finished]
-    mine = todo[state.process_index :: state.num_processes]
-    if finished and state.is_main_process:
-        import logging
+    def __init__(self, output_dir: str | os.PathLike, params: dict, overwrite: bool = False, name: str = "results",
+                 state: Any = None) -> None:
+        from .distributed import process_state
 
-        logging.getLogger("robusttext").warning(
-            "resuming in %s: %d of %d inputs already done", store.dir, len(finished), num_items
-        )
-    bar = tqdm(total=len(mine), desc=f"{desc} [{state.process_index}]", disable=not state.is_local_main_process)
-    for start in range(0, len(mine), chunk_size):
-        idx = mine[start : start + chunk_size]
-        store.append(process_chunk(idx))
-        bar.update(len(idx))
-    bar.close()
-    state.wait_for_everyone()
-    records = store.finalize() if state.is_main_process else None
-    state.wait_for_everyone()
-    return records
+        self.state = state if state is not None else process_state()
+        self.dir = Path(output_dir)
+        self.store = ResultsStore.open_run(output_dir, params, self.state, overwrite=overwrite, name=name)
+
+    @property
+    def is_main(self) -> bool:
+        return bool(self.state.is_main_process)
+
+    def execute(
+        self, num_items: int, process_chunk: Callable[[list[int], Callable[[], None]], Sequence[dict]],
+        chunk_size: int = 32, desc: str = "certify", unit: str = "inputs",
+    ) -> list[dict] | None:
+        """Process items ``0..num_items-1`` over all processes; the main process gets the merged records
+        sorted by index, the others None.
+
+        ``process_chunk(indices, tick)`` returns one record (a dict with an ``index``) per item and may call
+        ``tick()`` as each item finishes, so the progress bar moves per item, not per chunk.
+        """
+        from tqdm.auto import tqdm
+
+        state, store = self.state, self.store
+        finished = store.finished()
+        todo = [i for i in range(num_items) if i not in finished]
+        mine = todo[state.process_index :: state.num_processes]
+        if finished and state.is_main_process:
+            logging.getLogger("robusttext").warning(
+                "resuming in %s: %d of %d %s already done", store.dir, len(finished), num_items, unit)
+        bar = tqdm(total=len(mine), desc=f"{desc} [{state.process_index}/{state.num_processes}]",
+                   disable=not state.is_local_main_process)
+        try:
+            for start in range(0, len(mine), chunk_size):
+                idx = mine[start : start + chunk_size]
+                ticks = [0]
+
+                def tick() -> None:
+                    ticks[0] += 1
+                    bar.update(1)
+
+                store.append(process_chunk(idx, tick))
+                bar.update(len(idx) - ticks[0])
+        except KeyboardInterrupt:
+            bar.close()
+            raise RunInterrupted(len(store.finished()), num_items, unit) from None
+        bar.close()
+        self._log_share(mine)
+        state.wait_for_everyone()
+        records = store.finalize() if state.is_main_process else None
+        state.wait_for_everyone()
+        return records
+
+    def _log_share(self, indices: list[int]) -> None:
+        """Append this process's share to ``shards.jsonl`` (rank, world size, the items it processed)."""
+        line = json.dumps({"rank": self.state.process_index, "world_size": self.state.num_processes,
+                           "indices": indices}) + "\n"
+        fd = os.open(self.dir / SHARDS_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))  # one append per process: lines do not interleave
+        finally:
+            os.close(fd)
+
+    def finish(self, write: Callable[[], None]) -> None:
+        """Run ``write`` (summaries, reports) on the main process; every process waits for it."""
+        if self.is_main:
+            write()
+        self.state.wait_for_everyone()
+
+    def read_json(self, filename: str) -> Any:
+        """A JSON file the main process wrote in the run folder (readable on every process after :meth:`finish`)."""
+        return json.loads((self.dir / filename).read_text(encoding="utf-8"))
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on."""
+    import accelerate
+    import datasets
+    import transformers
+
+    from . import __version__
+
+    return {
+        "robusttext": __version__,
+        "torch": __import__("torch").__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "accelerate": accelerate.__version__,
+    }

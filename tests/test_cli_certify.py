@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from _multiprocess import assert_two_shares, launch_two
 from robusttext.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,9 +172,8 @@ def test_two_processes_give_the_same_results_as_one(sst2_model, data_dir, tmp_pa
     args = certify_args(sst2_model, data_dir, one)[1:]
     subprocess.run([sys.executable, script, *args], check=True, env=env, cwd=ROOT, capture_output=True)
     args = certify_args(sst2_model, data_dir, two)[1:]
-    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    proc = subprocess.run([*accelerate, script, *args], env=env, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([*launch_two(), script, *args], env=env, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_two_shares(two, len(records(one)))
     assert records(one) == records(two)
     assert not list(two.glob("results.part*.jsonl"))

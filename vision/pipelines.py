@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -20,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from robusttext.pipelines import versions
-from robusttext.results import ResultsStore, run_sharded, write_json
+from robusttext.distributed import process_state
+from robusttext.results import Run, versions, write_json
 
 from .arguments import (
     AttackArguments,
@@ -34,6 +33,9 @@ from .arguments import (
 from .data import ImageData, load_images
 
 logger = logging.getLogger("robusttext.vision")
+
+#: The files of a saved vision model (weights and the config that rebuilds it) that decide its outputs.
+MODEL_FILES = ("*.pt", "*.json")
 
 
 def load_data(data: ImageDataArguments, split: str | None = None, max_examples: int | None = None) -> ImageData:
@@ -53,8 +55,6 @@ def clean_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000) ->
 def train_and_save(data_args: ImageDataArguments, train: TrainImageArguments) -> dict[str, Any]:
     """Train a classifier with ``train.method`` on ``data_args``'s split and save it to ``train.output_dir``
     (load with :func:`vision.models.load_model`); returns and writes ``metrics.json``. Resumable."""
-    from accelerate import PartialState
-
     from .adversarial import train_classifier
     from .models import build_model, save_model
     from .training import FitConfig
@@ -76,7 +76,7 @@ def train_and_save(data_args: ImageDataArguments, train: TrainImageArguments) ->
     if train.eval_split and str(train.eval_split).lower() != "none":
         metrics["eval_split"] = train.eval_split
         metrics["clean_accuracy"] = clean_accuracy(model, load_data(data_args, train.eval_split))
-    state = PartialState()
+    state = process_state()
     if state.is_main_process:
         record = {**model_cfg, "dataset": data.name, "split": data.split, "training": asdict(train), "history": history}
         save_model(model, train.output_dir, record)
@@ -130,30 +130,32 @@ def certify_images(
 ) -> dict[str, Any]:
     """CERTIFY every image of ``data`` with Gaussian smoothing of ``model`` (``f(D(.))`` with a denoiser).
 
-    Runs unchanged on one process or under ``accelerate launch`` (images dealt out ``todo[rank::N]``,
-    each drawing from its own seeded stream, so N processes give the numbers of one). Writes
+    Runs on the core's run skeleton (:class:`robusttext.results.Run`): images dealt out over the processes
+    of ``accelerate launch``/``torchrun``, each drawing from its own seeded stream (so N processes give the
+    numbers of one), resumable, refusing a folder of other parameters or other images. Writes
     ``results.jsonl`` (index, label, prediction, radius, top1_lower, top2_upper, correct,
     clean_prediction, n_samples, n_queries, seconds), ``summary.json``, ``certified_accuracy.png``,
-    ``report.md``, ``run_config.json`` in ``cert.output_dir``; rerunning resumes; returns the summary.
+    ``report.md``, ``run_config.json`` in ``cert.output_dir``; returns the summary.
     """
-    from accelerate import PartialState
-
+    from robusttext.fingerprint import examples_fingerprint
+    from robusttext.protocol import CertifyProtocol
     from robusttext.report import plot_certified_accuracy
 
     from .report import certification_markdown, summarize_l2
     from .smoothing import SmoothedImageClassifier
 
     validate_certify_args(cert)
-    state = PartialState()
+    state = process_state()
+    protocol = CertifyProtocol.fixed_sample(cert.n0, cert.n, cert.alpha)
     params = {**params, **{k: getattr(cert, k) for k in ("sigma", "n0", "n", "alpha", "seed", "denoiser_dir")},
-              "num_examples": len(data)}
-    store = ResultsStore.open_run(cert.output_dir, params, state, overwrite=cert.overwrite_output_dir)
+              "num_examples": len(data), "data_fingerprint": examples_fingerprint(data.images, data.labels.tolist())}
+    run = Run(cert.output_dir, params, overwrite=cert.overwrite_output_dir, state=state)
     clf = SmoothedImageClassifier(model, data.num_classes, cert.sigma, batch_size=cert.batch_size, seed=cert.seed,
                                   device=state.device, denoiser=denoiser)
 
-    def certify_chunk(idx: list[int]) -> list[dict]:
+    def certify_chunk(idx: list[int], tick: Any) -> list[dict]:
         images, labels = data.images[idx], data.labels[idx].tolist()
-        certs = clf.certify(images, n0=cert.n0, n=cert.n, alpha=cert.alpha, indices=idx)
+        certs = clf.certify(images, indices=idx, protocol=protocol, on_done=lambda _i, _c: tick())
         clean = clf.base.predict_clean(images)
         return [
             {
@@ -165,21 +167,25 @@ def certify_images(
             for i, y, c, cp in zip(idx, labels, certs, clean)
         ]
 
-    records = run_sharded(store, state, len(data), certify_chunk, cert.chunk_size, desc=f"certify {name}")
+    records = run.execute(len(data), certify_chunk, cert.chunk_size, desc=f"certify {name}", unit="images")
     out = Path(cert.output_dir)
-    if records is not None:
+
+    def write() -> None:
         summary = summarize_l2(records, params, cert.sigma, cert.n, cert.alpha)
         summary["versions"] = versions()
         write_json(out / "summary.json", summary)
         plot_certified_accuracy({name: summary["certified_accuracy"]}, out / "certified_accuracy.png",
                                 xlabel="L2 radius (pixel units)")
         (out / "report.md").write_text(certification_markdown(summary), encoding="utf-8")
-    state.wait_for_everyone()
-    return json.loads((out / "summary.json").read_text())
+
+    run.finish(write)
+    return run.read_json("summary.json")
 
 
 def run_certify(data_args: ImageDataArguments, cert: CertifyImageArguments) -> dict[str, Any]:
     """``robusttext vision certify``: load the model (and denoiser), certify the split."""
+    from robusttext.fingerprint import folder_fingerprint
+
     from .denoise import load_denoiser
     from .models import load_model
 
@@ -188,7 +194,8 @@ def run_certify(data_args: ImageDataArguments, cert: CertifyImageArguments) -> d
     denoiser = load_denoiser(cert.denoiser_dir) if cert.denoiser_dir else None
     data = load_data(data_args)
     params = {"task": "vision-certify", "model_dir": cert.model_dir, "dataset": data.name, "split": data.split,
-              "max_examples": data_args.max_examples}
+              "max_examples": data_args.max_examples, "model_fingerprint": folder_fingerprint(cert.model_dir, MODEL_FILES),
+              "denoiser_fingerprint": folder_fingerprint(cert.denoiser_dir, MODEL_FILES) if cert.denoiser_dir else None}
     return certify_images(model, data, cert, params, denoiser, name=Path(cert.model_dir).name)
 
 
