@@ -99,6 +99,16 @@ class CertifyArguments:
 
 
 @dataclass
+class PredictArguments:
+    """``robusttext predict``: what to predict and whether to certify."""
+
+    certify: bool = field(default=False, metadata={"help": "Also certify each text (radius, bounds) under the protocol options."})
+    dataset_file: Optional[str] = field(
+        default=None, metadata={"help": "Predict the texts of this file (labels not needed) instead of arguments or stdin."}
+    )
+
+
+@dataclass
 class TrainArguments:
     """Training under deletion noise (and, with --algorithm fishr, across domains)."""
 

@@ -66,14 +66,24 @@ def expand_config(argv: Sequence[str]) -> list[str]:
     return front + out
 
 
-def parse(dataclass_types: Sequence[type], argv: Sequence[str], prog: str, defaults: dict | None = None) -> tuple:
-    """Parse ``argv`` (with ``--config`` expanded) into instances of ``dataclass_types``."""
+def parse(
+    dataclass_types: Sequence[type], argv: Sequence[str], prog: str, defaults: dict | None = None,
+    positional: bool = False,
+) -> tuple:
+    """Parse ``argv`` (with ``--config`` expanded) into instances of ``dataclass_types``; with
+    ``positional``, the words that are no option come last in the tuple (a list of strings)."""
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(dataclass_types, prog=prog)
     if defaults:
         parser.set_defaults(**defaults)
-    return parser.parse_args_into_dataclasses(args=expand_config(argv))
+    if not positional:
+        return parser.parse_args_into_dataclasses(args=expand_config(argv))
+    *parsed, rest = parser.parse_args_into_dataclasses(args=expand_config(argv), return_remaining_strings=True)
+    unknown = [w for w in rest if w.startswith("--")]
+    if unknown:
+        raise ValueError(f"{prog}: unknown option {unknown[0]}; see {prog} --help")
+    return (*parsed, rest)
 
 
 # --------------------------------------------------------------------------- commands
@@ -85,6 +95,30 @@ def cmd_certify(argv: Sequence[str]) -> int:
     data, smooth, cert = parse((ModelDataArguments, SmoothingArguments, CertifyArguments), argv, "robusttext certify")
     summary = certify_dataset(data, smooth, cert)
     print_summary(summary, cert.output_dir)
+    return 0
+
+
+def cmd_predict(argv: Sequence[str]) -> int:
+    """Smoothed predictions (``--certify``: with radii) of texts given as arguments, on standard input (one
+    per line) or in ``--dataset``, printed as JSON lines (see ``robusttext.pipelines.predict_texts``)."""
+    import json
+
+    from .arguments import CertifyArguments, ModelDataArguments, PredictArguments, SmoothingArguments
+    from .pipelines import predict_texts
+
+    data, smooth, cert, pred, texts = parse(
+        (ModelDataArguments, SmoothingArguments, CertifyArguments, PredictArguments), argv, "robusttext predict",
+        positional=True,
+    )
+    if not texts and pred.dataset_file:
+        from .data import load_text_dataset
+
+        texts = load_text_dataset(pred.dataset_file, data.split, text_column=data.text_column,
+                                  max_examples=data.max_examples, labelled=False).texts
+    elif not texts:
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    for rec in predict_texts(data, smooth, cert, texts, certify=pred.certify):
+        print(json.dumps(rec), flush=True)
     return 0
 
 
@@ -174,13 +208,17 @@ def cmd_quickstart(argv: Sequence[str]) -> int:
 
 def print_summary(summary: dict, output_dir: str) -> None:
     """Print the headline numbers of a certification summary."""
-    curve = ", ".join(f"r>={r}: {v:.3f}" for r, v in summary["certified_accuracy"].items())
-    clean = summary.get("clean_accuracy")
+    labelled = summary.get("certified_accuracy") is not None
+    what = "certified accuracy" if labelled else "certified fraction (no labels)"
+    curve = ", ".join(f"r>={r}: {v:.3f}" for r, v in (summary["certified_accuracy"] if labelled
+                                                       else summary["certified_fraction"]).items())
+    clean, smoothed = summary.get("clean_accuracy"), summary.get("smoothed_accuracy")
     print(
         f"examples={summary['num_examples']} clean_accuracy={clean if clean is None else round(clean, 4)} "
-        f"smoothed_accuracy={summary['smoothed_accuracy']:.4f} abstain_rate={summary['abstain_rate']:.4f} "
+        f"smoothed_accuracy={'None' if smoothed is None else format(smoothed, '.4f')} "
+        f"abstain_rate={summary['abstain_rate']:.4f} "
         f"median_certified_radius={summary['median_certified_radius']:g} ({summary.get('unit', '')})\n"
-        f"certified accuracy: {curve}\nwrote {output_dir}/summary.json, report.md, certified_accuracy.png"
+        f"{what}: {curve}\nwrote {output_dir}/summary.json, report.md, certified_accuracy.png"
     )
 
 
@@ -189,6 +227,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "quickstart": ("train + certify on the embedded default (MiniLM, BBC News)", cmd_quickstart),
     "train": ("fine-tune a classifier under deletion noise", cmd_train),
     "certify": ("certify a dataset split with randomized deletion", cmd_certify),
+    "predict": ("smoothed predictions (with --certify: radii) of texts, as JSON lines", cmd_predict),
     "attack": ("TextAttack recipes against the base or the smoothed classifier",
                lambda argv: __import__("robusttext.attack_commands", fromlist=["_"]).cmd_attack(argv)),
     "evaluate": ("certify + attack + cross-check + robustness_report.md for one model",

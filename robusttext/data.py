@@ -52,7 +52,10 @@ class TextData:
         return list(self.dataset["text"])
 
     @property
-    def labels(self) -> list[int]:
+    def labels(self) -> list[int] | None:
+        """Label ids, or None for an unlabelled split."""
+        if "label" not in self.dataset.column_names:
+            return None
         return [int(v) for v in self.dataset["label"]]
 
 
@@ -194,6 +197,7 @@ def load_text_dataset(
     domain_column: str | None = None,
     label_names: Sequence[str] | None = None,
     max_examples: int | None = None,
+    labelled: bool | None = True,
 ) -> TextData:
     """Load one split of a text-classification dataset with standard columns.
 
@@ -206,6 +210,8 @@ def load_text_dataset(
             mapped through them and integer labels checked against them. Default: the dataset's
             ``ClassLabel`` names, else the sorted distinct string labels, else ``0..K-1``.
         max_examples: keep the first N examples (after loading; deterministic).
+        labelled: True: a label column is required; None: used when there is one (``certify`` reports
+            radii without accuracy otherwise); False: labels are ignored.
     """
     import datasets
 
@@ -226,8 +232,10 @@ def load_text_dataset(
 
     columns = ds.column_names
     text_col = _pick_column(columns, text_column, TEXT_CANDIDATES, "text", "--text-column")
-    label_col = _pick_column(columns, label_column, LABEL_CANDIDATES, "labels", "--label-column")
-    keep = {text_col: "text", label_col: "label"}
+    label_col: str | None = None
+    if labelled or label_column or (labelled is None and any(c.lower() in LABEL_CANDIDATES for c in columns)):
+        label_col = _pick_column(columns, label_column, LABEL_CANDIDATES, "labels", "--label-column")
+    keep = {text_col: "text", **({label_col: "label"} if label_col else {})}
     if domain_column is not None:
         if domain_column not in columns:
             raise ValueError(
@@ -241,6 +249,10 @@ def load_text_dataset(
             raise ValueError(f"--max-examples must be >= 1, got {max_examples}")
         ds = ds.select(range(min(max_examples, len(ds))))
 
+    texts = ["" if t is None else str(t) for t in ds[text_col]]
+    if label_col is None:
+        names = [str(n) for n in label_names] if label_names is not None else []
+        return TextData(datasets.Dataset.from_dict({"text": texts}), names, source, split)
     feature = ds.features[label_col]
     raw = list(ds[label_col])
     if isinstance(feature, datasets.ClassLabel):
@@ -254,7 +266,6 @@ def load_text_dataset(
             f"labels {bad[:5]} in column {label_col!r} are outside the {len(names)} classes {names}; "
             "check --label-column, or use a model trained on these classes"
         )
-    texts = ["" if t is None else str(t) for t in ds[text_col]]
     data = {"text": texts, "label": ids}
     if domain_column is not None:
         data["domain"] = [str(d) for d in ds[domain_column]]

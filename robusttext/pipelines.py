@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
 from .deletion import check_deletion_args
@@ -58,14 +58,17 @@ def load_smoothed_classifier(
     )
 
 
-def load_examples(data: ModelDataArguments, clf: "SmoothedTextClassifier", max_examples: int | None = None) -> Any:
-    """The split ``data`` names, labels mapped through the model's classes."""
+def load_examples(
+    data: ModelDataArguments, clf: "SmoothedTextClassifier", max_examples: int | None = None, labelled: bool | None = True
+) -> Any:
+    """The split ``data`` names, labels mapped through the model's classes (``labelled``: see
+    :func:`robusttext.data.load_text_dataset`)."""
     from .data import load_text_dataset
 
     return load_text_dataset(
         data.dataset, data.split, data.dataset_config, data.text_column, data.label_column,
         label_names=model_label_names(clf.model.config),
-        max_examples=data.max_examples if max_examples is None else max_examples,
+        max_examples=data.max_examples if max_examples is None else max_examples, labelled=labelled,
     )
 
 
@@ -106,7 +109,7 @@ def certify_dataset(
     protocol = validate_certify_args(data, smooth, cert)
     state = process_state()
     clf = clf if clf is not None else load_smoothed_classifier(data, smooth, cert, device=state.device)
-    ds = load_examples(data, clf)
+    ds = load_examples(data, clf, labelled=None)  # unlabelled: radii without accuracy
     params = {
         **run_identity("certify", data, clf, ds),
         **asdict(smooth),
@@ -115,7 +118,7 @@ def certify_dataset(
         "precision": precision_name(clf.autocast_dtype),  # certificates are about the base model as run
     }
     run = Run(cert.output_dir, params, overwrite=cert.overwrite_output_dir, state=state)
-    texts, gold = ds.texts, ds.labels
+    texts, gold = ds.texts, ds.labels or [None] * len(ds)
 
     def certify_chunk(idx: list[int], tick: Any) -> list[dict]:
         chunk = [texts[i] for i in idx]
@@ -165,6 +168,44 @@ def write_certification_outputs(
     summary["label_names"] = label_names
     summary["versions"] = versions()
     write_json(out / "summary.json", summary)
-    plot_certified_accuracy({name: summary["certified_accuracy"]}, out / "certified_accuracy.png",
-                            xlabel=f"edit-distance radius ({unit}s)")
+    labelled = summary["certified_accuracy"] is not None
+    plot_certified_accuracy({name: summary["certified_accuracy"] if labelled else summary["certified_fraction"]},
+                            out / "certified_accuracy.png", xlabel=f"edit-distance radius ({unit}s)",
+                            ylabel="certified accuracy" if labelled else "certified fraction (no labels)")
     (out / "report.md").write_text(certification_markdown(summary, unit), encoding="utf-8")
+
+
+def predict_texts(
+    data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, texts: list[str],
+    certify: bool = False, chunk_size: int = 32,
+) -> Iterator[dict[str, Any]]:
+    """The smoothed classifier's answer for each text, as it comes (one dict per text, in order).
+
+    Without ``certify``: Cohen et al.'s PREDICT from ``cert.n`` samples (default 1000) at ``cert.alpha``
+    (default 0.05): the class, or -1 (abstain) unless a binomial test separates the top two classes; a
+    non-abstained answer differs from the smoothed classifier's with probability <= alpha. With
+    ``certify``: CERTIFY under the protocol of ``cert`` (its defaults), adding the certified radius.
+    """
+    if not texts:
+        raise ValueError("predict: no texts given (pass them as arguments, on standard input, or with --dataset)")
+    protocol = validate_certify_args(data, smooth, cert)
+    state = process_state()
+    clf = load_smoothed_classifier(data, smooth, cert, device=state.device)
+    names = model_label_names(clf.model.config)
+    n, alpha = cert.n or 1000, protocol.alpha
+    for start in range(0, len(texts), chunk_size):
+        idx = list(range(start, min(start + chunk_size, len(texts))))
+        chunk = [texts[i] for i in idx]
+        if certify:
+            outs: list[Any] = clf.certify(chunk, protocol, indices=idx)
+        else:
+            outs = clf.predict(chunk, n=n, alpha=alpha, indices=idx)
+        for i, text, o in zip(idx, chunk, outs):
+            rec: dict[str, Any] = {"index": i, "text": text, "prediction": o.prediction,
+                                   "class": names[o.prediction] if o.prediction >= 0 else None}
+            if certify:
+                rec.update(radius=o.radius, unit=smooth.unit, top1_lower=o.top1_lower, top2_upper=o.top2_upper)
+            else:
+                rec.update(counts=o.counts, pvalue=o.pvalue)
+            rec["n_queries"] = o.n_queries
+            yield rec

@@ -76,6 +76,7 @@ def test_evaluate_script_two_processes_match_one(tmp_path_factory, tiny_model_di
     import sys
 
     from _attack_helpers import short_sst2, trained_tiny_model
+    from _multiprocess import assert_two_shares, launch_two
     from robusttext.results import read_jsonl
 
     root = Path(__file__).resolve().parents[1]
@@ -91,10 +92,11 @@ def test_evaluate_script_two_processes_match_one(tmp_path_factory, tiny_model_di
 
     one = subprocess.run([sys.executable, script, *args(tmp_path / "one")], env=env, cwd=root, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-3000:]
-    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    two = subprocess.run([*accelerate, script, *args(tmp_path / "two")], env=env, cwd=root, capture_output=True, text=True)
+    two = subprocess.run([*launch_two(), script, *args(tmp_path / "two")], env=env, cwd=root, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
+    assert_two_shares(tmp_path / "two" / "certify", 6)
+    for target in ("base", "smoothed"):
+        assert_two_shares(tmp_path / "two" / f"attack_{target}" / "recipes" / "deepwordbug", 6)
 
     def strip(recs):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in recs]

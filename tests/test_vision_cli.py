@@ -67,15 +67,16 @@ def test_certify_resumes_and_refuses_other_parameters(model_dir, tmp_path, capsy
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_processes_certify_like_one(model_dir, tmp_path):
-    accelerate = Path(sys.executable).parent / "accelerate"
-    if not accelerate.exists():
-        pytest.skip("accelerate launcher not installed")
+    from _multiprocess import assert_two_shares, launch_two
+
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["certify", "--model_dir", model_dir, *CERT, "--output_dir", str(one)]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([str(accelerate), "launch", "--num_processes", "2", "--cpu", "-m", "vision.cli", "certify",
-                    "--model_dir", model_dir, *CERT, "--output_dir", str(two)], check=True, env=env,
-                   capture_output=True, cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run([*launch_two(), "-m", "vision.cli", "certify", "--model_dir", model_dir, *CERT,
+                           "--output_dir", str(two)], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_two_shares(two, len(records(one)))
     assert records(two) == records(one)
 
 
