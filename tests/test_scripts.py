@@ -97,7 +97,9 @@ def test_evaluate_hub_model(tmp_path, tiny_model_dir, text_data):
     summary = json.loads((out / "evaluation_summary.json").read_text())
     assert summary["num_examples"] == 2 and (out / "robustness_report.md").is_file()
     assert set(summary["accuracy_under_attack"]) == {"base"} and set(summary["accuracy_under_attack"]["base"]) == {"deepwordbug"}
-    assert re.search(r"^cross-check (passed|FAILED|failed)", proc.stdout, re.M | re.I)
+    # exit status 0 = the cross-check found the certificates consistent, and says so on one line
+    passed = re.search(r"^cross-check passed: (\d+) of (\d+) certified inputs have a confirmed attack", proc.stdout, re.M)
+    assert passed and int(passed.group(1)) <= int(passed.group(2)) <= 2
     assert re.search(r"^clean accuracy [0-9.]+, smoothed [0-9.]+, certified \{.*\}, under attack \{'base': \{'deepwordbug': ",
                      proc.stdout, re.M)
     assert f"wrote {out}/robustness_report.md" in proc.stdout
