@@ -74,8 +74,8 @@ def test_certify_hub_model(tmp_path, tiny_model_dir, text_data):
     for r, value in summary["certified_accuracy"].items():
         assert value == pytest.approx(sum(x["correct"] and x["radius"] >= int(r) for x in records) / 3)
     assert summary["num_examples"] == 3 and list(summary["certified_accuracy"]) == [str(r) for r in range(7)]
-    assert re.search(r"^examples=3 clean_accuracy=\S+ smoothed_accuracy=\S+ abstain_rate=\S+ median_certified_radius=\S+ \(word\)$",
-                     proc.stdout, re.M)
+    headline = r"^examples=3 clean_accuracy=\S+ smoothed_accuracy=\S+ abstain_rate=\S+ median_certified_radius=\S+ \(word\)$"
+    assert re.search(headline, proc.stdout, re.M)
     assert f"wrote {out}/summary.json" in proc.stdout
 
 
@@ -96,12 +96,13 @@ def test_evaluate_hub_model(tmp_path, tiny_model_dir, text_data):
                       "--attack_target", "base", "--confirm_n", "50", "--output_dir", str(out), cwd=tmp_path)
     summary = json.loads((out / "evaluation_summary.json").read_text())
     assert summary["num_examples"] == 2 and (out / "robustness_report.md").is_file()
-    assert set(summary["accuracy_under_attack"]) == {"base"} and set(summary["accuracy_under_attack"]["base"]) == {"deepwordbug"}
+    assert summary["accuracy_under_attack"].keys() == {"base"}
+    assert summary["accuracy_under_attack"]["base"].keys() == {"deepwordbug"}
     # exit status 0 = the cross-check found the certificates consistent, and says so on one line
     passed = re.search(r"^cross-check passed: (\d+) of (\d+) certified inputs have a confirmed attack", proc.stdout, re.M)
     assert passed and int(passed.group(1)) <= int(passed.group(2)) <= 2
-    assert re.search(r"^clean accuracy [0-9.]+, smoothed [0-9.]+, certified \{.*\}, under attack \{'base': \{'deepwordbug': ",
-                     proc.stdout, re.M)
+    headline = r"^clean accuracy [0-9.]+, smoothed [0-9.]+, certified \{.*\}, under attack \{'base': \{'deepwordbug': "
+    assert re.search(headline, proc.stdout, re.M)
     assert f"wrote {out}/robustness_report.md" in proc.stdout
 
 
@@ -115,7 +116,8 @@ def test_bench_certify(tmp_path, tiny_model_dir, text_data):
     assert [r["n_queries"] for r in published] == [5000, 5000]  # the published protocol: n0 = 1000 + n = 4000
     assert all(sum(r["counts"]) == 4000 for r in published)
     for arm in ("published", "robusttext"):
-        assert re.search(rf"^{arm} +n=2 +wall= *[0-9.]+s .* fwd= *\d+ .* certacc%\[r=0\.\.\]=( +[0-9.]+){{7}}$", proc.stdout, re.M)
+        line = rf"^{arm} +n=2 +wall= *[0-9.]+s .* fwd= *\d+ .* certacc%\[r=0\.\.\]=( +[0-9.]+){{7}}$"
+        assert re.search(line, proc.stdout, re.M)
     ratio = re.search(r"^ratios published/robusttext on the same 2 inputs: wall time [0-9.]+x, CPU time [0-9.]+x, "
                       r"forward passes ([0-9.]+)x, peak RSS [0-9.]+x$", proc.stdout, re.M)
     assert ratio, proc.stdout
@@ -132,8 +134,9 @@ def test_simulate_certify_exact_on_unanimous_inputs(tmp_path):
     # at the first look (n0 + n/20 = 50 + 200); plain sampling needs the closed form of the unanimous case.
     write_tsv(tmp_path / "data" / "test.tsv", [("fine film", 1), ("bad film", 0)])
     (tmp_path / "bench" / "published").mkdir(parents=True)
-    (tmp_path / "bench" / "published" / "results.jsonl").write_text("".join(
-        json.dumps({"index": i, "prediction": 1, "radius": 6, "counts": [0, 4000], "top1_lower": 0.999}) + "\n" for i in (0, 1)))
+    record = {"prediction": 1, "radius": 6, "counts": [0, 4000], "top1_lower": 0.999}
+    (tmp_path / "bench" / "published" / "results.jsonl").write_text(
+        "".join(json.dumps({"index": i, **record}) + "\n" for i in (0, 1)))
     proc = run_script("simulate_certify.py", "--bench_dir", "bench", "--dataset", "data", "--n0", "50", "--futility", "0.1",
                       "--candidate_pvalue", "0.1", "--reps", "2", cwd=tmp_path)
     lines = proc.stdout.splitlines()
@@ -150,7 +153,8 @@ def test_bench_fishr(tmp_path, tiny_model_dir):
     folder = tmp_path / "reviews"
     folder.mkdir()
     for domain in ("books", "dvd"):
-        rows = [{"text": f"{domain} review {i} " + "good plot " * (i % 5), "label": i % 2, "domain": domain} for i in range(16)]
+        rows = [{"text": f"{domain} review {i} " + "good plot " * (i % 5), "label": i % 2, "domain": domain}
+                for i in range(16)]
         (folder / f"{domain}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "fishr.json"
     proc = run_script("bench_fishr.py", "--model", tiny_model_dir, "--dataset", str(folder), "--steps", "2", "--warmup", "1",
@@ -173,7 +177,8 @@ def vision_model(tmp_path, data_dir) -> Path:
     from vision.models import build_model, save_model
 
     torch.manual_seed(0)
-    save_model(build_model("cnn", 1, 10, 28), tmp_path / "cnn", {"arch": "cnn", "in_channels": 1, "num_classes": 10, "image_size": 28})
+    config = {"arch": "cnn", "in_channels": 1, "num_classes": 10, "image_size": 28}
+    save_model(build_model("cnn", 1, 10, 28), tmp_path / "cnn", config)
     return tmp_path / "cnn"
 
 
@@ -193,8 +198,8 @@ def test_bench_vision_pgd(tmp_path, vision_model):
     if not has_torchattacks:
         assert proc.returncode != 0 and "pip install --no-deps torchattacks" in proc.stderr
         return
-    rows = re.findall(r"^normal +(linf|l2) +([0-9.]+) +(True|False) +([0-9.]+) +([0-9.]+) +([0-9.]+)x +([0-9.]+) +([0-9.]+)$",
-                      proc.stdout, re.M)
+    row = r"^normal +(linf|l2) +([0-9.]+) +(True|False) +([0-9.]+) +([0-9.]+) +([0-9.]+)x +([0-9.]+) +([0-9.]+)$"
+    rows = re.findall(row, proc.stdout, re.M)
     assert [(r[0], r[2]) for r in rows] == [("linf", "True"), ("linf", "False"), ("l2", "True"), ("l2", "False")]
     for _, _, _, ours, theirs, ratio, s_ours, s_ta in rows:
         assert _ratio_ok(ratio, ours, theirs)
@@ -204,12 +209,12 @@ def test_bench_vision_pgd(tmp_path, vision_model):
 
 def test_bench_vision_certify(tmp_path, vision_model):
     proc = run_script("bench_vision.py", "--only", "certify", "--model-dir", str(vision_model), "--robust-model-dir",
-                      str(tmp_path / "none"), "--certify-images", "2", "--n0", "10", "--n", "20", "--batch-sizes", "10", "30",
-                      cwd=tmp_path)
+                      str(tmp_path / "none"), "--certify-images", "2", "--n0", "10", "--n", "20",
+                      "--batch-sizes", "10", "30", cwd=tmp_path)
     assert "== CERTIFY, 2 MNIST images, sigma=0.5, n0=10, n=20, alpha=0.001 ==" in proc.stdout
     assert "== PGD" not in proc.stdout
-    rows = re.findall(r"^(cnn|linear) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) +([0-9.]+)x +([0-9.]+)x +([0-9.]+)x +([0-9.]+) +([0-9.]+)$",
-                      proc.stdout, re.M)
+    row = r"^(cnn|linear) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) +([0-9.]+)x +([0-9.]+)x +([0-9.]+)x +([0-9.]+) +([0-9.]+)$"
+    rows = re.findall(row, proc.stdout, re.M)
     assert [(r[0], r[1]) for r in rows] == [("cnn", "10"), ("cnn", "30"), ("linear", "10"), ("linear", "30")]
     for _, _, engine, eager, loop, loop_frozen, ratio, batching, frozen, agree, _ in rows:
         # ratios of the printed samples/s (times of the same sample count), each rounded as printed
@@ -220,7 +225,8 @@ def test_bench_vision_certify(tmp_path, vision_model):
 # --------------------------------------------------------------------------- setup
 def test_setup_nltk_data(tmp_path):
     proc = run_script("setup_nltk_data.py", "--dest", str(tmp_path / "nltk"), cwd=tmp_path)
-    match = re.fullmatch(rf"NLTK data in {re.escape(str(tmp_path / 'nltk'))}: stopwords ok, wordnet (ok|MISSING)\n", proc.stdout)
+    dest = re.escape(str(tmp_path / "nltk"))
+    match = re.fullmatch(rf"NLTK data in {dest}: stopwords ok, wordnet (ok|MISSING)\n", proc.stdout)
     assert match, proc.stdout
     words = (tmp_path / "nltk" / "corpora" / "stopwords" / "english").read_text().split()
     assert {"the", "and", "not"} <= set(words)
@@ -271,12 +277,13 @@ def test_cli_docs_list_every_option_of_every_subcommand(capsys, monkeypatch):
     import vision.cli as vis
 
     sections = _doc_sections()
-    inherited = {f"--{f.name}" for f in dataclasses.fields(TrainingArguments)}
-    inherited |= {o.replace("_", "-") for o in inherited} | {"--no_" + o[2:] for o in inherited} | {"--no-" + o[2:].replace("_", "-") for o in inherited}
-    for prog, main, commands, prefix in (("robusttext", core.main, core.COMMANDS, []), ("robusttext vision", vis.main, vis.COMMANDS, [])):
+    names = [f.name for f in dataclasses.fields(TrainingArguments)]  # listed once, not per subcommand
+    inherited = {f"--{pre}{spell}" for name in names for pre in ("", "no_", "no-")
+                 for spell in (name, name.replace("_", "-"))}
+    for prog, main, commands in (("robusttext", core.main, core.COMMANDS), ("robusttext vision", vis.main, vis.COMMANDS)):
         for name in commands:
             title = f"{prog} {name}"
             assert title in sections, f"docs/cli.md has no section for `{title}`: run `python scripts/gen_cli_docs.py`"
             documented = set(re.findall(r"`(--[\w-]+)`", sections[title]))
-            missing = _help_options(main, [*prefix, name, "--help"], capsys) - documented - inherited
+            missing = _help_options(main, [name, "--help"], capsys) - documented - inherited
             assert not missing, f"`{title}` options missing from docs/cli.md: {sorted(missing)}"
