@@ -158,7 +158,7 @@ def main() -> None:
 
 
 def run_pgd(models: dict, x: torch.Tensor, y: torch.Tensor, steps: int, repeats: int) -> None:
-    print(f"\n== PGD, {len(x)} MNIST images, {args.steps} steps, step 2.5*eps/steps, random start ==")
+    print(f"\n== PGD, {len(x)} MNIST images, {steps} steps, step 2.5*eps/steps, random start ==")
     print(f"{'model':8} {'norm':5} {'eps':>4} {'early':>5} {'ours/s':>9} {'torchattacks/s':>15} {'ratio':>6} "
           f"{'success ours':>13} {'success ta':>11}")
     for name, model in models.items():

@@ -21,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", default=None, help="NLTK data folder to write (default: robusttext's)")
     parser.add_argument("--wordnet-dir", default=None, help="a WordNet 3.0 'dict' folder (default: /usr/share/wordnet)")
     args = parser.parse_args(argv)
-    info = prepare_nltk_data(args.dest, args.wordnet_dir)
+    try:
+        info = prepare_nltk_data(args.dest, args.wordnet_dir)
+    except (FileNotFoundError, ValueError) as err:  # bad --dest / --wordnet-dir: one line, not a traceback
+        print(f"setup_nltk_data: error: {err}", file=sys.stderr)
+        return 2
     print(f"NLTK data in {info['nltk_data']}: stopwords ok, wordnet {'ok' if info['wordnet'] else 'MISSING'}")
     if not info["wordnet"]:
         print(f"warning: {WORDNET_HINT}; PWWS and the WordNet augmenters will refuse to run", file=sys.stderr)

@@ -1,0 +1,225 @@
+#!/usr/bin/env python
+"""Write ``docs/cli.md``: every ``robusttext`` and ``robusttext vision`` subcommand with every option, its
+type, default and help, read from the parsers the subcommands build, so the reference cannot drift.
+
+    python scripts/gen_cli_docs.py            # rewrite docs/cli.md
+    python scripts/gen_cli_docs.py --check    # exit 1 (and say so) if docs/cli.md is out of date
+
+How: each subcommand is called through its CLI's ``main`` with ``--help`` while
+``argparse.ArgumentParser.parse_known_args`` is intercepted, so the options listed are exactly the ones its
+``HfArgumentParser`` holds (its argument dataclasses, with the subcommand's own defaults applied); types come
+from the dataclass fields. The options ``transformers.TrainingArguments`` contributes are not repeated (they
+are the transformers version's); only the defaults a subcommand changes are listed. Defaults are rendered as on
+a machine without CUDA (CUDA is hidden from this process), so the file does not depend on where it is made.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["CUDA_VISIBLE_DEVICES"] = ""  # defaults such as dataloader_pin_memory follow torch.cuda.is_available()
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import argparse
+import dataclasses
+import enum
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = ROOT / "docs" / "cli.md"
+REGENERATE = "python scripts/gen_cli_docs.py"
+
+
+class _Captured(BaseException):
+    """Raised instead of parsing: carries the parser a subcommand built (BaseException, so no CLI catches it)."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        super().__init__()
+        self.parser = parser
+
+
+def capture_parser(main: Callable[[Sequence[str]], int], argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser that ``main(argv)`` builds, taken at its first ``parse_known_args`` (nothing is parsed or run)."""
+    original = argparse.ArgumentParser.parse_known_args
+
+    def intercept(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
+        raise _Captured(self)
+
+    argparse.ArgumentParser.parse_known_args = intercept  # type: ignore[method-assign]
+    try:
+        main(list(argv))
+    except _Captured as got:
+        return got.parser
+    finally:
+        argparse.ArgumentParser.parse_known_args = original  # type: ignore[method-assign]
+    raise RuntimeError(f"{' '.join(argv)}: the command returned without building an argument parser")
+
+
+def type_name(tp: Any) -> str:
+    """A short readable name of a field's type annotation: ``int``, ``float | None``, ``list[str]``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, getattr(types, "UnionType", None)):
+        names = [type_name(a) for a in args if a is not type(None)]
+        return " | ".join(names + (["None"] if type(None) in args else []))
+    if origin in (list, tuple, set, dict):
+        return f"{origin.__name__}[{', '.join(type_name(a) for a in args)}]" if args else origin.__name__
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "str"
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def field_types(parser: argparse.ArgumentParser) -> tuple[dict[str, str], set[str]]:
+    """(field name -> type name over the parser's dataclasses, names that ``TrainingArguments`` contributes)."""
+    from transformers import TrainingArguments
+
+    names: dict[str, str] = {}
+    inherited: set[str] = set()
+    base = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for dtype in getattr(parser, "dataclass_types", ()):
+        hints = typing.get_type_hints(dtype)
+        for f in dataclasses.fields(dtype):
+            if f.init:
+                names[f.name] = type_name(hints.get(f.name, f.type))
+                if issubclass(dtype, TrainingArguments) and f.name in base:
+                    inherited.add(f.name)
+    return names, inherited
+
+
+def training_arguments_defaults() -> dict[str, Any]:
+    """``TrainingArguments``' own defaults as ``HfArgumentParser`` sets them (dest -> default)."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    defaults: dict[str, Any] = {}
+    for action in HfArgumentParser(TrainingArguments)._actions:
+        defaults.setdefault(action.dest, action.default)  # the first action of a dest; not its --no_ complement
+    return defaults
+
+
+def cell(text: Any) -> str:
+    """One Markdown table cell: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def show_default(action: argparse.Action) -> str:
+    if action.required:
+        return "required"
+    value = action.default
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, (list, tuple)):
+        return "`" + " ".join(str(v) for v in value) + "`" if value else "`[]`"
+    return f"`{value}`" if value != "" else '`""`'
+
+
+def option_rows(parser: argparse.ArgumentParser) -> tuple[list[list[str]], list[list[str]], bool]:
+    """(rows of the subcommand's own options, rows of changed TrainingArguments defaults, whether it has any)."""
+    types_, inherited = field_types(parser)
+    base_defaults = training_arguments_defaults() if inherited else {}
+    rows: dict[str, list[str]] = {}
+    changed: list[list[str]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or action.dest == argparse.SUPPRESS:
+            continue
+        flags = sorted(action.option_strings, key=lambda s: ("_" in s, s))
+        if action.dest in rows:  # HfArgumentParser's --no_FLAG complement of a boolean option
+            rows[action.dest][0] += ", " + ", ".join(f"`{f}`" for f in flags)
+            continue
+        if action.dest in inherited:
+            if action.dest not in rows and action.default != base_defaults.get(action.dest):
+                changed.append([f"`--{action.dest}`", show_default(action), f"`{base_defaults.get(action.dest)}`"])
+            rows[action.dest] = ["", "", "", ""]  # seen, not listed
+            continue
+        kind = types_.get(action.dest) or getattr(action.type, "__name__", "str")
+        if action.choices:
+            kind += " (one of: " + ", ".join(str(c) for c in action.choices) + ")"
+        if action.nargs in ("+", "*"):
+            kind += ", several values"
+        rows[action.dest] = [", ".join(f"`{f}`" for f in flags), cell(kind), show_default(action), cell(action.help or "")]
+    own = [r for d, r in rows.items() if d not in inherited]
+    return own, changed, bool(inherited)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def command_section(title: str, summary: str, parser: argparse.ArgumentParser) -> list[str]:
+    own, changed, has_training_args = option_rows(parser)
+    out = [f"### `{title}`", "", cell(summary) + ".", ""]
+    out += table(["option", "type", "default", "help"], own)
+    if has_training_args:
+        out += ["", "Also every option of `transformers.TrainingArguments` (see the transformers documentation)."]
+        if changed:
+            out += ["This command changes these of its defaults:", ""]
+            out += table(["option", "default here", "TrainingArguments' default"], changed)
+    return out + [""]
+
+
+def cli_sections(prog: str, main: Callable[[Sequence[str]], int], commands: dict, prefix: Sequence[str] = ()) -> list[str]:
+    out = [f"## `{prog}`", ""]
+    out += table(["command", "what it does"], [[f"[`{prog} {name}`](#{anchor(prog, name)})", cell(help_)]
+                                               for name, (help_, _) in commands.items()])
+    out.append("")
+    for name, (help_, _) in commands.items():
+        out += command_section(f"{prog} {name}", help_, capture_parser(main, [*prefix, name, "--help"]))
+    return out
+
+
+def anchor(prog: str, name: str) -> str:
+    """GitHub's heading anchor of ``### `PROG NAME` ``."""
+    return f"{prog} {name}".replace(" ", "-").lower()
+
+
+def render() -> str:
+    """The whole of docs/cli.md."""
+    import robusttext.cli as core
+    import vision.cli as vis
+
+    lines = [
+        "# Command-line reference",
+        "",
+        f"Generated by `{REGENERATE}` from the subcommands' argument parsers (do not edit by hand;",
+        "`tests/test_scripts.py` fails when this file is out of date).",
+        "",
+        "Every option can also come from YAML: `--config FILE.yaml` holds `option: value` lines (lists for",
+        "options that take several values), and options given on the command line win over the file's.",
+        "Options are written with dashes or underscores alike (`--p-del` = `--p_del`); a boolean option takes",
+        "`true`/`false` or stands alone for true. Every subcommand runs unchanged under `accelerate launch`.",
+        "",
+    ]
+    commands = dict(core.COMMANDS)
+    lines += cli_sections("robusttext", core.main, commands)
+    lines += cli_sections("robusttext vision", vis.main, dict(vis.COMMANDS))
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--output", default=str(DEFAULT_OUTPUT), help="file to write (default: docs/cli.md)")
+    ap.add_argument("--check", action="store_true", help="only compare with --output; exit 1 if it differs")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    text = render()
+    out = Path(args.output)
+    if args.check:
+        current = out.read_text(encoding="utf-8") if out.is_file() else ""
+        if current != text:
+            print(f"{out} is out of date: run `{REGENERATE}` and commit it", file=sys.stderr)
+            return 1
+        print(f"{out} is up to date")
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} ({text.count(chr(10))} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
