@@ -227,6 +227,14 @@ class _InputState:
         )
 
 
+def _share_time(results: list[Any], jobs: Sequence[_Job], elapsed: float) -> list[Any]:
+    """Set each result's ``seconds`` to its share of ``elapsed``, in proportion to its forward passes."""
+    total_q = max(1, sum(job.n_queries for job in jobs))
+    for r, job in zip(results, jobs):
+        r.seconds = elapsed * job.n_queries / total_q
+    return results
+
+
 def input_rng(seed: int, index: int) -> np.random.Generator:
     """The random stream of input ``index`` under ``seed`` (independent of sharding and batching)."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
@@ -289,7 +297,7 @@ class MonteCarloEngine(Generic[X, S]):
                 job.n_samples += size
                 if not self.dedup and isinstance(samples, np.ndarray):
                     # Equal-shape samples (images): nothing to bucket, so nothing to pool; classify the
-                    # rows as soon as they fill a batch (less memory; speed on MNIST within noise).
+                    # rows as soon as they fill a batch (less memory).
                     blocks.append((j, samples))
                     block_rows += len(samples)
                     if block_rows >= self.batch_size:
@@ -412,8 +420,6 @@ class MonteCarloEngine(Generic[X, S]):
         start = time.perf_counter()
         jobs = self._jobs(xs, seed, indices)
         counts = self._count(jobs, mechanism, [n] * len(jobs))
-        elapsed = time.perf_counter() - start
-        total_q = max(1, sum(j.n_queries for j in jobs))
         out = []
         for job, c in zip(jobs, counts):
             order = np.argsort(-c, kind="stable")
@@ -421,8 +427,8 @@ class MonteCarloEngine(Generic[X, S]):
             n_b = int(c[order[1]]) if len(c) > 1 else 0
             pvalue = binomial_test_pvalue(n_a, n_a + n_b, 0.5) if n_a + n_b > 0 else 1.0
             pred = int(order[0]) if pvalue <= alpha else ABSTAIN
-            out.append(Prediction(pred, c.tolist(), pvalue, job.n_queries, elapsed * job.n_queries / total_q))
-        return out
+            out.append(Prediction(pred, c.tolist(), pvalue, job.n_queries))
+        return _share_time(out, jobs, time.perf_counter() - start)
 
     def _exact_mass(self, states: Sequence["_InputState"], mechanism: Mechanism) -> None:
         """Per-class probability mass of each input's enumerated noisy copies (each distinct copy classified once).
@@ -464,37 +470,23 @@ class MonteCarloEngine(Generic[X, S]):
         ``top1_lower`` / ``top2_upper`` bounds the smoothed classifier's class probabilities at the input,
         so the returned radius is certified (or the input abstains, -1).
 
-        The phases, per input (:class:`_InputState`):
-
-        1. **select** (:meth:`_select`): the top class is the majority over ``n0`` samples.
-        2. **stratify** (:meth:`_stratify`, ``exact_budget`` > 0, mechanisms with ``strata``): for an input
-           whose selection votes were not unanimous, its at most ``exact_budget`` likeliest noisy copies are
-           classified with their exact probabilities and the estimation samples are drawn from the rest of
-           the distribution only, each look scaled to the draws that match plain sampling's precision
-           (:func:`residual_fraction`). An input whose copies are all enumerated gets exact probabilities
-           (``looks_used = 0``, no estimation samples).
-        3. **plan** (:meth:`_plan`): the draws of each look, and the candidate classes: when the selection
-           votes do not separate the majority from another class (``candidate_pvalue``,
-           :func:`candidate_classes`) the input keeps m candidates and certifies, at each look, the one with
-           the most estimated probability, look k's bound for candidate c at ``alpha_k * s_c``
-           (:func:`candidate_shares`).
-        4. **estimate look k** (:meth:`_estimate`): *separate* estimation samples up to the look's
-           cumulative size, then the bound at ``alpha_k`` (``protocol.look_alphas()``, summing to alpha).
-        5. **stop** (:meth:`_stop`): after the last look, or earlier when the radius cannot grow by the last
-           look (saturation), cannot plausibly grow (``futility`` = gamma: the top class's remaining votes
-           at the (1 - gamma) Clopper-Pearson upper bound of its rate), or even the best case abstains.
+        Phases, per input: :meth:`_select` (majority of ``n0`` votes), :meth:`_stratify` (exact strata:
+        the likeliest noisy copies with exact probabilities, estimation from the rest), :meth:`_plan`
+        (draws per look, candidate classes for an ambiguous selection), then for each look k
+        :meth:`_estimate` (separate samples up to the look's size, the bound at ``alpha_k``) and
+        :meth:`_stop` (saturation, futility, hopeless abstention).
 
         Why it holds (union bound): look k bounds a *fixed* number of i.i.d. samples, so its bound for
-        candidate c fails with probability <= alpha_k s_c; strata, look sizes, candidates and shares depend
-        on the selection samples alone, which are independent of the estimation samples; hence
-        P[any bound fails] <= sum_k sum_c alpha_k s_c = alpha, and the bound at whichever look a
-        data-dependent stopping rule picks holds with probability >= 1 - alpha. Stopping rules only decide
-        cost. Stratified bounds are in :class:`robusttext.stats._Certificate`.
+        candidate c fails with probability <= alpha_k s_c (``protocol.look_alphas()``, shares
+        :func:`candidate_shares`); strata, look sizes, candidates and shares depend on the selection
+        samples alone, which are independent of the estimation samples; hence P[any bound fails] <=
+        sum_k sum_c alpha_k s_c = alpha, and the bound at whichever look a data-dependent stopping rule
+        picks holds with probability >= 1 - alpha. Stopping rules decide cost only. Stratified bounds are
+        in :class:`robusttext.stats._Certificate`.
 
         ``certificate`` is a :mod:`robusttext.stats` certificate (anything with ``bounds(counts, top,
-        alpha, exact, residual)``), or a callable returning one for a prepared input (e.g. a rate that
-        depends on the input's length). ``on_done(i, certification)`` is called as each input finishes
-        (``i``: its position in ``xs``), e.g. to advance a progress bar.
+        alpha, exact, residual)``) or a callable returning one for a prepared input (e.g. a rate that
+        depends on the input's length). ``on_done(i, certification)`` is called as input ``xs[i]`` finishes.
         """
         start = time.perf_counter()
         looks, alphas = protocol.look_sizes(), protocol.look_alphas()
@@ -518,12 +510,7 @@ class MonteCarloEngine(Generic[X, S]):
                 break
             for j, bounds in self._estimate([states[j] for j in active], mechanism, k, alpha_k, alphas[-1], protocol.futility):
                 finish(active[j], bounds, k + 1)
-        elapsed = time.perf_counter() - start
-        total_q = max(1, sum(st.job.n_queries for st in states))
-        for st in states:
-            assert st.result is not None
-            st.result.seconds = elapsed * st.job.n_queries / total_q
-        return [st.result for st in states]  # type: ignore[misc]
+        return _share_time([st.result for st in states], [st.job for st in states], time.perf_counter() - start)
 
     def _select(self, states: Sequence["_InputState"], mechanism: Mechanism, n0: int) -> None:
         """Phase 1: ``n0`` selection votes per input (from each input's own stream, before any estimation)."""

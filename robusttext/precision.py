@@ -2,10 +2,7 @@
 
 ``precision`` is ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``. ``auto`` picks bf16 autocast where the
 hardware computes it natively - CUDA GPUs that support it (else fp16), and CPUs with AVX512-BF16 or AMX
-(e.g. AMD Zen 4, Intel Sapphire Rapids) - and fp32 elsewhere. On this project's 2-core Zen 4 machine,
-MiniLM-L6's forward pass on 6-12-token samples ran 1.8-1.9x (batch 256) and 1.3-1.5x (batch 64) as many
-samples per second under bf16 autocast as in fp32 (two microbenchmark runs; the argmax differed on 1
-of 1,280 random-token samples); end to end, certifying 50 SST-2 sentences took 1.27-2.0x longer in fp32.
+(e.g. AMD Zen 4, Intel Sapphire Rapids) - and fp32 elsewhere (speed figures: ``docs/benchmarks.md``).
 
 Certificates are statements about the smoothed version of the base classifier *as run*, in the
 precision it ran in (recorded in each certify run's parameters). Pass ``fp32`` to certify the

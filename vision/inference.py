@@ -3,9 +3,7 @@
 Certification classifies hundreds of noisy copies of every image with a network that never changes, so
 it pays to specialize the network once: :func:`freeze_for_cpu` traces it, freezes the weights into the
 graph and lets oneDNN fuse convolutions with their activations and pre-pack their weights
-(``torch.jit.freeze`` + ``torch.jit.optimize_for_inference``). On MNIST's small CNN on 2 CPU cores this
-classified 48-54k images/s at batches of 50-200, against 7.3k/s eager (NCHW) and 13.9k/s eager
-channels-last; the logits agreed to 1e-7.
+(``torch.jit.freeze`` + ``torch.jit.optimize_for_inference``; speed figures in ``docs/benchmarks.md``).
 
 Tracing records one path through ``forward``; a model whose control flow depends on its input would
 be traced wrongly, and certified as the traced network. So the frozen network is used only if tracing
@@ -28,8 +26,8 @@ def freeze_for_cpu(net: nn.Module, example: torch.Tensor, atol: float = 1e-4) ->
     the copy disagrees. ``net`` itself is not modified. The copy accepts any batch size."""
     net = net.eval()
     try:
-        # torch.jit's deprecation notices are silenced (torch.compile was slower here: 35k/s after a
-        # 2.6 s compile per batch shape); its TracerWarnings are recorded and mean "not traceable".
+        # torch.jit's deprecation notices are silenced; its TracerWarnings are recorded and mean
+        # "not traceable".
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             x = example.clone()  # a normal tensor: tracing cannot record inference tensors

@@ -90,10 +90,9 @@ class ImageBatchClassifier:
 
     * ``optimize`` (CPU only): classify with a traced, frozen, oneDNN-fused copy of the network
       (:func:`vision.inference.freeze_for_cpu`), built on the first batch and used only if it reproduces
-      the eager logits there (MNIST's CNN on 2 CPU cores: 6-7x the eager forward pass alone, 2.7-3.6x
-      end to end in CERTIFY, where drawing the noise also costs). ``model`` is not modified.
+      the eager logits there. ``model`` is not modified.
     * ``channels_last`` (when not optimizing, e.g. on GPUs): run convolutions in the NHWC memory format
-      (PyTorch's recommended layout for oneDNN and cuDNN; 1.6-1.7x on the same CPU). Like
+      (PyTorch's recommended layout for oneDNN and cuDNN). Like
       ``.to(device)``, this converts ``model`` and ``denoiser`` in place.
     """
 
@@ -137,8 +136,8 @@ class ImageBatchClassifier:
 
 
 def default_batch_size(device: str | torch.device) -> int:
-    """Noisy images per forward pass when none is given: 1000 on accelerators; 200 on CPUs, where MNIST's
-    CNN (frozen for the CPU) classified 32-36k samples/s at batches of 100-400 and 18k/s at 1000."""
+    """Noisy images per forward pass when none is given: 1000 on accelerators, 200 on CPUs (where larger
+    batches of a frozen conv net run slower; ``docs/benchmarks.md``)."""
     return 200 if torch.device(device).type == "cpu" else 1000
 
 
