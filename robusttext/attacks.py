@@ -288,40 +288,46 @@ def run_attacks(
         **({**asdict(smooth), "attack_n": n_attack, "seed": cert.seed} if attack.smoothed else {}),
     }
     out = Path(cert.output_dir)
-    texts, gold = ds.texts, ds.labels
     records: list[dict] = []
     for recipe in recipes:
         run = Run(out / "recipes" / recipe, {**base_params, "recipe": recipe}, overwrite=cert.overwrite_output_dir,
                   state=state)
-        built: list[Any] = []
-
-        def attack_one(idx: list[int], tick: Any, recipe: str = recipe, built: list = built) -> list[dict]:
-            if not built:
-                built.append(build_attack(recipe, wrapper, attack.query_budget))
-            out_records = []
-            for i in idx:
-                start = time.perf_counter()
-                seed_example(cert.seed, recipe, i)
-                result = built[0].attack(texts[i], int(gold[i]))
-                out_records.append(result_record(result, i, recipe, target, gold[i], time.perf_counter() - start))
-                tick()
-            return out_records
-
-        recs = run.execute(len(ds), attack_one, chunk_size=1, desc=recipe, unit="examples")
-        records += recs or []
-
-    def write() -> None:
-        summary: dict[str, Any] = {"target": target, "recipes": {}, "parameters": base_params, "versions": versions()}
-        for recipe in recipes:
-            summary["recipes"][recipe] = summarize_recipe([r for r in records if r["recipe"] == recipe])
-        tmp = out / "attack_results.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, sort_keys=True) + "\n")
-        tmp.replace(out / "attack_results.jsonl")
-        write_json(out / "attack_summary.json", summary)
-
+        records += attack_recipe(run, recipe, wrapper, ds.texts, ds.labels, target, cert.seed, attack.query_budget)
     if state.is_main_process:
-        write()
+        write_attack_outputs(records, recipes, out, {"target": target, "parameters": base_params, "versions": versions()})
     state.wait_for_everyone()
     return json.loads((out / "attack_summary.json").read_text())
+
+
+def attack_recipe(
+    run: Any, recipe: str, wrapper: Any, texts: list[str], gold: list[int], target: str, seed: int,
+    query_budget: int | None,
+) -> list[dict]:
+    """One recipe over every example, on the run skeleton (one example per chunk); the merged records on the
+    main process, [] on the others."""
+    built: list[Any] = []  # built on first use: a resumed, finished recipe loads nothing
+
+    def attack_one(idx: list[int], tick: Any) -> list[dict]:
+        if not built:
+            built.append(build_attack(recipe, wrapper, query_budget))
+        out = []
+        for i in idx:
+            start = time.perf_counter()
+            seed_example(seed, recipe, i)
+            result = built[0].attack(texts[i], int(gold[i]))
+            out.append(result_record(result, i, recipe, target, gold[i], time.perf_counter() - start))
+            tick()
+        return out
+
+    return run.execute(len(texts), attack_one, chunk_size=1, desc=recipe, unit="examples") or []
+
+
+def write_attack_outputs(records: list[dict], recipes: list[str], out: Path, header: dict[str, Any]) -> None:
+    """``attack_results.jsonl`` (every recipe's records) and ``attack_summary.json`` (per recipe)."""
+    summary = {**header, "recipes": {r: summarize_recipe([x for x in records if x["recipe"] == r]) for r in recipes}}
+    tmp = out / "attack_results.jsonl.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, sort_keys=True) + "\n")
+    tmp.replace(out / "attack_results.jsonl")
+    write_json(out / "attack_summary.json", summary)

@@ -33,6 +33,41 @@ def allowed_violations(n_certified: int, rate: float, significance: float) -> in
     return v
 
 
+def attacks_within_radius(
+    certified: dict[int, dict], attack_records: Sequence[dict], unit: str, tokenizer: Any = None
+) -> tuple[list[dict], dict[str, dict[str, int]]]:
+    """Successful attacks on certified inputs whose edit distance (in ``unit``) is within the certified
+    radius - the candidates for a violation - and counts per "recipe (target)"."""
+    candidates: list[dict] = []
+    per_recipe: dict[str, dict[str, int]] = {}
+    for rec in attack_records:
+        recipe = f"{rec['recipe']} ({rec['target']})" if rec.get("target") else rec["recipe"]
+        counts = per_recipe.setdefault(recipe, {"successful_on_certified": 0, "candidates": 0, "violations": 0})
+        cert = certified.get(int(rec["index"]))
+        if cert is None or rec["result"] != "successful" or rec["perturbed_prediction"] == rec["original_prediction"]:
+            continue
+        counts["successful_on_certified"] += 1
+        edits = unit_edits(rec["original_text"], rec["perturbed_text"], unit, tokenizer)
+        if edits <= float(cert["radius"]):
+            counts["candidates"] += 1
+            candidates.append({
+                "index": int(rec["index"]), "recipe": recipe, "target": rec.get("target"), "radius": cert["radius"],
+                "edits": edits, "certified_prediction": int(cert["prediction"]), "perturbed_text": rec["perturbed_text"],
+            })
+    return candidates, per_recipe
+
+
+def confirmed_violations(candidates: list[dict], confirm: Callable[[list[str]], Sequence[int]] | None) -> list[dict]:
+    """The candidates whose perturbed text the smoothed PREDICT (``confirm``) gives another, non-abstained
+    class than the certified one (every candidate without ``confirm``); marks each candidate."""
+    preds = list(confirm([c["perturbed_text"] for c in candidates])) if confirm is not None and candidates else []
+    for i, c in enumerate(candidates):
+        if preds:
+            c["smoothed_prediction"] = int(preds[i])
+        c["confirmed"] = not preds or (int(preds[i]) >= 0 and int(preds[i]) != c["certified_prediction"])
+    return [c for c in candidates if c["confirmed"]]
+
+
 def crosscheck(
     cert_records: Sequence[dict],
     attack_records: Sequence[dict],
@@ -62,38 +97,8 @@ def crosscheck(
     if not (0.0 < alpha < 1.0):
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     certified = {int(r["index"]): r for r in cert_records if int(r["prediction"]) >= 0 and float(r["radius"]) >= 0}
-    candidates: list[dict] = []
-    per_recipe: dict[str, dict[str, int]] = {}
-    for rec in attack_records:
-        recipe = f"{rec['recipe']} ({rec['target']})" if rec.get("target") else rec["recipe"]
-        counts = per_recipe.setdefault(recipe, {"successful_on_certified": 0, "candidates": 0, "violations": 0})
-        cert = certified.get(int(rec["index"]))
-        if cert is None or rec["result"] != "successful" or rec["perturbed_prediction"] == rec["original_prediction"]:
-            continue
-        counts["successful_on_certified"] += 1
-        edits = unit_edits(rec["original_text"], rec["perturbed_text"], unit, tokenizer)
-        if edits <= float(cert["radius"]):
-            counts["candidates"] += 1
-            candidates.append(
-                {
-                    "index": int(rec["index"]),
-                    "recipe": recipe,
-                    "target": rec.get("target"),
-                    "radius": cert["radius"],
-                    "edits": edits,
-                    "certified_prediction": int(cert["prediction"]),
-                    "perturbed_text": rec["perturbed_text"],
-                }
-            )
-    if confirm is not None and candidates:
-        preds = list(confirm([c["perturbed_text"] for c in candidates]))
-        for c, p in zip(candidates, preds):
-            c["smoothed_prediction"] = int(p)
-            c["confirmed"] = int(p) >= 0 and int(p) != c["certified_prediction"]
-    else:
-        for c in candidates:
-            c["confirmed"] = True
-    violations = [c for c in candidates if c["confirmed"]]
+    candidates, per_recipe = attacks_within_radius(certified, attack_records, unit, tokenizer)
+    violations = confirmed_violations(candidates, confirm)
     for c in violations:
         per_recipe[c["recipe"]]["violations"] += 1
     violated_inputs = sorted({c["index"] for c in violations})

@@ -33,6 +33,26 @@ def attack_targets(ev: EvaluateArguments) -> list[str]:
     return ["smoothed", "base"] if ev.attack_target == "both" else [ev.attack_target]
 
 
+def validate_evaluate_args(
+    data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, attack: AttackArguments,
+    ev: EvaluateArguments,
+) -> float:
+    """Check every stage's options before anything is loaded; returns the certification ``alpha``."""
+    from .attacks import parse_recipes
+    from .pipelines import validate_certify_args
+
+    alpha = validate_certify_args(data, smooth, cert).alpha
+    parse_recipes(attack.recipes)
+    if ev.smoothed_recipes:
+        parse_recipes(ev.smoothed_recipes)
+    attack_targets(ev)
+    if not (0.0 < ev.significance < 1.0):
+        raise ValueError(f"--significance must be in (0, 1), got {ev.significance}")
+    if ev.confirm_n < 1:
+        raise ValueError(f"--confirm-n must be >= 1, got {ev.confirm_n}")
+    return alpha
+
+
 def evaluate_model(
     data: ModelDataArguments,
     smooth: SmoothingArguments,
@@ -47,31 +67,21 @@ def evaluate_model(
     wrapper uses ``attack.attack_n`` Monte Carlo samples per query, default ``cert.n``; it runs
     ``ev.smoothed_recipes`` on the first ``ev.smoothed_num_examples`` examples when those are set).
     """
-    from .attacks import parse_recipes, run_attacks, text_index
-    from .crosscheck import crosscheck
+    from .attacks import run_attacks
     from .distributed import process_state
-    from .pipelines import certify_dataset, load_smoothed_classifier, validate_certify_args
+    from .pipelines import certify_dataset, load_smoothed_classifier
 
-    alpha = validate_certify_args(data, smooth, cert).alpha
-    parse_recipes(attack.recipes)
-    if ev.smoothed_recipes:
-        parse_recipes(ev.smoothed_recipes)
-    targets = attack_targets(ev)
-    if not (0.0 < ev.significance < 1.0):
-        raise ValueError(f"--significance must be in (0, 1), got {ev.significance}")
-    if ev.confirm_n < 1:
-        raise ValueError(f"--confirm-n must be >= 1, got {ev.confirm_n}")
+    alpha = validate_evaluate_args(data, smooth, cert, attack, ev)
     state = process_state()
     out = Path(cert.output_dir)
     timings: dict[str, float] = {}
-
     clf = load_smoothed_classifier(data, smooth, cert, device=state.device)  # one model for every stage
     start = time.perf_counter()
     cert_summary = certify_dataset(data, smooth, replace(cert, output_dir=str(out / "certify")), clf=clf)
     timings["certify_seconds"] = time.perf_counter() - start
     num_attacked = attack.num_examples if attack.num_examples is not None else data.max_examples
     attack_summaries: dict[str, dict] = {}
-    for target in targets:
+    for target in attack_targets(ev):
         start = time.perf_counter()
         args = replace(attack, smoothed=(target == "smoothed"), num_examples=num_attacked)
         if target == "smoothed":
@@ -82,31 +92,41 @@ def evaluate_model(
             data, smooth, replace(cert, output_dir=str(out / f"attack_{target}")), args, clf=clf
         )
         timings[f"attack_{target}_seconds"] = time.perf_counter() - start
-
     if state.is_main_process:
-        start = time.perf_counter()
-        cert_records = read_jsonl(out / "certify" / "results.jsonl")
-        attack_records = [r for t in targets for r in read_jsonl(out / f"attack_{t}" / "attack_results.jsonl")]
-
-        def confirm(texts: list[str]) -> list[int]:
-            preds = clf.predict(texts, n=ev.confirm_n, alpha=alpha, indices=[text_index(t) for t in texts])
-            return [p.prediction for p in preds]
-
-        cc = crosscheck(
-            cert_records, attack_records, smooth.unit, alpha, confirm=confirm, confirm_alpha=alpha,
-            significance=ev.significance, tokenizer=clf.tokenizer,
-        )
-        timings["crosscheck_seconds"] = time.perf_counter() - start
-        summary = build_summary(data, smooth, ev, cert_summary, attack_summaries, cc, timings)
-        if not cc["sound"]:
-            logger.error(cc["message"])
-        write_json(out / "evaluation_summary.json", summary)
-        write_json(out / "crosscheck.json", cc)
-        shutil.copyfile(out / "certify" / "certified_accuracy.png", out / "certified_accuracy.png")
-        plot_attack_accuracy(summary, out / "attack_accuracy.png")
-        (out / "robustness_report.md").write_text(robustness_markdown(summary, cert_summary, cc), encoding="utf-8")
+        report_evaluation(data, smooth, ev, clf, alpha, out, cert_summary, attack_summaries, timings)
     state.wait_for_everyone()
     return json.loads((out / "evaluation_summary.json").read_text())
+
+
+def report_evaluation(
+    data: ModelDataArguments, smooth: SmoothingArguments, ev: EvaluateArguments, clf: Any, alpha: float, out: Path,
+    cert_summary: dict, attack_summaries: dict[str, dict], timings: dict[str, float],
+) -> None:
+    """Cross-check the certified records against the attacks' and write the summary, report and figures."""
+    from .attacks import text_index
+    from .crosscheck import crosscheck
+
+    start = time.perf_counter()
+    cert_records = read_jsonl(out / "certify" / "results.jsonl")
+    attack_records = [r for t in attack_summaries for r in read_jsonl(out / f"attack_{t}" / "attack_results.jsonl")]
+
+    def confirm(texts: list[str]) -> list[int]:
+        preds = clf.predict(texts, n=ev.confirm_n, alpha=alpha, indices=[text_index(t) for t in texts])
+        return [p.prediction for p in preds]
+
+    cc = crosscheck(
+        cert_records, attack_records, smooth.unit, alpha, confirm=confirm, confirm_alpha=alpha,
+        significance=ev.significance, tokenizer=clf.tokenizer,
+    )
+    timings["crosscheck_seconds"] = time.perf_counter() - start
+    summary = build_summary(data, smooth, ev, cert_summary, attack_summaries, cc, timings)
+    if not cc["sound"]:
+        logger.error(cc["message"])
+    write_json(out / "evaluation_summary.json", summary)
+    write_json(out / "crosscheck.json", cc)
+    shutil.copyfile(out / "certify" / "certified_accuracy.png", out / "certified_accuracy.png")
+    plot_attack_accuracy(summary, out / "attack_accuracy.png")
+    (out / "robustness_report.md").write_text(robustness_markdown(summary, cert_summary, cc), encoding="utf-8")
 
 
 def build_summary(
