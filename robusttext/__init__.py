@@ -2,7 +2,7 @@
 
 The public API::
 
-    from robusttext import SmoothedTextClassifier, DeletionCollator, edit_distance_radius
+    from robusttext import SmoothedTextClassifier, CertifyProtocol, DeletionCollator, FishrTrainer
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from .deletion import DeletionCollator, DeletionMechanism
 from .engine import Certification, MonteCarloEngine, Prediction
+from .protocol import CertifyProtocol
 from .smoothing import SmoothedTextClassifier
 from .stats import (
     EditDistanceCertificate,
@@ -22,10 +23,12 @@ from .stats import (
 )
 
 __all__ = [
+    "CertifyProtocol",
     "Certification",
     "DeletionCollator",
     "DeletionMechanism",
     "EditDistanceCertificate",
+    "FishrTrainer",
     "GaussianL2Certificate",
     "MonteCarloEngine",
     "Prediction",
@@ -35,3 +38,11 @@ __all__ = [
     "edit_distance_radius",
     "gaussian_l2_radius",
 ]
+
+
+def __getattr__(name: str):  # the Trainer glue loads transformers' Trainer only when asked for
+    if name == "FishrTrainer":
+        from .fishr import FishrTrainer
+
+        return FishrTrainer
+    raise AttributeError(f"module 'robusttext' has no attribute {name!r}")
