@@ -310,16 +310,8 @@ def load_text_dataset(
         _ENCODING.reset(token)
 
 
-def _load_text_dataset(
-    source: str,
-    split: str,
-    config: str | None,
-    text_column: str | None,
-    label_column: str | None,
-    domain_column: str | None,
-    label_names: Sequence[str] | None,
-    max_examples: int | None,
-) -> TextData:
+def _read_source(source: str, split: str, config: str | None) -> Any:
+    """Split ``split`` of ``source`` as a ``datasets.Dataset`` with the source's columns; refuses an empty one."""
     import datasets
 
     if source == EMBEDDED_BBC:
@@ -341,7 +333,22 @@ def _load_text_dataset(
             f"--dataset {source} (split {split!r}) holds no examples (an empty file, or a header only); "
             "pass a dataset with at least one example"
         )
+    return ds
 
+
+def _load_text_dataset(
+    source: str,
+    split: str,
+    config: str | None,
+    text_column: str | None,
+    label_column: str | None,
+    domain_column: str | None,
+    label_names: Sequence[str] | None,
+    max_examples: int | None,
+) -> TextData:
+    import datasets
+
+    ds = _read_source(source, split, config)
     columns = ds.column_names
     text_col = _pick_column(columns, text_column, TEXT_CANDIDATES, "text", "--text-column")
     label_col = _pick_column(columns, label_column, LABEL_CANDIDATES, "labels", "--label-column")

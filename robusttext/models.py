@@ -101,6 +101,35 @@ def check_trained(name_or_path: str, loading_info: dict) -> None:
         )
 
 
+def _from_pretrained(
+    name_or_path: str, path: str, trust: bool, label_names: Sequence[str] | None, kwargs: dict
+) -> tuple[Any, Any, dict]:
+    """``(model, tokenizer, loading info)`` of ``path``, with loading failures as one-line ``UserError``s."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, trust_remote_code=trust, output_loading_info=True, **kwargs
+        )
+    except OSError as err:  # missing files, or a Hub id that cannot be fetched
+        raise _load_error(name_or_path, path, err) from err
+    except (ValueError, RuntimeError) as err:
+        text = str(err)
+        if "size mismatch" in text:
+            raise UserError(
+                f"--model {name_or_path}: its classification head has another size than the "
+                f"{len(label_names or [])} labels of the dataset; pass --ignore-mismatched-sizes "
+                "(Python: ignore_mismatched_sizes=True) to train a new head"
+            ) from err
+        if isinstance(err, ValueError) and (
+            "trust_remote_code" in text or "Unrecognized model" in text or not Path(path).expanduser().exists()
+        ):
+            raise _load_error(name_or_path, path, err) from err
+        raise
+    return model, tokenizer, info
+
+
 def load_classifier(
     name_or_path: str,
     label_names: Sequence[str] | None = None,
@@ -125,8 +154,6 @@ def load_classifier(
     Raises:
         UserError: a missing folder or Hub id, a folder without config.json, unloadable files.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     trust = _TRUST_REMOTE_CODE.get() if trust_remote_code is None else bool(trust_remote_code)
     allow_new = label_names is not None if allow_untrained_head is None else bool(allow_untrained_head)
     path = resolve_model_path(name_or_path)
@@ -138,26 +165,7 @@ def load_classifier(
             id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)},
         )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, trust_remote_code=trust, output_loading_info=True, **kwargs
-        )
-    except OSError as err:  # missing files, or a Hub id that cannot be fetched
-        raise _load_error(name_or_path, path, err) from err
-    except (ValueError, RuntimeError) as err:
-        text = str(err)
-        if "size mismatch" in text:
-            raise UserError(
-                f"--model {name_or_path}: its classification head has another size than the "
-                f"{len(label_names or [])} labels of the dataset; pass --ignore-mismatched-sizes "
-                "(Python: ignore_mismatched_sizes=True) to train a new head"
-            ) from err
-        if isinstance(err, ValueError) and (
-            "trust_remote_code" in text or "Unrecognized model" in text or not Path(path).expanduser().exists()
-        ):
-            raise _load_error(name_or_path, path, err) from err
-        raise
+    model, tokenizer, info = _from_pretrained(name_or_path, path, trust, label_names, kwargs)
     if not allow_new:
         check_trained(name_or_path, info)
     if tokenizer.pad_token is None:

@@ -34,7 +34,7 @@ FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 MNIST_CLASSES = [str(i) for i in range(10)]
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DIGITS_TRAIN = 1437
-_SPLIT = re.compile(r"^\s*(\w+)\s*(?:\[\s*(-?\d*)\s*:\s*(-?\d*)\s*\])?\s*$")
+_SPLIT = re.compile(r"^\s*(\w+)\s*(?:\[\s*((?:-?\d+)?)\s*:\s*((?:-?\d+)?)\s*\])?\s*$")
 
 
 @dataclass
@@ -163,6 +163,22 @@ def _torchvision(name: str, base: str, root: Path, download: bool) -> tuple[np.n
     return data, np.asarray(ds.targets)
 
 
+def _mnist(base: str, root: str | Path | None, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST split ``base`` from ``root`` (default: the shared data's ``mnist/``), downloading if allowed."""
+    from robusttext.data import shared_data_dir
+
+    folder = Path(root) if root else shared_data_dir() / "mnist"
+    if not folder.is_dir() and not download:
+        raise missing_folder_error("mnist", folder, root is not None)
+    hint = "The shared data holds the test split only: use --split 'test[:8000]'." if base == "train" else ""
+    try:
+        return _load_idx_pair(folder, base, "mnist", hint)
+    except FileNotFoundError:
+        if not download:
+            raise
+        return _torchvision("mnist", base, folder, True)
+
+
 def load_images(
     name: str, split: str = "test", root: str | Path | None = None, max_examples: int | None = None, download: bool = False
 ) -> ImageData:
@@ -177,16 +193,7 @@ def load_images(
     key = str(name).lower().replace("_", "-")
     base, part = parse_split(split)
     if key == "mnist":
-        folder = Path(root) if root else shared_data_dir() / "mnist"
-        if not folder.is_dir() and not download:
-            raise missing_folder_error("mnist", folder, root is not None)
-        hint = "The shared data holds the test split only: use --split 'test[:8000]'." if base == "train" else ""
-        try:
-            x, y = _load_idx_pair(folder, base, "mnist", hint)
-        except FileNotFoundError:
-            if not download:
-                raise
-            x, y = _torchvision("mnist", base, folder, True)
+        x, y = _mnist(base, root, download)
         classes = MNIST_CLASSES
     elif key == "fashion-mnist":
         folder = Path(root) if root else FASHION_ROOT
