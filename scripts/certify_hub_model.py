@@ -15,6 +15,7 @@ from transformers import HfArgumentParser
 
 from robusttext.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
 from robusttext.cli import print_summary
+from robusttext.cli import apply_loading_options  # --trust-remote-code, --encoding
 from robusttext.pipelines import certify_dataset
 
 
@@ -24,6 +25,7 @@ def main() -> None:
         data, smooth, cert = parser.parse_yaml_file(sys.argv[1])
     else:
         data, smooth, cert = parser.parse_args_into_dataclasses()
+    apply_loading_options((data, smooth, cert))
     summary = certify_dataset(data, smooth, cert)
     if summary is not None:
         print_summary(summary, cert.output_dir)

@@ -24,6 +24,7 @@ from robusttext.arguments import (
     SmoothingArguments,
 )
 from robusttext.evaluation import evaluate_model
+from robusttext.cli import apply_loading_options  # --trust-remote-code, --encoding
 
 
 def main() -> int:
@@ -32,6 +33,7 @@ def main() -> int:
         args = parser.parse_yaml_file(sys.argv[1])
     else:
         args = parser.parse_args_into_dataclasses()
+    apply_loading_options(args)
     summary = evaluate_model(*args)
     from accelerate import PartialState
 

@@ -15,6 +15,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from robusttext.arguments import ModelDataArguments, SmoothingArguments, TrainArguments
 from robusttext.cli import training_defaults
+from robusttext.cli import apply_loading_options  # --trust-remote-code, --encoding
 from robusttext.training import train_classifier
 
 
@@ -25,6 +26,7 @@ def main() -> None:
         data, smooth, train, args = parser.parse_yaml_file(sys.argv[1])
     else:
         data, smooth, train, args = parser.parse_args_into_dataclasses()
+    apply_loading_options((data, smooth, train, args))
     print(train_classifier(data, smooth, train, args))
 
 

@@ -14,11 +14,13 @@ Each subcommand parses its dataclasses with :func:`robusttext.cli.parse` (``HfAr
 
 from __future__ import annotations
 
+import contextvars
 import json
 import sys
 from typing import Callable, Sequence
 
 from robusttext.cli import parse
+from robusttext.errors import run_command, split_debug
 
 
 def _print(obj: object) -> None:
@@ -95,7 +97,8 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``robusttext vision ...`` (also ``python -m vision.cli ...``)."""
+    """``robusttext vision ...`` (also ``python -m vision.cli ...``); errors are reported as
+    :mod:`robusttext.errors` says (user errors: one line, exit 2; Ctrl-C: exit 130; bugs: traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: robusttext vision COMMAND [options]   (COMMAND --help for its options)\n")
@@ -106,11 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"robusttext vision: unknown command {name!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    try:
-        return COMMANDS[name][1](rest)
-    except (ValueError, FileNotFoundError, KeyError, ImportError) as err:
-        print(f"robusttext vision {name}: error: {err}", file=sys.stderr)
-        return 2
+    rest, debug = split_debug(rest)
+    return contextvars.copy_context().run(run_command, f"robusttext vision {name}", COMMANDS[name][1], rest, debug)
 
 
 if __name__ == "__main__":

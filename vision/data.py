@@ -18,6 +18,7 @@ A split may carry a slice, as in ``datasets``: ``test[:8000]``, ``test[8000:]``,
 from __future__ import annotations
 
 import gzip
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from robusttext.errors import MissingPathError, UserError
+
 DATASETS = ("mnist", "fashion-mnist", "digits", "cifar10")
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 MNIST_CLASSES = [str(i) for i in range(10)]
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DIGITS_TRAIN = 1437
-_SPLIT = re.compile(r"^\s*(\w+)\s*(?:\[\s*(-?\d*)\s*:\s*(-?\d*)\s*\])?\s*$")
+_SPLIT = re.compile(r"^\s*(\w+)\s*(?:\[\s*((?:-?\d+)?)\s*:\s*((?:-?\d+)?)\s*\])?\s*$")
 
 
 @dataclass
@@ -118,16 +121,28 @@ def _find(root: Path, stem: str) -> Path | None:
     return None
 
 
+def missing_folder_error(what: str, folder: Path, root_given: bool) -> MissingPathError:
+    """The one-line error for a data folder that does not exist, naming it and how to point elsewhere."""
+    if root_given:
+        return MissingPathError(f"{what}: data folder {folder} does not exist; check --data-root")
+    env = os.environ.get("ROBUSTTEXT_DATA")
+    source = f"ROBUSTTEXT_DATA={env}" if env else "ROBUSTTEXT_DATA unset: default ../shared/data beside the checkout"
+    return MissingPathError(
+        f"{what}: data folder {folder} does not exist ({source}); set ROBUSTTEXT_DATA to the folder that holds "
+        f"{folder.name}/, or pass --data-root"
+    )
+
+
 def _load_idx_pair(root: Path, base: str, what: str, download_hint: str) -> tuple[np.ndarray, np.ndarray]:
     prefix = {"train": "train", "test": "t10k"}.get(base)
     if prefix is None:
-        raise ValueError(f"{what} has splits 'train' and 'test', got {base!r}")
+        raise UserError(f"{what} has splits 'train' and 'test', got {base!r}")
     images = _find(root, f"{prefix}-images-idx3-ubyte")
     labels = _find(root, f"{prefix}-labels-idx1-ubyte")
     if images is None or labels is None:
-        raise FileNotFoundError(
-            f"{what} split {base!r}: no {prefix}-images-idx3-ubyte[.gz] / {prefix}-labels-idx1-ubyte[.gz] in {root}. "
-            f"{download_hint}"
+        raise MissingPathError(
+            f"{what} split {base!r}: no {prefix}-images-idx3-ubyte[.gz] / {prefix}-labels-idx1-ubyte[.gz] in {root}."
+            + (f" {download_hint}" if download_hint else "")
         )
     return read_idx(images), read_idx(labels)
 
@@ -148,6 +163,22 @@ def _torchvision(name: str, base: str, root: Path, download: bool) -> tuple[np.n
     return data, np.asarray(ds.targets)
 
 
+def _mnist(base: str, root: str | Path | None, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST split ``base`` from ``root`` (default: the shared data's ``mnist/``), downloading if allowed."""
+    from robusttext.data import shared_data_dir
+
+    folder = Path(root) if root else shared_data_dir() / "mnist"
+    if not folder.is_dir() and not download:
+        raise missing_folder_error("mnist", folder, root is not None)
+    hint = "The shared data holds the test split only: use --split 'test[:8000]'." if base == "train" else ""
+    try:
+        return _load_idx_pair(folder, base, "mnist", hint)
+    except FileNotFoundError:
+        if not download:
+            raise
+        return _torchvision("mnist", base, folder, True)
+
+
 def load_images(
     name: str, split: str = "test", root: str | Path | None = None, max_examples: int | None = None, download: bool = False
 ) -> ImageData:
@@ -162,16 +193,14 @@ def load_images(
     key = str(name).lower().replace("_", "-")
     base, part = parse_split(split)
     if key == "mnist":
-        folder = Path(root) if root else shared_data_dir() / "mnist"
-        try:
-            x, y = _load_idx_pair(folder, base, "mnist", "Offline only the test split exists: use --split 'test[:8000]'.")
-        except FileNotFoundError:
-            if not download:
-                raise
-            x, y = _torchvision("mnist", base, folder, True)
+        x, y = _mnist(base, root, download)
         classes = MNIST_CLASSES
     elif key == "fashion-mnist":
         folder = Path(root) if root else FASHION_ROOT
+        if not folder.is_dir():
+            raise MissingPathError(
+                f"fashion-mnist: data folder {folder} does not exist; apt-get install -y dataset-fashion-mnist, or pass --data-root"
+            )
         x, y = _load_idx_pair(folder, base, "fashion-mnist", "Install it with: apt-get install -y dataset-fashion-mnist")
         classes = FASHION_CLASSES
     elif key == "digits":
