@@ -89,7 +89,9 @@ def train_and_save(data_args: ImageDataArguments, train: TrainImageArguments) ->
 def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str, Any]:
     """Attack a saved model on a split at every ``args.eps``; writes ``robustness.json`` in ``args.output_dir``."""
     from .attacks import attack_dataset
+    from .figures import attack_command_figures, figures_markdown
     from .models import load_model
+    from .report import attack_markdown
 
     model, cfg = load_model(args.model_dir)
     data = load_data(data_args)
@@ -109,6 +111,8 @@ def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str
     out = {"parameters": {**asdict(args), **asdict(data_args), "num_examples": len(data)}, "results": results}
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     write_json(Path(args.output_dir) / "robustness.json", out)
+    figures = attack_command_figures(model, Path(args.model_dir).name, data, args, Path(args.output_dir))
+    (Path(args.output_dir) / "robustness.md").write_text(attack_markdown(out) + figures_markdown(figures), encoding="utf-8")
     return out
 
 
@@ -140,6 +144,7 @@ def certify_images(
 
     from robusttext.report import plot_certified_accuracy
 
+    from .figures import certify_figure_set, figures_markdown
     from .report import certification_markdown, summarize_l2
     from .smoothing import SmoothedImageClassifier
 
@@ -173,7 +178,9 @@ def certify_images(
         write_json(out / "summary.json", summary)
         plot_certified_accuracy({name: summary["certified_accuracy"]}, out / "certified_accuracy.png",
                                 xlabel="L2 radius (pixel units)")
-        (out / "report.md").write_text(certification_markdown(summary), encoding="utf-8")
+        figures = certify_figure_set(records, data.images, data.classes, cert.sigma, cert.seed, out, name, cert.figure_images,
+                                     cert.noisy_copies, base=lambda x: torch.as_tensor(clf.base(x.float().numpy())))
+        (out / "report.md").write_text(certification_markdown(summary) + figures_markdown(figures), encoding="utf-8")
     state.wait_for_everyone()
     return json.loads((out / "summary.json").read_text())
 
@@ -239,6 +246,7 @@ def run_denoise(data_args: ImageDataArguments, den: DenoiseArguments) -> dict[st
 def run_linear(data_args: ImageDataArguments, args: LinearArguments) -> dict[str, Any]:
     """Regular vs exactly robust hinge-loss training of a binary linear classifier; exact errors on
     ``args.eval_split``; ``linear.json``, ``linear.md`` and ``weights.png`` in ``args.output_dir``."""
+    from .figures import figures_markdown, linear_figure_set
     from .linear import binary_task, errors, plot_weights, train_linear
     from .report import table_markdown
 
@@ -246,16 +254,19 @@ def run_linear(data_args: ImageDataArguments, args: LinearArguments) -> dict[str
     test = load_data(data_args, args.eval_split)
     x, y = binary_task(train.images, train.labels, args.classes)
     xt, yt = binary_task(test.images, test.labels, args.classes)
-    rows, weights = {}, {}
+    rows, weights, models = {}, {}, {}
     for name, eps in (("regular", 0.0), (f"robust eps={args.eps:g}", args.eps)):
         w, b, hist = train_linear(x, y, eps, args.norm, args.epochs, args.lr, args.batch_size, args.seed)
         rows[name] = {**errors(w, b, xt, yt, args.eps, args.norm), "final_train_loss": hist[-1]}
-        weights[name] = w
+        weights[name], models[name] = w, (w, b)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_weights(weights, tuple(train.shape[1:]), out / "weights.png")
     result = {"parameters": {**asdict(args), **asdict(data_args), "num_train": len(x), "num_test": len(xt)}, "rows": rows}
     write_json(out / "linear.json", result)
     cols = [("clean_error", "clean error"), ("robust_error", f"exact robust error ({args.norm}, eps={args.eps:g})")]
-    (out / "linear.md").write_text(table_markdown(rows, cols, f"Binary linear classifier, classes {args.classes}"))
+    figures = [("weights.png", "the weights w as images (red positive, blue negative)", None)] + linear_figure_set(
+        models, test.images, test.labels, args.classes, args.curve_eps, args.norm, args.boundary_digits, out)
+    (out / "linear.md").write_text(table_markdown(rows, cols, f"Binary linear classifier, classes {args.classes}")
+                                   + figures_markdown(figures))
     return result
