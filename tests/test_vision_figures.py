@@ -81,7 +81,7 @@ def linear_models(digits):
 
 def test_linear_figures_boundary_digits_histogram_and_curve(digits, linear_models, tmp_path):
     eps = [0.0, 0.05, 0.1]
-    out = F.linear_figure_set(linear_models, digits.images, digits.labels, (3, 8), eps, "linf", 5, tmp_path)
+    out = F.linear_figure_set(linear_models, digits.images, digits.labels, (3, 8), eps, "linf", 5, tmp_path, 0.1)
     drawn = {file: d for file, _, d in out}
     assert all(is_png(tmp_path / f) for f in drawn)
     index = np.flatnonzero(np.isin(digits.labels.numpy(), (3, 8)))  # the two classes' rows in the split
@@ -95,11 +95,15 @@ def test_linear_figures_boundary_digits_histogram_and_curve(digits, linear_model
         titles = drawn["boundary_digits.png"][name]
         assert [int(re.match(r"#(\d+)", t).group(1)) for t in titles] == index[nearest].tolist()
         assert [float(re.search(r"logit (\S+)", t).group(1)) for t in titles] == pytest.approx(logit[nearest], rel=1e-2)
-        counts, edges = drawn["misclassified_logits.png"][name]
-        assert sum(counts) == len(wrong)
-        assert edges[0] - 1e-9 <= logit[wrong].min() and logit[wrong].max() <= edges[-1] + 1e-9
-        # (BLAS may round the extremes one ulp off the edges the figure computed: clip them onto the range)
-        assert counts == np.histogram(np.clip(logit[wrong], edges[0], edges[-1]), bins=edges)[0].tolist()
+        # clean, and at the attacked digit: w . (x - eps y sign(w)) + b = logit - eps y ||w||_1
+        attacked = logit - 0.1 * y * np.abs(w.numpy()).sum()
+        for row, values in (("clean", logit), ("exact attack eps=0.1", attacked)):
+            shown = np.abs(values[y * values <= 0])  # how far on the wrong side
+            counts, edges = drawn["misclassified_logits.png"][row][name]
+            assert sum(counts) == len(shown)
+            assert edges[0] - 1e-9 <= shown.min() and shown.max() <= edges[-1] + 1e-9
+            # (BLAS may round the extremes one ulp off the edges the figure computed: clip them onto the range)
+            assert counts == np.histogram(np.clip(shown, edges[0], edges[-1]), bins=edges)[0].tolist()
         curve = dict(drawn["linear_attack.png"][name])
         assert list(curve) == eps
         assert curve[0.0] == pytest.approx(float(np.mean(y * logit > 0)), abs=1e-12)

@@ -221,7 +221,8 @@ def plot_boundary_digits(
     are the class names of labels -1 and +1. Returns ``{model: [cell title, ...]}``."""
     plt = _pyplot()
     k = max(1, max(len(v[1]) for v in digits.values()))
-    fig, axes = plt.subplots(len(digits), k, figsize=(1.3 * k + 1.4, 1.6 * len(digits) + 0.5), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(len(digits), k, figsize=(max(6.0, 1.3 * k + 1.4), 1.6 * len(digits) + 0.7), dpi=110,
+                             squeeze=False)
     drawn = {}
     for r, (name, (images, index, logits, labels)) in enumerate(digits.items()):
         for j in range(k):
@@ -236,27 +237,33 @@ def plot_boundary_digits(
                 ax.axis("off")
         axes[r, 0].set_ylabel(name, fontsize=8)
         drawn[name] = [axes[r, j].get_title() for j in range(len(index))]
-    fig.suptitle(f"Misclassified test digits nearest the boundary (smallest |w.x+b|; logit > 0 means {classes[1]})",
-                 fontsize=8)
+    fig.suptitle(f"Misclassified test digits nearest the boundary (smallest |w.x+b|)\nlogit > 0 means {classes[1]}, "
+                 f"< 0 means {classes[0]}; title: index in the split (true class)", fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     return drawn
 
 
-def plot_misclassified_logits(logits: dict[str, torch.Tensor], path: str | Path, bins: int = 20) -> dict:
-    """Histogram of the logits ``w . x + b`` of each model's misclassified images (one panel per model:
-    their scales differ). Returns ``{model: (counts, bin edges)}`` read back from the bars."""
+def plot_misclassified_logits(logits: dict[str, dict[str, torch.Tensor]], path: str | Path, bins: int = 20) -> dict:
+    """Histograms of ``|w . x + b|`` of misclassified images, i.e. how far on the wrong side of the
+    boundary they are (0: on it, large: confidently wrong): one row per condition (``logits[row]``, e.g.
+    clean and under the exact attack: then the logit at the attacked image), one panel per model
+    (``logits[row][model]``, the logits; scales differ). Returns ``{row: {model: (counts, bin edges)}}``
+    read back from the bars."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(logits), figsize=(4.0 * len(logits), 3.2), dpi=120, squeeze=False)
-    drawn = {}
-    for ax, (name, values) in zip(axes[0], logits.items()):
-        v = values.detach().double().numpy()
-        _, edges, patches = ax.hist(v, bins=bins if len(v) else 1, color="tab:red", alpha=0.75)
-        ax.axvline(0.0, color="black", lw=0.8)
-        ax.set_title(f"{name}: {len(v)} misclassified", fontsize=9)
-        ax.set_xlabel("logit w . x + b of a misclassified image")
-        ax.set_ylabel("images")
-        drawn[name] = ([int(round(p.get_height())) for p in patches], [float(e) for e in edges])
+    cols = max(len(v) for v in logits.values())
+    fig, axes = plt.subplots(len(logits), cols, figsize=(4.0 * cols, 2.9 * len(logits)), dpi=120, squeeze=False)
+    drawn: dict[str, dict] = {}
+    for r, (row, per_model) in enumerate(logits.items()):
+        drawn[row] = {}
+        for ax, (name, values) in zip(axes[r], per_model.items()):
+            v = values.detach().double().abs().numpy()
+            _, edges, patches = ax.hist(v, bins=bins if len(v) else 1, color="tab:red", alpha=0.75)
+            ax.set_xlim(left=0)
+            ax.set_title(f"{name}, {row}: {len(v)} misclassified", fontsize=8)
+            ax.set_xlabel("|w . x + b| of a misclassified digit (0 = on the boundary)", fontsize=8)
+            ax.set_ylabel("images", fontsize=8)
+            drawn[row][name] = ([int(round(p.get_height())) for p in patches], [float(e) for e in edges])
     fig.tight_layout()
     _save(fig, path)
     return drawn
@@ -391,23 +398,27 @@ def _slug(name: str) -> str:
 
 def linear_figure_set(
     models: dict[str, tuple[torch.Tensor, torch.Tensor]], images: torch.Tensor, labels: torch.Tensor,
-    classes: Sequence[int], eps_values: Sequence[float], norm: str, k: int, out: Path,
+    classes: Sequence[int], eps_values: Sequence[float], norm: str, k: int, out: Path, attack_eps: float,
 ) -> list[tuple[str, str, Any]]:
     """The figures of ``vision linear`` for ``models[name] = (w, b)`` on the evaluation split
     (``images``, ``labels``: the whole split; only ``classes`` are used): accuracy under the exact
     worst-case attack at ``eps_values``, the ``k`` misclassified digits nearest the boundary per model
-    (titled with their index in the split) and the logit histogram of the misclassified ones. Writes
+    (titled with their index in the split) and the logit histograms of the misclassified ones, clean and
+    under the exact attack at ``attack_eps`` (logits at the attacked images). Writes
     ``linear_attack.png``, ``boundary_digits.png``, ``misclassified_logits.png``; returns
     ``(file, caption, what was drawn)`` triples."""
     index = ((labels == classes[0]) | (labels == classes[1])).nonzero().flatten()
     x = images[index].flatten(1).double()
     y = torch.where(labels[index] == classes[1], 1.0, -1.0).double()
-    curves, digits, logits = {}, {}, {}
+    attacked = f"exact attack eps={attack_eps:g}"
+    curves, digits, logits = {}, {}, {"clean": {}, attacked: {}}
     for name, (w, b) in models.items():
         curves[name] = exact_attack_accuracy(w, b, x, y, eps_values, norm)
         logit, near = x @ w + b, boundary_misclassified(w, b, x, y, k)
         digits[name] = (images[index[near]], index[near].tolist(), logit[near], y[near])
-        logits[name] = logit[y * logit <= 0]
+        logits["clean"][name] = logit[y * logit <= 0]
+        moved = (x + worst_case_perturbation(w, y, float(attack_eps), norm)) @ w + b
+        logits[attacked][name] = moved[y * moved <= 0]
     step = "x - eps y sign(w)" if norm == "linf" else "x - eps y w / ||w||_2"
     return [
         ("linear_attack.png", f"accuracy under the worst-case {NORM_NAMES.get(norm, norm)} attack {step} vs eps; "
@@ -416,7 +427,8 @@ def linear_figure_set(
         ("boundary_digits.png", f"per model, the {k} misclassified test digits with the smallest |w . x + b|, "
          "titled with their index in the split, true class and logit",
          plot_boundary_digits(digits, out / "boundary_digits.png", classes)),
-        ("misclassified_logits.png", "histogram of the logits w . x + b of the misclassified test digits, per model",
+        ("misclassified_logits.png", "histograms of |w . x + b| of the misclassified test digits per model (how "
+         f"confidently wrong), clean and under the exact attack at eps = {attack_eps:g} (at the attacked digit)",
          plot_misclassified_logits(logits, out / "misclassified_logits.png")),
     ]
 

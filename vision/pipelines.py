@@ -266,7 +266,7 @@ def run_linear(data_args: ImageDataArguments, args: LinearArguments) -> dict[str
     write_json(out / "linear.json", result)
     cols = [("clean_error", "clean error"), ("robust_error", f"exact robust error ({args.norm}, eps={args.eps:g})")]
     figures = [("weights.png", "the weights w as images (red positive, blue negative)", None)] + linear_figure_set(
-        models, test.images, test.labels, args.classes, args.curve_eps, args.norm, args.boundary_digits, out)
+        models, test.images, test.labels, args.classes, args.curve_eps, args.norm, args.boundary_digits, out, args.eps)
     (out / "linear.md").write_text(table_markdown(rows, cols, f"Binary linear classifier, classes {args.classes}")
                                    + figures_markdown(figures))
     return result
