@@ -130,13 +130,18 @@ def test_linear_command_writes_and_links_its_figures(tmp_path):
 
 
 # --------------------------------------------------------------------------- attacks
-def test_accuracy_curve_starts_at_clean_accuracy_and_falls(model, digits):
+def test_accuracy_curve_starts_at_clean_accuracy_and_falls(model, digits, tmp_path):
     images, labels = digits.images[:60], digits.labels[:60]
     clean = float((model(images).argmax(1) == labels).double().mean())
     for attack in ("fgsm", "pgd"):
-        curve = F.accuracy_curve(model, images, labels, attack, "linf", [0.0, 0.1, 0.3], steps=10)
-        assert curve[0.0] == clean
-        assert curve[0.3] < clean
+        out = F.attack_figure_set({"m": model, "same": model}, images, labels, digits.classes, tmp_path, attack,
+                                  {"linf": [0.0, 0.1, 0.3], "l2": [0.0, 1.0]}, 0, steps=10)
+        assert [f for f, _, _ in out] == ["accuracy_vs_eps.png"] and is_png(tmp_path / "accuracy_vs_eps.png")
+        drawn = out[0][2]
+        for norm, eps in (("linf", [0.0, 0.1, 0.3]), ("l2", [0.0, 1.0])):
+            assert [x for x, _ in drawn[norm]["m"]] == eps
+            assert drawn[norm]["m"][0] == (0.0, clean) and drawn[norm]["same"][0] == (0.0, clean)
+        assert drawn["linf"]["m"][-1][1] < clean
 
 
 def test_adversarial_grid_predictions_are_the_models(model, digits, tmp_path):
@@ -216,3 +221,25 @@ def test_noisy_examples_show_the_records_and_seeded_copies(model, digits, tmp_pa
     assert "R=0.43" in drawn["images"][0] and "abstain" in drawn["images"][1] and "g: 7" in drawn["images"][2]
     for i in range(3):
         assert drawn["copies"][i] == [f"f: {int(c)}" for c in model(a[i]).argmax(1)]
+
+
+def test_compare_command_writes_and_links_its_figures(tmp_path):
+    args = ["compare", "--dataset", "digits", "--train_split", "train", "--eval_split", "test", "--arch", "linear",
+            "--epochs", "1", "--lr", "0.01", "--train_steps", "2", "--warmup_epochs", "0", "--sigma", "0.25",
+            "--linf_eps", "0.1", "--l2_eps", "1", "--attack_steps", "3", "--attack_examples", "30",
+            "--certify_examples", "8", "--n0", "10", "--n", "50", "--alpha", "0.05", "--figure_examples", "20",
+            "--grid_images", "3", "--curve_linf_eps", "0", "0.2", "--curve_l2_eps", "0", "2",
+            "--output_dir", str(tmp_path)]
+    assert main(args) == 0
+    links = linked_pngs(tmp_path / "compare.md")
+    assert links == ["compare.png", "compare_certified.png", "adversarial_examples_normal.png",
+                     "adversarial_examples_pgd_at.png", "adversarial_examples_gaussian.png", "accuracy_vs_eps.png",
+                     "compare_certified_curve.png"]
+    assert all(is_png(tmp_path / f) for f in links)
+    records = {name: [json.loads(line) for line in (tmp_path / "certify" / m / "results.jsonl").read_text().splitlines()]
+               for name, m in (("normal", "standard"), ("PGD-AT", "pgd"), ("Gaussian", "gaussian"))}
+    drawn = F.plot_certified_curves(records, tmp_path / "again.png", 0.25)
+    for name, recs in records.items():
+        for x, y in drawn[name]:
+            assert y == sum(1 for r in recs if r["correct"] and r["radius"] >= x) / len(recs)
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "compare_certified_curve.png").read_bytes()

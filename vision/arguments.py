@@ -66,7 +66,7 @@ class AttackArguments:
     output_dir: str = field(default="runs/vision/attack", metadata={"help": "robustness.json, robustness.md and the figures go here."})
     curve_linf_eps: list[float] = field(default_factory=lambda: list(CURVE_LINF_EPS), metadata={"help": "Linf radii of the accuracy-vs-eps figure (pixel units)."})
     curve_l2_eps: list[float] = field(default_factory=lambda: list(CURVE_L2_EPS), metadata={"help": "L2 radii of the accuracy-vs-eps figure (pixel units)."})
-    figure_examples: int = field(default=500, metadata={"help": "Images attacked for the figures (the first N; 0 = no figures)."})
+    figure_examples: int = field(default=300, metadata={"help": "Images attacked for the figures (the first N; 0 = no figures)."})
     grid_images: int = field(default=8, metadata={"help": "Images in the grid of adversarial examples."})
 
 

@@ -55,7 +55,7 @@ class CompareArguments:
     output_dir: str = field(default="runs/vision/compare", metadata={"help": "Where everything goes."})
     curve_linf_eps: list[float] = field(default_factory=lambda: list(CURVE_LINF_EPS), metadata={"help": "Linf radii of the accuracy-vs-eps figure (pixel units)."})
     curve_l2_eps: list[float] = field(default_factory=lambda: list(CURVE_L2_EPS), metadata={"help": "L2 radii of the accuracy-vs-eps figure (pixel units)."})
-    figure_examples: int = field(default=500, metadata={"help": "Eval images attacked for the figures (the first N; 0 = no attack figures)."})
+    figure_examples: int = field(default=300, metadata={"help": "Eval images attacked for the figures (the first N; 0 = no attack figures)."})
     grid_images: int = field(default=8, metadata={"help": "Images in each model's grid of adversarial examples."})
 
 
