@@ -243,3 +243,17 @@ def test_compare_command_writes_and_links_its_figures(tmp_path):
         for x, y in drawn[name]:
             assert y == sum(1 for r in recs if r["correct"] and r["radius"] >= x) / len(recs)
     assert (tmp_path / "again.png").read_bytes() == (tmp_path / "compare_certified_curve.png").read_bytes()
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["linear", "--curve_eps", "0", "-0.1"], "--curve_eps"),
+    (["attack", "--curve_l2_eps", "-1"], "--curve_l2_eps"),
+    (["attack", "--grid_images", "-2"], "--grid_images"),
+    (["certify", "--noisy_copies", "-1"], "--noisy_copies"),
+    (["compare", "--figure_examples", "-5"], "--figure_examples"),
+])
+def test_bad_figure_options_are_refused_naming_the_option(argv, field, tmp_path, capsys):
+    assert main([*argv, "--output_dir", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and field in err[0]
+    assert not (tmp_path / "never").exists()

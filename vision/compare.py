@@ -97,11 +97,12 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
 
     from robusttext.report import plot_certified_accuracy
 
-    from .figures import compare_figure_set, figures_markdown
+    from .figures import check_figure_args, compare_figure_set, figures_markdown
     from .models import WEIGHTS_NAME, load_model
     from .pipelines import certify_images, clean_accuracy, load_data, train_and_save
     from .report import plot_accuracy_bars, table_markdown
 
+    check_figure_args(args)
     state = PartialState()
     out = Path(args.output_dir)
     data_args = ImageDataArguments(dataset=args.dataset, split=args.train_split, data_root=args.data_root)

@@ -68,6 +68,24 @@ def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images).argmax(1).cpu()
 
 
+#: the figure options of the commands' arguments: eps lists (>= 0) and counts (>= 0).
+FIGURE_EPS_LISTS = ("curve_linf_eps", "curve_l2_eps", "curve_eps")
+FIGURE_COUNTS = ("figure_examples", "grid_images", "figure_images", "noisy_copies", "boundary_digits")
+
+
+def check_figure_args(args: Any) -> None:
+    """Raise a one-line ``ValueError`` naming the option unless every figure option ``args`` has is usable:
+    eps lists of finite numbers >= 0, counts that are integers >= 0. Call it before the costly work."""
+    for name in FIGURE_EPS_LISTS:
+        values = getattr(args, name, None)
+        if values is not None and not all(isinstance(v, (int, float)) and 0 <= float(v) < float("inf") for v in values):
+            raise ValueError(f"--{name} must list radii >= 0 in pixel units (e.g. 0 0.1 0.2), got {list(values)}")
+    for name in FIGURE_COUNTS:
+        value = getattr(args, name, None)
+        if value is not None and (int(value) != value or value < 0):
+            raise ValueError(f"--{name} must be an integer >= 0 (0 = none), got {value!r}")
+
+
 # --------------------------------------------------------------------------- attacks
 @dataclass
 class AdversarialGrid:

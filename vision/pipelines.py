@@ -87,12 +87,14 @@ def train_and_save(data_args: ImageDataArguments, train: TrainImageArguments) ->
 
 # --------------------------------------------------------------------------- attack
 def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str, Any]:
-    """Attack a saved model on a split at every ``args.eps``; writes ``robustness.json`` in ``args.output_dir``."""
+    """Attack a saved model on a split at every ``args.eps``; writes ``robustness.json``, ``robustness.md`` and
+    the figures of :func:`vision.figures.attack_command_figures` in ``args.output_dir``."""
     from .attacks import attack_dataset
-    from .figures import attack_command_figures, figures_markdown
+    from .figures import attack_command_figures, check_figure_args, figures_markdown
     from .models import load_model
     from .report import attack_markdown
 
+    check_figure_args(args)
     model, cfg = load_model(args.model_dir)
     data = load_data(data_args)
     targets = None
@@ -119,8 +121,10 @@ def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str
 # --------------------------------------------------------------------------- certify
 def validate_certify_args(cert: CertifyImageArguments) -> None:
     """Reject unusable parameters before anything is loaded."""
+    from .figures import check_figure_args
     from .smoothing import check_budget, check_sigma
 
+    check_figure_args(cert)
     check_sigma(cert.sigma)
     check_budget(cert.n0, cert.n, cert.alpha)
     for name in ("batch_size", "chunk_size"):
@@ -138,7 +142,8 @@ def certify_images(
     each drawing from its own seeded stream, so N processes give the numbers of one). Writes
     ``results.jsonl`` (index, label, prediction, radius, top1_lower, top2_upper, correct,
     clean_prediction, n_samples, n_queries, seconds), ``summary.json``, ``certified_accuracy.png``,
-    ``report.md``, ``run_config.json`` in ``cert.output_dir``; rerunning resumes; returns the summary.
+    ``report.md``, ``run_config.json`` and the figures of :func:`vision.figures.certify_figure_set` in
+    ``cert.output_dir``; rerunning resumes; returns the summary.
     """
     from accelerate import PartialState
 
@@ -245,11 +250,13 @@ def run_denoise(data_args: ImageDataArguments, den: DenoiseArguments) -> dict[st
 # --------------------------------------------------------------------------- linear
 def run_linear(data_args: ImageDataArguments, args: LinearArguments) -> dict[str, Any]:
     """Regular vs exactly robust hinge-loss training of a binary linear classifier; exact errors on
-    ``args.eval_split``; ``linear.json``, ``linear.md`` and ``weights.png`` in ``args.output_dir``."""
-    from .figures import figures_markdown, linear_figure_set
+    ``args.eval_split``; ``linear.json``, ``linear.md``, ``weights.png`` and the figures of
+    :func:`vision.figures.linear_figure_set` in ``args.output_dir``."""
+    from .figures import check_figure_args, figures_markdown, linear_figure_set
     from .linear import binary_task, errors, plot_weights, train_linear
     from .report import table_markdown
 
+    check_figure_args(args)
     train = load_data(data_args)
     test = load_data(data_args, args.eval_split)
     x, y = binary_task(train.images, train.labels, args.classes)
