@@ -21,6 +21,7 @@ from typing import Any, Optional
 from robusttext.results import write_json
 
 from .arguments import CURVE_L2_EPS, CURVE_LINF_EPS, CertifyImageArguments, ImageDataArguments, TrainImageArguments
+from .figures import check_figure_args, compare_figure_set, figures_markdown
 
 METHODS = (("normal", "standard"), ("PGD-AT", "pgd"), ("Gaussian", "gaussian"))
 
@@ -97,7 +98,6 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
 
     from robusttext.report import plot_certified_accuracy
 
-    from .figures import check_figure_args, compare_figure_set, figures_markdown
     from .models import WEIGHTS_NAME, load_model
     from .pipelines import certify_images, clean_accuracy, load_data, train_and_save
     from .report import plot_accuracy_bars, table_markdown
@@ -120,8 +120,7 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
                 sigma=args.sigma, seed=args.seed, eval_split=None, output_dir=str(model_dir),
             )
             train_and_save(data_args, train)
-        model, _ = load_model(model_dir)
-        models[name] = model
+        model = models[name] = load_model(model_dir)[0]
         row: dict[str, Any] = {"clean_accuracy": clean_accuracy(model, evaluation)}
         if state.is_main_process:
             row.update(evaluate_attacks(model, attacked.images, attacked.labels, args, out / "eval" / f"{method}.json"))
