@@ -114,7 +114,8 @@ def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     write_json(Path(args.output_dir) / "robustness.json", out)
     figures = attack_command_figures(model, Path(args.model_dir).name, data, args, Path(args.output_dir))
-    (Path(args.output_dir) / "robustness.md").write_text(attack_markdown(out) + figures_markdown(figures), encoding="utf-8")
+    (Path(args.output_dir) / "robustness.md").write_text(attack_markdown(out) + figures_markdown(figures),
+                                                         encoding="utf-8")
     return out
 
 
@@ -183,8 +184,9 @@ def certify_images(
         write_json(out / "summary.json", summary)
         plot_certified_accuracy({name: summary["certified_accuracy"]}, out / "certified_accuracy.png",
                                 xlabel="L2 radius (pixel units)")
-        figures = certify_figure_set(records, data.images, data.classes, cert.sigma, cert.seed, out, name, cert.figure_images,
-                                     cert.noisy_copies, base=lambda x: torch.as_tensor(clf.base(x.float().numpy())))
+        figures = certify_figure_set(records, data.images, data.classes, cert.sigma, cert.seed, out, name,
+                                     cert.figure_images, cert.noisy_copies,
+                                     base=lambda x: torch.as_tensor(clf.base(x.float().numpy())))
         (out / "report.md").write_text(certification_markdown(summary) + figures_markdown(figures), encoding="utf-8")
     state.wait_for_everyone()
     return json.loads((out / "summary.json").read_text())
