@@ -85,6 +85,15 @@ def test_fgsm_is_exact_on_linear_model(batch, norm):
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fgsm_at_eps_zero_returns_the_clean_images(batch, norm):
+    x, y = batch
+    model = linear_model()
+    res = fgsm(model, x, y, 0.0, norm)
+    assert torch.equal(res.adversarial, x)
+    assert torch.equal(res.success, model(x).argmax(1) != y)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_success_and_robust_accuracy_match_exact_margin(batch, norm):
     x, y = batch
     model = linear_model()

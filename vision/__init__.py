@@ -15,6 +15,7 @@ results store (``robusttext.results``); the core never imports this package. Mod
 ``vision.pipelines``   what each subcommand runs (load, call the library, write results)
 ``vision.compare``     normal vs PGD-AT vs Gaussian CNN in one table
 ``vision.report``      Markdown tables and PNGs
+``vision.figures``     the pictures behind the tables: adversarial examples, curves over eps, noisy copies
 ``vision.cli``         ``robusttext vision train|attack|certify|denoise|linear|compare``
 =====================  ==========================================================================
 """

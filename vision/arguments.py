@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+#: eps of the accuracy-under-attack figures (pixel units): Linf up to 0.4, L2 up to 5 (MNIST).
+CURVE_LINF_EPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
+CURVE_L2_EPS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+
 
 @dataclass
 class ImageDataArguments:
@@ -59,7 +63,11 @@ class AttackArguments:
     target_class: Optional[int] = field(default=None, metadata={"help": "Target class (targeted); default (label + 1) mod C."})
     batch_size: int = field(default=500, metadata={"help": "Images per attack batch."})
     seed: int = field(default=0, metadata={"help": "Seed of the random starts."})
-    output_dir: str = field(default="runs/vision/attack", metadata={"help": "robustness.json goes here."})
+    output_dir: str = field(default="runs/vision/attack", metadata={"help": "robustness.json, robustness.md and the figures go here."})
+    curve_linf_eps: list[float] = field(default_factory=lambda: list(CURVE_LINF_EPS), metadata={"help": "Linf radii of the accuracy-vs-eps figure (pixel units)."})
+    curve_l2_eps: list[float] = field(default_factory=lambda: list(CURVE_L2_EPS), metadata={"help": "L2 radii of the accuracy-vs-eps figure (pixel units)."})
+    figure_examples: int = field(default=300, metadata={"help": "Images attacked for the figures (the first N; 0 = no figures)."})
+    grid_images: int = field(default=8, metadata={"help": "Images in the grid of adversarial examples."})
 
 
 @dataclass
@@ -77,6 +85,8 @@ class CertifyImageArguments:
     seed: int = field(default=0, metadata={"help": "Seed of every image's random stream."})
     output_dir: str = field(default="runs/vision/certify", metadata={"help": "results.jsonl, summary.json, report.md, PNG."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier results first."})
+    figure_images: int = field(default=4, metadata={"help": "Images shown with their noisy copies in noisy_examples.png (0 = none)."})
+    noisy_copies: int = field(default=6, metadata={"help": "Noisy copies per image in noisy_examples.png."})
 
 
 @dataclass
@@ -113,4 +123,6 @@ class LinearArguments:
     lr: float = field(default=0.1, metadata={"help": "SGD learning rate."})
     batch_size: int = field(default=100, metadata={"help": "Images per step."})
     seed: int = field(default=0, metadata={"help": "Seed of the shuffling."})
-    output_dir: str = field(default="runs/vision/linear", metadata={"help": "linear.json, linear.md, weights.png go here."})
+    output_dir: str = field(default="runs/vision/linear", metadata={"help": "linear.json, linear.md, weights.png and the figures go here."})
+    curve_eps: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], metadata={"help": "Radii of the exact-attack accuracy figure."})
+    boundary_digits: int = field(default=8, metadata={"help": "Misclassified digits nearest the boundary shown per model."})

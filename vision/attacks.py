@@ -221,8 +221,8 @@ def fgsm(
 ) -> AttackResult:
     """Fast gradient (sign) method: one step of length ``eps`` from the clean image (Goodfellow et al. 2015);
     under L2 the step follows the normalized gradient (the "fast gradient method")."""
-    return pgd(model, images, labels, eps, norm, steps=1, step_size=eps, random_init=False, targeted=targeted,
-               early_stop=False, clip=clip, normalize=normalize)
+    return pgd(model, images, labels, eps, norm, steps=1, step_size=eps if eps > 0 else None, random_init=False,
+               targeted=targeted, early_stop=False, clip=clip, normalize=normalize)
 
 
 def attack(name: str, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, **kwargs) -> AttackResult:

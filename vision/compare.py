@@ -5,7 +5,8 @@ The models: **normal** (cross-entropy), **PGD-AT** (Madry et al. 2018, Linf) and
 clean accuracy; robust accuracy under FGSM and PGD at Linf eps (default 0.3) and at L2 eps (default
 1, 2, 3); and, for the model smoothed at ``sigma``, the number of images certified correct and their
 average certified L2 radius. Output in ``output_dir``: ``compare.json``, ``compare.md``,
-``compare.png`` (accuracies) and ``compare_certified.png`` (certified accuracy vs radius).
+``compare.png`` (accuracies), ``compare_certified.png`` (certified accuracy vs radius) and the figures of
+:func:`vision.figures.compare_figure_set` (adversarial examples, accuracy vs eps, exact certified curves).
 Every stage is cached (models via their checkpoints, attacks in ``eval/``, certification via its
 results store), so an interrupted run resumes where it stopped.
 """
@@ -19,7 +20,8 @@ from typing import Any, Optional
 
 from robusttext.results import write_json
 
-from .arguments import CertifyImageArguments, ImageDataArguments, TrainImageArguments
+from .arguments import CURVE_L2_EPS, CURVE_LINF_EPS, CertifyImageArguments, ImageDataArguments, TrainImageArguments
+from .figures import check_figure_args, compare_figure_set, figures_markdown
 
 METHODS = (("normal", "standard"), ("PGD-AT", "pgd"), ("Gaussian", "gaussian"))
 
@@ -52,6 +54,10 @@ class CompareArguments:
     certify_batch_size: Optional[int] = field(default=None, metadata={"help": "Noisy images per forward pass (default: 200 on CPUs, 1000 on GPUs)."})
     seed: int = field(default=0, metadata={"help": "Seed of training, attacks and noise."})
     output_dir: str = field(default="runs/vision/compare", metadata={"help": "Where everything goes."})
+    curve_linf_eps: list[float] = field(default_factory=lambda: list(CURVE_LINF_EPS), metadata={"help": "Linf radii of the accuracy-vs-eps figure (pixel units)."})
+    curve_l2_eps: list[float] = field(default_factory=lambda: list(CURVE_L2_EPS), metadata={"help": "L2 radii of the accuracy-vs-eps figure (pixel units)."})
+    figure_examples: int = field(default=300, metadata={"help": "Eval images attacked for the figures (the first N; 0 = no attack figures)."})
+    grid_images: int = field(default=8, metadata={"help": "Images in each model's grid of adversarial examples."})
 
 
 def attack_columns(args: CompareArguments) -> list[tuple[str, str, str, float]]:
@@ -96,6 +102,7 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
     from .pipelines import certify_images, clean_accuracy, load_data, train_and_save
     from .report import plot_accuracy_bars, table_markdown
 
+    check_figure_args(args)
     state = PartialState()
     out = Path(args.output_dir)
     data_args = ImageDataArguments(dataset=args.dataset, split=args.train_split, data_root=args.data_root)
@@ -103,7 +110,7 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
     attacked = load_data(data_args, args.eval_split, args.attack_examples)
     certified = load_data(data_args, args.eval_split, args.certify_examples)
     rows: dict[str, dict[str, Any]] = {}
-    curves = {}
+    curves, models = {}, {}
     for name, method in METHODS:
         model_dir = out / "models" / method
         if not (model_dir / WEIGHTS_NAME).exists():
@@ -113,7 +120,7 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
                 sigma=args.sigma, seed=args.seed, eval_split=None, output_dir=str(model_dir),
             )
             train_and_save(data_args, train)
-        model, _ = load_model(model_dir)
+        model = models[name] = load_model(model_dir)[0]
         row: dict[str, Any] = {"clean_accuracy": clean_accuracy(model, evaluation)}
         if state.is_main_process:
             row.update(evaluate_attacks(model, attacked.images, attacked.labels, args, out / "eval" / f"{method}.json"))
@@ -143,7 +150,8 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
             f"certification on the first {len(certified)} at sigma = {args.sigma} (n0 = {args.n0}, n = {args.n}, "
             f"alpha = {args.alpha}); avg radius over the images certified correct (L2, pixel units)."
         )
-        (out / "compare.md").write_text(table_markdown(rows, cols, caption), encoding="utf-8")
+        figures = compare_figure_set(models, evaluation, args, out, {n: out / "certify" / m for n, m in METHODS})
+        (out / "compare.md").write_text(table_markdown(rows, cols, caption) + figures_markdown(figures), encoding="utf-8")
         for r in rows.values():
             r["certified_fraction"] = r["certified_count"] / max(1, len(certified))
         plot_accuracy_bars(rows, acc_cols + [("certified_fraction", f"certified (sigma={args.sigma})")],

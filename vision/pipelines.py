@@ -87,10 +87,14 @@ def train_and_save(data_args: ImageDataArguments, train: TrainImageArguments) ->
 
 # --------------------------------------------------------------------------- attack
 def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str, Any]:
-    """Attack a saved model on a split at every ``args.eps``; writes ``robustness.json`` in ``args.output_dir``."""
+    """Attack a saved model on a split at every ``args.eps``; writes ``robustness.json``, ``robustness.md`` and
+    the figures of :func:`vision.figures.attack_command_figures` in ``args.output_dir``."""
     from .attacks import attack_dataset
+    from .figures import attack_command_figures, check_figure_args, figures_markdown
     from .models import load_model
+    from .report import attack_markdown
 
+    check_figure_args(args)
     model, cfg = load_model(args.model_dir)
     data = load_data(data_args)
     targets = None
@@ -109,14 +113,19 @@ def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str
     out = {"parameters": {**asdict(args), **asdict(data_args), "num_examples": len(data)}, "results": results}
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     write_json(Path(args.output_dir) / "robustness.json", out)
+    figures = attack_command_figures(model, Path(args.model_dir).name, data, args, Path(args.output_dir))
+    (Path(args.output_dir) / "robustness.md").write_text(attack_markdown(out) + figures_markdown(figures),
+                                                         encoding="utf-8")
     return out
 
 
 # --------------------------------------------------------------------------- certify
 def validate_certify_args(cert: CertifyImageArguments) -> None:
     """Reject unusable parameters before anything is loaded."""
+    from .figures import check_figure_args
     from .smoothing import check_budget, check_sigma
 
+    check_figure_args(cert)
     check_sigma(cert.sigma)
     check_budget(cert.n0, cert.n, cert.alpha)
     for name in ("batch_size", "chunk_size"):
@@ -135,12 +144,14 @@ def certify_images(
     numbers of one), resumable, refusing a folder of other parameters or other images. Writes
     ``results.jsonl`` (index, label, prediction, radius, top1_lower, top2_upper, correct,
     clean_prediction, n_samples, n_queries, seconds), ``summary.json``, ``certified_accuracy.png``,
-    ``report.md``, ``run_config.json`` in ``cert.output_dir``; returns the summary.
+    ``report.md``, ``run_config.json`` and the figures of :func:`vision.figures.certify_figure_set` in
+    ``cert.output_dir``; returns the summary.
     """
     from robusttext.fingerprint import examples_fingerprint
     from robusttext.protocol import CertifyProtocol
     from robusttext.report import plot_certified_accuracy
 
+    from .figures import certify_figure_set, figures_markdown
     from .report import certification_markdown, summarize_l2
     from .smoothing import SmoothedImageClassifier
 
@@ -176,7 +187,10 @@ def certify_images(
         write_json(out / "summary.json", summary)
         plot_certified_accuracy({name: summary["certified_accuracy"]}, out / "certified_accuracy.png",
                                 xlabel="L2 radius (pixel units)")
-        (out / "report.md").write_text(certification_markdown(summary), encoding="utf-8")
+        figures = certify_figure_set(records, data.images, data.classes, cert.sigma, cert.seed, out, name,
+                                     cert.figure_images, cert.noisy_copies,
+                                     base=lambda x: torch.as_tensor(clf.base(x.float().numpy())))
+        (out / "report.md").write_text(certification_markdown(summary) + figures_markdown(figures), encoding="utf-8")
 
     run.finish(write)
     return run.read_json("summary.json")
@@ -245,24 +259,30 @@ def run_denoise(data_args: ImageDataArguments, den: DenoiseArguments) -> dict[st
 # --------------------------------------------------------------------------- linear
 def run_linear(data_args: ImageDataArguments, args: LinearArguments) -> dict[str, Any]:
     """Regular vs exactly robust hinge-loss training of a binary linear classifier; exact errors on
-    ``args.eval_split``; ``linear.json``, ``linear.md`` and ``weights.png`` in ``args.output_dir``."""
+    ``args.eval_split``; ``linear.json``, ``linear.md``, ``weights.png`` and the figures of
+    :func:`vision.figures.linear_figure_set` in ``args.output_dir``."""
+    from .figures import check_figure_args, figures_markdown, linear_figure_set
     from .linear import binary_task, errors, plot_weights, train_linear
     from .report import table_markdown
 
+    check_figure_args(args)
     train = load_data(data_args)
     test = load_data(data_args, args.eval_split)
     x, y = binary_task(train.images, train.labels, args.classes)
     xt, yt = binary_task(test.images, test.labels, args.classes)
-    rows, weights = {}, {}
+    rows, weights, models = {}, {}, {}
     for name, eps in (("regular", 0.0), (f"robust eps={args.eps:g}", args.eps)):
         w, b, hist = train_linear(x, y, eps, args.norm, args.epochs, args.lr, args.batch_size, args.seed)
         rows[name] = {**errors(w, b, xt, yt, args.eps, args.norm), "final_train_loss": hist[-1]}
-        weights[name] = w
+        weights[name], models[name] = w, (w, b)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_weights(weights, tuple(train.shape[1:]), out / "weights.png")
     result = {"parameters": {**asdict(args), **asdict(data_args), "num_train": len(x), "num_test": len(xt)}, "rows": rows}
     write_json(out / "linear.json", result)
     cols = [("clean_error", "clean error"), ("robust_error", f"exact robust error ({args.norm}, eps={args.eps:g})")]
-    (out / "linear.md").write_text(table_markdown(rows, cols, f"Binary linear classifier, classes {args.classes}"))
+    figures = [("weights.png", "the weights w as images (red positive, blue negative)", None)] + linear_figure_set(
+        models, test.images, test.labels, args.classes, args.curve_eps, args.norm, args.boundary_digits, out, args.eps)
+    (out / "linear.md").write_text(table_markdown(rows, cols, f"Binary linear classifier, classes {args.classes}")
+                                   + figures_markdown(figures))
     return result

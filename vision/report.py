@@ -100,3 +100,20 @@ def plot_accuracy_bars(rows: dict[str, dict[str, Any]], columns: Sequence[tuple[
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def attack_markdown(result: dict[str, Any]) -> str:
+    """``robustness.md`` of ``vision attack``: accuracy and attack success rate at each eps."""
+    p = result["parameters"]
+    steps = f", {p.get('steps')} steps x {p.get('restarts')} restart(s)" if p.get("attack") == "pgd" else ""
+    lines = [
+        f"## Accuracy under {str(p.get('attack')).upper()} ({p.get('norm')}{steps})",
+        "",
+        f"Model `{p.get('model_dir')}` on `{p.get('dataset')}` split `{p.get('split')}` ({p.get('num_examples')} images); "
+        "eps in pixel units" + (", targeted" if p.get("targeted") else "") + ".",
+        "",
+        "| eps | accuracy | attack success rate |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {eps} | {_pct(r['accuracy'])} | {_pct(r['success_rate'])} |" for eps, r in result["results"].items()]
+    return "\n".join(lines) + "\n"
