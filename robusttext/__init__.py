@@ -7,7 +7,7 @@ The public API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .deletion import DeletionCollator, DeletionMechanism
 from .engine import Certification, MonteCarloEngine, Prediction

@@ -15,7 +15,7 @@ def cmd_attack(argv: Sequence[str]) -> int:
     """TextAttack recipes against the base or the smoothed classifier (``robusttext.attacks.run_attacks``)."""
     from .arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
     from .attacks import run_attacks
-    from .cli import parse
+    from .arguments import parse
 
     data, smooth, cert, attack = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, AttackArguments), argv, "robusttext attack",
@@ -36,7 +36,7 @@ def cmd_attack(argv: Sequence[str]) -> int:
 def cmd_evaluate(argv: Sequence[str]) -> int:
     """Certify + attack + cross-check + report (``robusttext.evaluation.evaluate_model``)."""
     from .arguments import AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments
-    from .cli import parse
+    from .arguments import parse
     from .evaluation import evaluate_model
 
     data, smooth, cert, attack, ev = parse(

@@ -266,7 +266,7 @@ def versions() -> dict[str, str]:
     import datasets
     import transformers
 
-    from . import __version__
+    from .version import __version__
 
     return {
         "robusttext": __version__,

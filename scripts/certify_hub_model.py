@@ -15,7 +15,7 @@ from transformers import HfArgumentParser
 
 from robusttext.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
 from robusttext.cli import print_summary
-from robusttext.cli import apply_loading_options  # --trust-remote-code, --encoding
+from robusttext.arguments import apply_loading_options  # --trust-remote-code, --encoding
 from robusttext.pipelines import certify_dataset
 
 

@@ -24,7 +24,7 @@ from robusttext.arguments import (
     SmoothingArguments,
 )
 from robusttext.evaluation import evaluate_model
-from robusttext.cli import apply_loading_options  # --trust-remote-code, --encoding
+from robusttext.arguments import apply_loading_options  # --trust-remote-code, --encoding
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from robusttext.arguments import ModelDataArguments, SmoothingArguments, TrainArguments
 from robusttext.cli import training_defaults
-from robusttext.cli import apply_loading_options  # --trust-remote-code, --encoding
+from robusttext.arguments import apply_loading_options  # --trust-remote-code, --encoding
 from robusttext.training import train_classifier
 
 

@@ -127,9 +127,8 @@ def simulate(
     cert = EditDistanceCertificate(p_del=p_del)
     radii = max_edit_distance_radius(p_del) + 1
     per_rep, samples = np.zeros((reps, radii)), 0
+    protocol = CertifyProtocol.fixed_sample(certify_kw.pop("n0"), certify_kw.pop("n"), alpha).with_budget(**certify_kw)
     for rep in range(reps):
-        protocol = CertifyProtocol.fixed_sample(certify_kw.pop("n0"), certify_kw.pop("n"), alpha).with_budget(**certify_kw) \
-            if rep == 0 else protocol
         for c in engine.certify(list(rates), _Bernoulli(), cert, protocol, seed=10_000 + rep):
             samples += c.n_samples
             if c.prediction == 1:

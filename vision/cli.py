@@ -8,19 +8,17 @@ core CLI through the entry-point group ``robusttext.commands``; the core never i
     robusttext vision linear  --split 'test[:8000]' --eps 0.2
     robusttext vision compare --config configs/vision_compare.yaml
 
-Each subcommand parses its dataclasses with :func:`robusttext.cli.parse` (``HfArgumentParser`` +
+Each subcommand parses its dataclasses with :func:`robusttext.arguments.parse` (``HfArgumentParser`` +
 ``--config FILE.yaml``) and calls one library function; everything runs under ``accelerate launch``.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import sys
 from typing import Callable, Sequence
 
-from robusttext.cli import parse
-from robusttext.errors import run_command, split_debug
+from robusttext.arguments import dispatch, parse
 
 
 def _print(obj: object) -> None:
@@ -99,18 +97,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """``robusttext vision ...`` (also ``python -m vision.cli ...``); errors are reported as
     :mod:`robusttext.errors` says (user errors: one line, exit 2; Ctrl-C: exit 130; bugs: traceback)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: robusttext vision COMMAND [options]   (COMMAND --help for its options)\n")
-        for name, (help_, _) in COMMANDS.items():
-            print(f"  {name:<10} {help_}")
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"robusttext vision: unknown command {name!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
-    rest, debug = split_debug(rest)
-    return contextvars.copy_context().run(run_command, f"robusttext vision {name}", COMMANDS[name][1], rest, debug)
+    return dispatch("robusttext vision", COMMANDS, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -139,9 +139,8 @@ def certify_images(
 ) -> dict[str, Any]:
     """CERTIFY every image of ``data`` with Gaussian smoothing of ``model`` (``f(D(.))`` with a denoiser).
 
-    Runs on the core's run skeleton (:class:`robusttext.results.Run`): images dealt out over the processes
-    of ``accelerate launch``/``torchrun``, each drawing from its own seeded stream (so N processes give the
-    numbers of one), resumable, refusing a folder of other parameters or other images. Writes
+    Runs on the core's run skeleton (:class:`robusttext.results.Run`: sharded, resumable, content-checked;
+    each image draws from its own seeded stream, so N processes give the numbers of one). Writes
     ``results.jsonl`` (index, label, prediction, radius, top1_lower, top2_upper, correct,
     clean_prediction, n_samples, n_queries, seconds), ``summary.json``, ``certified_accuracy.png``,
     ``report.md``, ``run_config.json`` and the figures of :func:`vision.figures.certify_figure_set` in
