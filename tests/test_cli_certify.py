@@ -177,3 +177,70 @@ def test_two_processes_give_the_same_results_as_one(sst2_model, data_dir, tmp_pa
     assert_two_shares(two, len(records(one)))
     assert records(one) == records(two)
     assert not list(two.glob("results.part*.jsonl"))
+
+
+def test_ctrl_c_keeps_finished_records_and_the_rerun_completes_them(tiny_model_dir, data_dir, tmp_path):
+    """SIGINT mid-run: exit 130 with one line saying how far it got; the records written stay; the rerun
+    finishes and equals an uninterrupted run."""
+    import signal
+    import time
+
+    out, ref = tmp_path / "cut", tmp_path / "ref"
+    args = ["certify", "--model", tiny_model_dir, "--dataset", str(data_dir / "sst2"), "--max-examples", "12",
+            "--n0", "20", "--n", "3000", "--looks", "none", "--exact-budget", "0", "--chunk-size", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "robusttext.cli", *args, "--output-dir", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = out / "results.part0.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not part.exists() or len(part.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    kept = part.read_text().splitlines()
+    assert last == f"robusttext certify: interrupted after {len(kept)} of 12 inputs; rerun the same command to resume"
+    assert 2 <= len(kept) < 12
+    assert run_cli(*args, "--output-dir", out) == 0
+    assert run_cli(*args, "--output-dir", ref) == 0
+    assert records(out) == records(ref)
+    merged = {r["index"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert all(merged[r["index"]] == r for r in map(json.loads, kept))  # the records written before stayed as they were
+
+
+def test_resume_is_refused_when_the_model_or_the_data_changed(tiny_model_dir, tmp_path, capsys):
+    """Resume is keyed on content: retraining into the same folder or editing the data file is refused
+    (exit 2, one line), and the records already written stay as they were."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(["a b c", "d e", "f"])))
+    out = tmp_path / "out"
+    args = ["certify", "--model", model, "--dataset", data, "--n0", 10, "--n", 50, "--output-dir", out]
+    assert run_cli(*args) == 0
+    before = (out / "results.jsonl").read_text()
+
+    m = AutoModelForSequenceClassification.from_pretrained(model)  # "retrain" into the same folder
+    with torch.no_grad():
+        m.classifier.bias.add_(1.0)
+    m.save_pretrained(model)
+    capsys.readouterr()
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the model's files changed" in err and "--overwrite-output-dir" in err
+    assert (out / "results.jsonl").read_text() == before
+
+    shutil.rmtree(model)
+    shutil.copytree(tiny_model_dir, model)  # the original model again: resumes ...
+    assert run_cli(*args) == 0
+    data.write_text(data.read_text().replace("d e", "d x"))  # ... but not after the data file was edited
+    capsys.readouterr()
+    assert run_cli(*args) == 2
+    assert "the examples changed" in capsys.readouterr().err
+    assert (out / "results.jsonl").read_text() == before
+    assert run_cli(*args, "--overwrite-output-dir") == 0
