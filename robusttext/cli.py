@@ -62,6 +62,7 @@ def training_defaults(output_dir: str) -> dict[str, Any]:
     import torch
 
     return dict(
+        use_cpu=not torch.cuda.is_available(),  # joins torchrun's CPU processes with gloo (else each is alone)
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps (and only works) with CUDA
         output_dir=output_dir, report_to="none", save_strategy="epoch", save_total_limit=1,
         per_device_train_batch_size=16, per_device_eval_batch_size=64, num_train_epochs=1.0,

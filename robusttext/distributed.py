@@ -18,3 +18,12 @@ def process_state() -> Any:
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available())
+
+
+def accelerator(**kwargs: Any) -> Any:
+    """An ``accelerate.Accelerator`` joined like :func:`process_state` (gloo on CPUs, NCCL on GPUs)."""
+    import torch
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available(), **kwargs)
+

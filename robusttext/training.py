@@ -158,6 +158,7 @@ def train_classifier(
             "algorithm": train.algorithm,
             "test_domains": test_domains,
             "label_names": train_data.label_names,
+            "world_size": args.world_size,  # processes that trained it (torchrun / accelerate launch)
             "metrics": metrics,
         }
         Path(args.output_dir, TRAINING_INFO).write_text(json.dumps(info, indent=2) + "\n")

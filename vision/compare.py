@@ -94,7 +94,7 @@ def evaluate_attacks(model: Any, images: Any, labels: Any, args: CompareArgument
 
 def run_compare(args: CompareArguments) -> dict[str, Any]:
     """Train (or reuse) the three models, attack and certify them; write and return the table."""
-    from accelerate import PartialState
+    from robusttext.distributed import process_state
 
     from robusttext.report import plot_certified_accuracy
 
@@ -103,7 +103,7 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
     from .report import plot_accuracy_bars, table_markdown
 
     check_figure_args(args)
-    state = PartialState()
+    state = process_state()
     out = Path(args.output_dir)
     data_args = ImageDataArguments(dataset=args.dataset, split=args.train_split, data_root=args.data_root)
     evaluation = load_data(data_args, args.eval_split)

@@ -79,7 +79,7 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` in place; returns the per-epoch log (``epoch``, ``loss``, ``accuracy`` on the
     training batches as the loss saw them). Resumes from ``output_dir/checkpoints`` when present."""
-    from accelerate import Accelerator
+    from robusttext.distributed import accelerator as make_accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
@@ -87,7 +87,7 @@ def fit(
     if len(images) != len(labels):
         raise ValueError(f"got {len(images)} images but {len(labels)} labels")
     output_dir = Path(output_dir)
-    accelerator = Accelerator()
+    accelerator = make_accelerator()
     set_seed(config.seed)
     sampler = EpochShuffle(len(images), config.seed)
     loader = torch.utils.data.DataLoader(

@@ -1,0 +1,31 @@
+"""`robusttext train` on 2 real CPU processes: both join one data-parallel run (gloo), not two lone ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from _multiprocess import launch_two
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_two_processes_train_one_model_together(tiny_model_dir, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": f"text number {i}", "label": i % 2}) + "\n" for i in range(32)))
+    out = tmp_path / "model"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [*launch_two(), "-m", "robusttext.cli", "train", "--model", tiny_model_dir, "--dataset", str(data),
+           "--split", "train", "--max_steps", "1", "--per_device_train_batch_size", "16", "--save_strategy", "no",
+           "--output_dir", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((out / "robusttext_training.json").read_text())
+    assert info["world_size"] == 2
+    # one step of 2 processes x 16 examples covers the 32 training examples once: epoch 1.0 (alone: 0.5)
+    assert info["metrics"]["epoch"] == pytest.approx(1.0)
