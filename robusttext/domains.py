@@ -104,7 +104,8 @@ def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
     variants, heldout, algorithms = _load(data, dg, args)
     parts = split_domains(variants[""].dataset, dg.val_fraction, dg.max_per_domain)
     seeds = [args.seed + i for i in range(dg.seeds)]
-    grid = [(d, a, h, s) for d in heldout for a in algorithms for h in range(dg.hparam_trials + 1) for s in seeds]
+    # seed-major: a stopped sweep has whole seeds (every algorithm and domain) done first
+    grid = [(d, a, h, s) for s in seeds for d in heldout for a in algorithms for h in range(dg.hparam_trials + 1)]
     params = _params(data, smooth, dg, args, heldout, algorithms, seeds)
     out = Path(args.output_dir)
     store = ResultsStore(out, params, rank=args.process_index, name="dg_runs")
