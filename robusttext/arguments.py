@@ -150,11 +150,11 @@ class DGArguments:
     """A leave-one-domain-out sweep (``robusttext dg``). Fishr hyper-parameters and ``--eval-steps`` (evaluate
     validation + held-out domain every N steps; default once per epoch) are training arguments."""
 
-    algorithms: str = field(default="erm,fishr", metadata={"help": "Comma-separated algorithms: erm, fishr."})
+    algorithms: str = field(default="erm,fishr", metadata={"help": "Comma-separated algorithms of robusttext.hparams_registry: erm, fishr."})
     test_domains: Optional[list[str]] = field(
         default=None, metadata={"help": "Held-out domains to run (default: every domain, one at a time)."}
     )
-    seeds: int = field(default=1, metadata={"help": "Seeds per (algorithm, held-out domain): seed, seed+1, ..."})
+    seeds: int = field(default=1, metadata={"help": "Seeds per (algorithm, held-out domain, trial): seed, seed+1, ..."})
     val_fraction: float = field(
         default=0.2, metadata={"help": "Fraction of each training domain kept for model selection (DomainBed: 0.2)."}
     )
@@ -163,6 +163,30 @@ class DGArguments:
     )
     max_test_examples: Optional[int] = field(
         default=None, metadata={"help": "Test on at most N examples of the held-out domain (reduced budget)."}
+    )
+    hparam_trials: int = field(
+        default=0,
+        metadata={"help": "Random hyper-parameter trials per cell besides the given values (robusttext.hparams_registry); "
+                          "selection picks among them."},
+    )
+    spurious: Optional[str] = field(
+        default=None,
+        metadata={"help": "Two marker words 'A,B': build the constructed spurious-marker benchmark from the dataset's "
+                          "texts (robusttext.spurious) and add a marker-free ERM oracle."},
+    )
+    spurious_agreements: str = field(
+        default="0.9,0.8,0.1",
+        metadata={"help": "Marker-label agreement per environment, training environments first, the held-out one last."},
+    )
+    spurious_label_noise: float = field(default=0.25, metadata={"help": "Label flip probability, in [0, 0.5)."})
+    spurious_seed: int = field(default=0, metadata={"help": "Seed of the environments' cut, label noise and markers."})
+    certify: bool = field(
+        default=False, metadata={"help": "Certify each held-out domain with each run's model (needs --p-del > 0)."}
+    )
+    certify_n: int = field(default=1000, metadata={"help": "Estimation samples per input when certifying."})
+    certify_alpha: float = field(default=0.05, metadata={"help": "Failure probability of each certificate."})
+    certify_max_examples: Optional[int] = field(
+        default=100, metadata={"help": "Certify at most N held-out test examples per run."}
     )
 
 

@@ -88,7 +88,7 @@ def cmd_train(argv: Sequence[str]) -> int:
 def cmd_dg(argv: Sequence[str]) -> int:
     """Leave-one-domain-out sweep (see ``robusttext.domains.leave_one_domain_out``)."""
     from .arguments import DGArguments, ModelDataArguments, SmoothingArguments
-    from .domains import dg_markdown, leave_one_domain_out
+    from .domains import leave_one_domain_out, report_markdown
     from .fishr import FishrTrainingArguments
 
     data, smooth, dg, args = parse(
@@ -96,7 +96,7 @@ def cmd_dg(argv: Sequence[str]) -> int:
         defaults={**training_defaults("runs/dg"), "split": "all", "p_del": 0.0},
     )
     summary = leave_one_domain_out(data, smooth, dg, args)
-    print(dg_markdown(summary, summary["parameters"]))
+    print(report_markdown(summary))
     print(f"wrote {args.output_dir}/dg_results.json, dg_report.md")
     return 0
 

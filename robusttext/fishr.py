@@ -32,11 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
-from .domains import DOMAIN_KEY, DomainBalancedSampler, DomainCollator, training_domains
+from .domain_data import DOMAIN_KEY, DomainBalancedSampler, DomainCollator, training_domains
+from .hparams_registry import default_hparams
 
 logger = logging.getLogger("robusttext")
 
 FISHR_STATE = "fishr_state.pt"
+_FISHR_DEFAULTS = default_hparams("fishr")
 
 
 def check_fishr_args(fishr_lambda: float, fishr_ema: float, fishr_anneal_steps: int) -> None:
@@ -53,10 +55,10 @@ def check_fishr_args(fishr_lambda: float, fishr_ema: float, fishr_anneal_steps: 
 class FishrTrainingArguments(TrainingArguments):
     """``transformers.TrainingArguments`` plus the Fishr hyper-parameters (used by :class:`FishrTrainer`)."""
 
-    fishr_lambda: float = field(default=1000.0, metadata={"help": "Fishr penalty weight lambda (>= 0; paper: 1000)."})
-    fishr_ema: float = field(default=0.95, metadata={"help": "EMA decay of per-domain gradient variances, in [0, 1)."})
+    fishr_lambda: float = field(default=_FISHR_DEFAULTS["fishr_lambda"], metadata={"help": "Fishr penalty weight lambda (>= 0; paper: 1000)."})
+    fishr_ema: float = field(default=_FISHR_DEFAULTS["fishr_ema"], metadata={"help": "EMA decay of per-domain gradient variances, in [0, 1)."})
     fishr_anneal_steps: int = field(
-        default=0,
+        default=int(_FISHR_DEFAULTS["fishr_anneal_steps"]),
         metadata={"help": "Optimizer steps with penalty weight 0 (ERM warm-up); the optimizer state is reset at the switch."},
     )
     domain_column: str = field(default="domain", metadata={"help": "Column naming each example's domain."})
@@ -219,7 +221,6 @@ class FishrPenalty:
         self.sync = sync
         self.state: torch.Tensor | None = None  # (K, P) EMA of variances, detached
         self.updates = torch.zeros(self.num_domains, dtype=torch.long)
-        self.last_present = 0
 
     def domain_variances(
         self, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, domain_ids: torch.Tensor
@@ -244,7 +245,6 @@ class FishrPenalty:
         elif self.state.device != var.device or self.state.dtype != var.dtype:  # e.g. loaded from a checkpoint
             self.state = self.state.to(var.device, var.dtype)
         present = [k for k in range(self.num_domains) if float(count[k]) >= self.min_samples]
-        self.last_present = len(present)
         smoothed = []
         for k in present:
             prev = self.state[k] if int(self.updates[k]) > 0 else torch.zeros_like(self.state[k])
@@ -275,7 +275,7 @@ class FishrTrainer(Trainer):
     and a training set with a domain column; everything else (collator, ``compute_metrics``,
     callbacks, checkpoints, gradient accumulation, mixed precision, ``accelerate launch``) is the
     Trainer's. The collator is wrapped to carry domain ids, training batches come from a
-    :class:`~robusttext.domains.DomainBalancedSampler` (equal share of every domain per batch) and the
+    :class:`~robusttext.domain_data.DomainBalancedSampler` (equal share of every domain per batch) and the
     loss is ``cross_entropy + w * penalty`` with ``w = 0`` before ``fishr_anneal_steps`` optimizer steps
     and ``fishr_lambda`` from then on (the optimizer state is reset at the switch, as in the paper's
     code). With gradient accumulation each micro-batch is one Fishr batch. The EMA state is saved

@@ -118,7 +118,7 @@ def train_classifier(
         )
     train_ds, eval_ds = train_data.dataset, eval_data.dataset if eval_data is not None else None
     if test_domains:
-        from .domains import check_heldout, training_domains
+        from .domain_data import check_heldout, training_domains
 
         check_heldout(training_domains(train_ds), test_domains, min_train=1)
         held = set(test_domains)

@@ -26,7 +26,7 @@ def make_batches(tokenizer, args) -> list[dict]:
     from robusttext.arguments import SmoothingArguments
     from robusttext.data import load_text_dataset, shared_data_dir
     from robusttext.deletion import DeletionCollator
-    from robusttext.domains import DomainBalancedSampler, DomainCollator
+    from robusttext.domain_data import DomainBalancedSampler, DomainCollator
 
     folder = Path(args.dataset) if args.dataset else shared_data_dir() / "amazon_multidomain"
     if folder.exists():

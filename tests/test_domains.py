@@ -9,17 +9,17 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from robusttext.domains import (
+from robusttext.dg_tables import dg_markdown, dg_summary, mean_se, select_run, select_step
+from robusttext.domain_data import (
     DOMAIN_KEY,
     DomainBalancedSampler,
     DomainCollator,
     check_heldout,
-    dg_markdown,
-    dg_summary,
-    parse_algorithms,
-    select_step,
+    safe_name,
     split_domains,
 )
+from robusttext.domains import run_name
+from robusttext.hparams_registry import ALGORITHMS, default_hparams, parse_algorithms, random_hparams
 
 
 # ----------------------------------------------------------------- sampler
@@ -118,24 +118,74 @@ def test_select_step_uses_validation_accuracy():
     assert select_step(trace)["step"] == 10  # best validation, earliest on ties; test accuracy never looked at
 
 
-def test_dg_summary_and_markdown_table():
+def _run(algo, heldout, seed, accs, h=0):
+    """A run record whose trace has one evaluation per (val, oracle, test) triple in ``accs``."""
+    trace = [{"step": 10 * (i + 1), "val_accuracy": v, "oracle_accuracy": o, "test_accuracy": t} for i, (v, o, t) in enumerate(accs)]
+    return {"algorithm": algo, "heldout": heldout, "seed": seed, "hparams_seed": h, "trace": trace}
+
+
+def test_mean_se_closed_form():
+    assert mean_se([0.5]) == (0.5, 0.0)
+    m, se = mean_se([0.5, 0.7, 0.9])
+    assert m == pytest.approx(0.7) and se == pytest.approx(0.2 / np.sqrt(3))  # sd 0.2, n 3
+
+
+def test_selection_rules_pick_steps_and_trials_as_domainbed():
+    a = _run("erm", "x", 0, [(0.9, 0.1, 0.30), (0.8, 0.2, 0.40)], h=0)
+    b = _run("erm", "x", 0, [(0.7, 0.9, 0.50), (0.6, 0.3, 0.60)], h=1)
+    val = select_run([a, b], "val")  # best validation over every trial and step: a's step 10
+    assert (val["hparams_seed"], val["step"], val["test_accuracy"]) == (0, 10, 0.30)
+    oracle = select_run([a, b], "oracle")  # last step of each trial, best oracle: b's step 20 (0.3 > 0.2)
+    assert (oracle["hparams_seed"], oracle["step"], oracle["test_accuracy"]) == (1, 20, 0.60)
+    tie = select_run([_run("erm", "x", 0, [(0.5, 0.5, 0.1)], h=2), _run("erm", "x", 0, [(0.5, 0.5, 0.2)], h=1)], "val")
+    assert tie["hparams_seed"] == 1  # ties: the lowest trial
+    with pytest.raises(ValueError, match="'val' or 'oracle'"):
+        select_run([a], "test")
+
+
+def test_dg_summary_and_markdown_tables():
     recs = [
-        {"algorithm": "erm", "heldout": "a", "seed": 0, "test_accuracy": 0.50},
-        {"algorithm": "erm", "heldout": "a", "seed": 1, "test_accuracy": 0.70},
-        {"algorithm": "erm", "heldout": "b", "seed": 0, "test_accuracy": 0.80},
-        {"algorithm": "erm", "heldout": "b", "seed": 1, "test_accuracy": 0.80},
-        {"algorithm": "fishr", "heldout": "a", "seed": 0, "test_accuracy": 0.60},
+        _run("erm", "a", 0, [(0.9, 0.0, 0.50)]), _run("erm", "a", 1, [(0.9, 0.0, 0.70)]),
+        _run("erm", "b", 0, [(0.9, 0.0, 0.80)]), _run("erm", "b", 1, [(0.9, 0.0, 0.80)]),
+        _run("fishr", "a", 0, [(0.9, 0.0, 0.60)]),
     ]
     s = dg_summary(recs, ["a", "b"], ["erm", "fishr"])
-    a = s["table"]["erm"]["a"]
-    assert a["mean"] == pytest.approx(0.6) and a["std"] == pytest.approx(np.sqrt(0.02)) and a["n"] == 2
-    avg = s["table"]["erm"]["avg"]  # per-seed averages 0.65 and 0.75
-    assert avg["mean"] == pytest.approx(0.7) and avg["std"] == pytest.approx(np.sqrt(0.005))
-    assert "avg" not in s["table"]["fishr"]  # fishr has no run for b
-    md = dg_markdown(s, {"model": "m", "dataset": "d", "val_fraction": 0.2, "seeds": [0, 1]})
-    assert "| algorithm | a | b | avg |" in md
-    assert "| ERM | 60.0 ± 14.1 | 80.0 ± 0.0 | 70.0 ± 7.1 |" in md
+    t = s["tables"]["training-domain validation"]
+    assert t["erm"]["a"]["mean"] == pytest.approx(0.6) and t["erm"]["a"]["se"] == pytest.approx(0.1) and t["erm"]["a"]["n"] == 2
+    avg = t["erm"]["avg"]  # per-seed averages 0.65 and 0.75: mean 0.7, s.e. 0.05
+    assert avg["mean"] == pytest.approx(0.7) and avg["se"] == pytest.approx(0.05)
+    assert "avg" not in t["fishr"]  # fishr has no run for b
+    md = dg_markdown(s, {"model": "m", "dataset": "d", "seeds": [0, 1]})
+    assert "### Model selection: training-domain validation" in md and "### Model selection: test-domain validation (oracle)" in md
+    assert "| Algorithm | a | b | Avg |" in md
+    assert "| ERM | 60.0 ± 10.0 | 80.0 ± 0.0 | 70.0 ± 5.0 |" in md
     assert "| FISHR | 60.0 | - | - |" in md
+
+
+def test_registry_defaults_and_reproducible_random_search():
+    assert ALGORITHMS == ("erm", "fishr")
+    from robusttext.fishr import FishrTrainingArguments
+
+    d = default_hparams("fishr")
+    args = FishrTrainingArguments(output_dir="unused", report_to="none")
+    assert (args.fishr_lambda, args.fishr_ema, args.fishr_anneal_steps) == (d["fishr_lambda"], d["fishr_ema"], d["fishr_anneal_steps"])
+    assert random_hparams("fishr", 0) == d
+    r1, r2 = random_hparams("fishr", 1), random_hparams("fishr", 2)
+    assert r1 == random_hparams("fishr", 1) and r1 != r2
+    assert 10 <= r1["fishr_lambda"] <= 1e4 and 0.9 <= r1["fishr_ema"] <= 0.99 and 1e-5 <= r1["learning_rate"] <= 10 ** -3.5
+    assert set(random_hparams("erm", 3)) == {"learning_rate", "weight_decay"}
+    with pytest.raises(ValueError, match="--algorithm must be one of erm, fishr"):
+        random_hparams("irm", 1)
+
+
+def test_safe_name_keeps_runs_inside_the_folder(tmp_path):
+    assert safe_name("books") == "books" and safe_name("kitchen_2-b.x") == "kitchen_2-b.x"
+    for bad in ("../x", "..", "a/b", "/etc/passwd", "", "x\\..\\y", "é"):
+        name = safe_name(bad)
+        assert "/" not in name and "\\" not in name and not name.startswith(".") and name
+        assert (tmp_path / name).resolve().parent == tmp_path.resolve()
+    assert safe_name("a/b") != safe_name("a_b") and safe_name("../x") != safe_name("__x")  # distinct stay distinct
+    assert (tmp_path / "runs" / run_name("fishr", "../../x", 0, 1)).resolve().parent == (tmp_path / "runs").resolve()
 
 
 def test_protocol_errors():
@@ -154,34 +204,46 @@ def _domain_folder(path, domains=("a", "b", "c"), n=12):
     words = {0: ["bad", "awful", "dull"], 1: ["good", "great", "fun"]}
     for j, d in enumerate(domains):
         lines = [json.dumps({"text": f"{d} {words[i % 2][(i + j) % 3]} thing", "label": i % 2, "domain": d}) for i in range(n)]
-        (path / f"{d}.jsonl").write_text("\n".join(lines) + "\n")
+        (path / f"file{j}.jsonl").write_text("\n".join(lines) + "\n")
     return path
 
 
-def test_leave_one_domain_out_sweep_writes_table_and_resumes(tiny_model_dir, tmp_path):
+def test_leave_one_domain_out_sweep_writes_tables_and_resumes(tiny_model_dir, tmp_path):
     from robusttext.cli import main
 
-    data = _domain_folder(tmp_path / "data")
+    data = _domain_folder(tmp_path / "data", ("a", "b", "../c"))
     out = tmp_path / "dg"
-    argv = ["dg", "--model", tiny_model_dir, "--dataset", str(data), "--test-domains", "a", "c",
+    argv = ["dg", "--model", tiny_model_dir, "--dataset", str(data), "--test-domains", "a", "../c",
             "--algorithms", "erm,fishr", "--max-steps", "2", "--eval-steps", "1", "--per-device-train-batch-size", "4",
             "--use-cpu", "--report-to", "none", "--output-dir", str(out), "--max-length", "16", "--disable-tqdm", "true",
-            "--max-per-domain", "10", "--max-test-examples", "11"]
+            "--max-per-domain", "10", "--max-test-examples", "11", "--seeds", "2"]
     assert main(argv) == 0
     res = json.loads((out / "dg_results.json").read_text())
-    assert [(r["algorithm"], r["heldout"]) for r in res["runs"]] == [("erm", "a"), ("fishr", "a"), ("erm", "c"), ("fishr", "c")]
+    assert [(r["algorithm"], r["heldout"], r["seed"]) for r in res["runs"]] == [
+        (a, d, s) for s in (42, 43) for d in ("a", "../c") for a in ("erm", "fishr")
+    ]
     for r in res["runs"]:
-        assert r["train_domains"] == sorted({"a", "b", "c"} - {r["heldout"]})
-        assert (r["n_train"], r["n_val"], r["n_test"]) == (16, 4, 11)  # 2 domains x (8 + 2); test not capped by 10
+        assert r["train_domains"] == sorted({"a", "b", "../c"} - {r["heldout"]})
+        # 2 domains x (8 train + 2 val); held-out: the first 11 rows, 2 for the oracle and 9 for test
+        assert (r["n_train"], r["n_val"], r["n_oracle"], r["n_test"]) == (16, 4, 2, 9)
         assert [t["step"] for t in r["trace"]] == [1, 2]
-        best = max(r["trace"], key=lambda t: (t["val_accuracy"], -t["step"]))
-        assert r["test_accuracy"] == best["test_accuracy"]
+        assert r["hparams"]["fishr_lambda"] == (0.0 if r["algorithm"] == "erm" else 1000.0)
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(runs) == 8 and all((out / "runs" / n).resolve().parent == (out / "runs").resolve() for n in runs)
+    assert not (tmp_path / "c-h0-s42").exists() and not list(tmp_path.glob("*c*-s4*"))  # nothing escaped
     report = (out / "dg_report.md").read_text()
-    assert "| algorithm | a | c | avg |" in report and "| FISHR |" in report
+    assert "| Algorithm | a | ../c | Avg |" in report and "| FISHR |" in report and "(oracle)" in report
+    cell = res["tables"]["training-domain validation"]["erm"]["a"]
+    want = [max(r["trace"], key=lambda t: (t["val_accuracy"], -t["step"]))["test_accuracy"]
+            for r in res["runs"] if r["algorithm"] == "erm" and r["heldout"] == "a"]
+    assert cell["n"] == 2 and cell["mean"] == pytest.approx(np.mean(want))
     assert main(argv) == 0  # resume: nothing left to train, same records
     again = json.loads((out / "dg_results.json").read_text())
     assert [r["seconds"] for r in again["runs"]] == [r["seconds"] for r in res["runs"]]
     assert main([*argv, "--fishr-lambda", "5"]) == 2  # another run's folder is refused
+    other = tmp_path / "dg2"  # the same seeds in another folder: identical tables
+    assert main([*argv[:argv.index("--output-dir") + 1], str(other), *argv[argv.index("--output-dir") + 2:]]) == 0
+    assert json.loads((other / "dg_results.json").read_text())["tables"] == res["tables"]
 
 
 def test_sweep_bad_input(tiny_model_dir, tmp_path, capsys):
@@ -198,3 +260,28 @@ def test_sweep_bad_input(tiny_model_dir, tmp_path, capsys):
     assert "at least 3 domains" in capsys.readouterr().err
     assert main([*base, "--fishr-lambda", "-2"]) == 2
     assert "--fishr-lambda must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_dg_certify_reports_certified_accuracy_per_radius_for_each_algorithm(tiny_model_dir, tmp_path, capsys):
+    from robusttext.cli import main
+
+    data = _domain_folder(tmp_path / "data")
+    out = tmp_path / "cert"
+    argv = ["dg", "--model", tiny_model_dir, "--dataset", str(data), "--test-domains", "c", "--p-del", "0.9",
+            "--certify", "--certify-n", "40", "--certify-max-examples", "3", "--max-steps", "1",
+            "--per-device-train-batch-size", "4", "--use-cpu", "--report-to", "none", "--output-dir", str(out),
+            "--max-length", "16", "--disable-tqdm", "true"]
+    assert main(argv) == 0
+    res = json.loads((out / "dg_results.json").read_text())
+    table = res["certified"]["c"]
+    assert set(table) == {"erm", "fishr"}
+    for run in res["runs"]:
+        folder = out / "runs" / run_name(run["algorithm"], "c", 0, run["seed"]) / "certify"
+        records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+        assert len(records) == 3
+        for radius, acc in run["certified_accuracy"].items():  # counted from the per-input certificates
+            assert acc == sum(r["correct"] and r["radius"] >= int(radius) for r in records) / 3
+            assert table[run["algorithm"]][radius][0] == acc  # one seed: the mean is the run's value
+    assert "## Certified accuracy on the held-out domain" in (out / "dg_report.md").read_text()
+    assert main([*argv[:argv.index("--p-del")], *argv[argv.index("--p-del") + 2:], "--output-dir", str(tmp_path / "x")]) == 2
+    assert "--certify needs training under deletion noise" in capsys.readouterr().err

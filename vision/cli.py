@@ -7,6 +7,7 @@ core CLI through the entry-point group ``robusttext.commands``; the core never i
     robusttext vision denoise --classifier-dir runs/vision/normal --objective stability --split 'test[:8000]'
     robusttext vision linear  --split 'test[:8000]' --eps 0.2
     robusttext vision compare --config configs/vision_compare.yaml
+    robusttext vision coloredmnist --algorithm erm,fishr,gray --seeds 10
 
 Each subcommand parses its dataclasses with :func:`robusttext.arguments.parse` (``HfArgumentParser`` +
 ``--config FILE.yaml``) and calls one library function; everything runs under ``accelerate launch``.
@@ -83,6 +84,15 @@ def cmd_compare(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_coloredmnist(argv: Sequence[str]) -> int:
+    from .coloredmnist import ColoredMNISTArguments, run_coloredmnist
+
+    (args,) = parse((ColoredMNISTArguments,), argv, "robusttext vision coloredmnist")
+    print(run_coloredmnist(args)["markdown"])
+    print(f"wrote {args.output_dir}/summary.json, report.md")
+    return 0
+
+
 #: name -> (one-line help, function taking the remaining argv).
 COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "train": ("train a classifier: standard, PGD-AT, FGSM-RS or Gaussian noise", cmd_train),
@@ -91,6 +101,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "denoise": ("train a denoiser for a frozen classifier, certify with and without it", cmd_denoise),
     "linear": ("regular vs exactly robust binary linear classifier", cmd_linear),
     "compare": ("normal vs PGD-AT vs Gaussian CNN: one table of attacks and certificates", cmd_compare),
+    "coloredmnist": ("Colored MNIST (IRM protocol): ERM vs Fishr vs grayscale oracle", cmd_coloredmnist),
 }
 
 
