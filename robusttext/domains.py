@@ -135,7 +135,7 @@ def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
 
 
 def _versions() -> dict:
-    from .pipelines import versions
+    from .results import versions
 
     return versions()
 
@@ -231,13 +231,14 @@ def certify_heldout(trainer: Any, test_ds: Any, run_dir: Path, data: Any, smooth
     (``{"0": acc, "1": acc, ...}``, radius in deletion units as strings)."""
     from .arguments import CertifyArguments, ModelDataArguments
     from .pipelines import certify_dataset
+    from .protocol import CertifyProtocol
 
     model_dir = run_dir / "model"
     trainer.save_model(str(model_dir))
     rows = test_ds.select(range(min(len(test_ds), dg.certify_max_examples or len(test_ds))))
     path = run_dir / "heldout.jsonl"
     path.write_text("".join(json.dumps({"text": t, "label": int(y)}) + "\n" for t, y in zip(rows["text"], rows["label"])))
-    cert = CertifyArguments(n0=min(50, dg.certify_n), n=dg.certify_n, alpha=dg.certify_alpha, looks="auto", seed=seed,
+    cert = CertifyArguments(n0=min(CertifyProtocol().n0, dg.certify_n), n=dg.certify_n, alpha=dg.certify_alpha, looks="auto", seed=seed,
                             output_dir=str(run_dir / "certify"), batch_size=256, precision="fp32")
     md = ModelDataArguments(model=str(model_dir), dataset=str(path), split="test", max_length=data.max_length)
     summary = certify_dataset(md, smooth, cert)
