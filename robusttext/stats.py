@@ -16,6 +16,7 @@ All probabilities are in [0, 1]; all ``alpha`` are failure probabilities in (0, 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
@@ -267,3 +268,312 @@ def plain_samples_needed(rate: float, radius: float, alpha: float, certificate: 
     lowers = np.where(ks > 0, special.betaincinv(np.maximum(ks, 1.0), ns - ks + 1.0, alpha), 0.0)
     reached = np.fromiter((certificate.radius(lo, 1.0 - lo) >= radius for lo in lowers), dtype=bool, count=ns.size)
     return int(ns[np.argmax(reached)]) if reached.any() else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Variable-rate (length-adaptive) deletion: the edit-distance certificate when p_del depends on length
+# ---------------------------------------------------------------------------------------------------
+
+DEFAULT_MAX_RADIUS = 100
+"""Largest radius :func:`variable_rate_radius` searches by default (a returned radius equal to the cap
+means "at least the cap"): with a schedule whose rate grows with the length, insertions can make the
+certified radius unbounded in principle."""
+
+
+def _check_bounds(top1_lower: float, top2_upper: float) -> None:
+    for name, value in (("top1_lower", top1_lower), ("top2_upper", top2_upper)):
+        if not (0.0 <= float(value) <= 1.0) or math.isnan(float(value)):
+            raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+
+
+def _rate(rate: Callable[[int], float], length: int) -> float:
+    p = float(rate(int(length)))
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"the rate schedule gives p_del={p!r} at length {length}; certification needs p_del in (0, 1)")
+    return p
+
+
+def _binomial_window(m: np.ndarray, theta: np.ndarray) -> tuple[int, int]:
+    """Kept counts j outside [lo, hi] have Binomial(m, theta) mass < 1e-13 for every (m, theta) given
+    (Bernstein's inequality at a deviation of 8 sd + 20). The certificate is sound whatever the window
+    (mass outside it is charged to the free items, costing at most that mass); the window keeps it fast."""
+    sd = np.sqrt(m * theta * (1.0 - theta))
+    lo = np.floor(m * theta - 8.0 * sd - 20.0).min()
+    hi = np.ceil(m * theta + 8.0 * sd + 20.0).max()
+    return int(max(0.0, lo)), int(min(m.max(), hi))
+
+
+_LOG_FACTORIAL = np.zeros(1)
+
+
+def _log_factorial(n: int) -> np.ndarray:
+    """The table log(k!) for k = 0..n (grown on demand, shared)."""
+    global _LOG_FACTORIAL
+    if _LOG_FACTORIAL.size <= n:
+        _LOG_FACTORIAL = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, 2 * n + 2, dtype=float)))])
+    return _LOG_FACTORIAL
+
+
+_BLOCK = 4  # shells per cached block: [0, 4), [4, 8), ...
+
+
+@dataclass(frozen=True)
+class _Levels:
+    """The knapsack items of every pair (a, b) with max(a, b) in one block of shells and a <= length.
+
+    Row (a, b): with m = length - a, L' = length - a + b, p = rate(length), q = rate(L'),
+    ``x[j] = p^a Binom(j; m, 1-p)`` and ``y[j] = q^b Binom(j; m, 1-q)`` over a window of kept counts j,
+    each row ordered by increasing likelihood ratio y/x. Mass missing from a row of ``x`` (the x-only
+    item 1 - p^a, and window tails) and from ``y`` (the x'-only item 1 - q^b, and tails) is free.
+    ``shell[row] = max(a, b)``: the fewest edits of a split with that (a, b).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    shell: np.ndarray
+    shells: range
+
+
+def _block_pairs(length: int, shells: range) -> tuple[np.ndarray, np.ndarray]:
+    a: list[int] = []
+    b: list[int] = []
+    for t in shells:
+        na = min(t, length) + 1  # pairs (a, t), a <= min(t, length)
+        a += range(na)
+        b += [t] * na
+        if 0 < t <= length:  # pairs (t, b), b < t
+            a += [t] * t
+            b += range(t)
+    return np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _levels(rate: Callable[[int], float], length: int, block: int) -> _Levels:
+    shells = range(block * _BLOCK, (block + 1) * _BLOCK)
+    a, b = _block_pairs(length, shells)
+    m = length - a
+    p = _rate(rate, length)
+    q = np.array([_rate(rate, int(n)) for n in range(length - min(shells[-1], length), length + shells[-1] + 1)])
+    q = q[m + b - (length - min(shells[-1], length))]
+    lo, hi = _binomial_window(np.concatenate([m, m]).astype(float), np.concatenate([np.full(m.size, 1.0 - p), 1.0 - q]))
+    j = np.arange(lo, hi + 1)[None, :]
+    mm = m[:, None]
+    valid = j <= mm
+    lf = _log_factorial(length + shells[-1])
+    log_comb = lf[mm] - lf[j] - lf[np.where(valid, mm - j, 0)]
+    x = np.where(valid, np.exp(log_comb + j * math.log1p(-p) + (length - j) * math.log(p)), 0.0)
+    log_y = log_comb + j * np.log1p(-q)[:, None] + ((m + b)[:, None] - j) * np.log(q)[:, None]
+    y = np.where(valid, np.exp(log_y), 0.0)
+    flip = q > p  # y/x is proportional to rho^j, rho = p(1-q) / (q(1-p)): increasing in j iff q < p
+    x[flip] = x[flip, ::-1]
+    y[flip] = y[flip, ::-1]
+    for arr in (x, y):
+        arr.setflags(write=False)
+    return _Levels(x, y, np.maximum(a, b) - shells[0], shells)
+
+
+def _crossing(cum: np.ndarray, item: np.ndarray, other_cum: np.ndarray, other_item: np.ndarray, level: np.ndarray,
+              k: np.ndarray) -> np.ndarray:
+    """Along each row's greedy path, the ``other`` coordinate where ``cum`` reaches ``level`` inside item
+    ``k`` (linear interpolation within the item; an item of zero size contributes its whole ``other``)."""
+    rows = np.arange(cum.shape[0])
+    kk = np.minimum(k, cum.shape[1] - 1)
+    size, other = item[rows, kk], other_item[rows, kk]
+    before, other_before = cum[rows, kk] - size, other_cum[rows, kk] - other
+    slope = np.divide(other, size, out=np.zeros_like(other), where=size > 0)
+    return other_before + (level - before) * slope
+
+
+def _lower_top1(lv: _Levels, top1_lower: float) -> np.ndarray:
+    """Per row: the least x'-mass of a fractional set with x-mass >= top1_lower (free x-mass first, then
+    the levels by increasing ratio)."""
+    need = top1_lower - (1.0 - lv.x.sum(axis=1))
+    cum_x, cum_y = np.cumsum(lv.x, axis=1), np.cumsum(lv.y, axis=1)
+    k = (cum_x < need[:, None]).sum(axis=1)
+    inside = _crossing(cum_x, lv.x, cum_y, lv.y, need, k)
+    return np.where(need <= 0.0, 0.0, np.where(k >= lv.x.shape[1], cum_y[:, -1], inside))
+
+
+def _upper_top2(lv: _Levels, top2_upper: float) -> np.ndarray:
+    """Per row: the free x'-mass plus the largest x'-mass of levels with x-mass <= top2_upper (levels by
+    decreasing ratio)."""
+    xr, yr = lv.x[:, ::-1], lv.y[:, ::-1]
+    cum_x, cum_y = np.cumsum(xr, axis=1), np.cumsum(yr, axis=1)
+    k = (cum_x <= top2_upper).sum(axis=1)
+    inside = _crossing(cum_x, xr, cum_y, yr, np.full(k.size, float(top2_upper)), k)
+    return 1.0 - cum_y[:, -1] + np.where(k >= xr.shape[1], cum_y[:, -1], inside)
+
+
+def _shell_max(lv: _Levels, values: np.ndarray) -> np.ndarray:
+    """Per shell of the block: the largest value over its rows (-inf for a shell with no rows)."""
+    out = np.full(len(lv.shells), -math.inf)
+    np.maximum.at(out, lv.shell, values)
+    return out
+
+
+@functools.lru_cache(maxsize=16384)
+def _complement_thresholds(rate: Callable[[int], float], length: int, block: int) -> np.ndarray:
+    """Complement rule: shell t (every pair with max(a, b) = t) is safe iff top1_lower > entry t, the
+    largest over its pairs of the top1_lower at which the lower bound on the top class at x' is 1/2."""
+    lv = _levels.__wrapped__(rate, length, block)
+    cum_x, cum_y = np.cumsum(lv.x, axis=1), np.cumsum(lv.y, axis=1)
+    k = np.argmax(cum_y > 0.5, axis=1)
+    h = _crossing(cum_y, lv.y, cum_x, lv.x, np.full(k.size, 0.5), k)
+    tau = np.where(cum_y[:, -1] > 0.5, 1.0 - cum_x[:, -1] + h, math.inf)
+    out = _shell_max(lv, tau)
+    out.setflags(write=False)
+    return out
+
+
+def _block_unsafe(rate: Callable[[int], float], length: int, top1_lower: float, top2_upper: float,
+                  block: int) -> np.ndarray:
+    """Per shell of ``block``: True when some pair of the shell is unsafe (lower bound <= upper bound)."""
+    if top2_upper == 1.0 - top1_lower:
+        return ~(top1_lower > _complement_thresholds(rate, length, block))
+    lv = _levels(rate, length, block)
+    margin = _lower_top1(lv, top1_lower) - _upper_top2(lv, top2_upper)
+    return _shell_max(lv, -margin) >= 0.0
+
+
+def _locally_constant(rate: Callable[[int], float], length: int, reach: int) -> bool:
+    """True when the rate at every length within ``reach`` of ``length`` equals the rate at ``length``."""
+    p = rate(length)
+    return all(rate(n) == p for n in range(max(0, length - reach), length + reach + 1))
+
+
+def variable_rate_radius(
+    top1_lower: float,
+    top2_upper: float,
+    length: int,
+    rate: Callable[[int], float] | float,
+    max_radius: int = DEFAULT_MAX_RADIUS,
+) -> int:
+    """Certified edit-distance radius of randomized deletion whose rate depends on the input's length.
+
+    Setting: the input x has ``length`` = L units; the smoothing deletes each unit independently with
+    probability p = rate(L), and any other input x' with its own rate rate(|x'|) (AdaptDel, Huang,
+    Marchant, Ohrimenko & Rubinstein, NeurIPS 2025, arXiv 2511.09316: p(L) = max(p_lb, 1 - k/L) and
+    binned variants; see :mod:`robusttext.rates`). ``top1_lower`` (pA) lower-bounds the smoothed
+    probability of the top class A at x, ``top2_upper`` (pB) upper-bounds that of every other class at x
+    (both rules of :class:`_Certificate`: complement pB = 1 - pA, or Bonferroni). Returns the largest r
+    such that for EVERY x' within Levenshtein distance r, every base classifier consistent with the
+    bounds at x gives A a larger smoothed probability at x' than any other class; -1 (abstain) when
+    pA <= pB; ``max_radius`` when every radius up to the cap is safe (the result then means ">= cap").
+    Holds with the confidence of the bounds passed in; exact up to floating-point rounding.
+
+    Derivation (RS-Del's proof of Thm. 1, Huang et al. NeurIPS 2023, with a second rate). Fix x' and an
+    alignment with s substitutions, i insertions, d deletions; a = s + d units of x and b = s + i units
+    of x' are outside the common subsequence c, which has m = L - a units; L' = L - d + i, q = rate(L').
+    Let E (E') be the event that the noise deletes all a (b) edited units of x (x'): P(E) = p^a,
+    P(E') = q^b. Given E the output is a subsequence z of c in which c's units were deleted at rate p;
+    the law of z given E' is the same with rate q. Both laws give a z with j kept units the probability
+    (number of ways c yields z) * (1-rate)^j rate^(m-j), so the likelihood ratio of the two depends on j
+    only. Grouping z by j gives "levels" with masses X_j = p^a Binom(j; m, 1-p) at x and
+    Y_j = q^b Binom(j; m, 1-q) at x', plus an item of mass 1 - p^a at x that is charged nothing at x'
+    (not-E outputs), and an item of mass 1 - q^b at x' that is charged nothing at x (not-E' outputs,
+    which only x' can be assumed to produce). Any base classifier f has mu_A(x) <= (1 - p^a) + sum_j X_j
+    f_j and mu_A(x') >= sum_j Y_j f_j (f_j in [0, 1]: the share of level j sent to A), so by the
+    Neyman-Pearson lemma (a fractional knapsack) the least mu_A(x') given mu_A(x) >= pA takes the free
+    item first and then the levels by increasing Y_j / X_j; the largest mu_B(x') given mu_B(x) <= pB
+    takes the x'-only item in full and the levels by decreasing ratio. Y_j / X_j is proportional to
+    rho^j with rho = p(1-q) / (q(1-p)), so each knapsack is one pass over j in a fixed order. The split
+    is safe iff lower(A) > upper(B); with pB = 1 - pA the two bounds sum to 1, so it is safe iff
+    lower(A) > 1/2, i.e. iff pA exceeds a threshold that depends on (rate, L, a, b) only (cached).
+
+    Radius. Both bounds depend on the split only through (a, b) (L' = L - a + b), and the cheapest split
+    with given (a, b) costs max(a, b) edits (s = min(a, b)). So radius r is certified iff every pair with
+    max(a, b) <= r and a <= L is safe; the result is (first unsafe shell max(a, b) = t) - 1, found by
+    checking every shell t = 0, 1, ... in turn (no monotonicity is assumed, and the pure-deletion pairs
+    (a, 0) are included). Binomial mass outside a window of kept counts (< 3e-20) is charged to the
+    free items, which only lowers lower(A) and raises upper(B).
+
+    Constant rate. When the rate is the same at every length within r0 + 1 of L, where r0 is RS-Del's
+    closed form :func:`edit_distance_radius` (p^r > (2 + pB - pA) / 2, RS-Del Cor. 2), the knapsack has
+    the closed forms lower = p^(b-a) max(0, pA - 1 + p^a), upper = 1 - p^b + p^(b-a) min(pB, p^a),
+    substitutions (a = b = t) are the worst pair of each shell, and the result is r0 exactly (capped at
+    ``max_radius``), returned without the search. (For inputs with L <= r0 the search could certify a
+    little more, since a <= L excludes t substitutions; r0 stays sound there and keeps fixed-rate runs
+    identical to :func:`edit_distance_radius`.)
+
+    Cost: the complement rule looks up one cached threshold per shell (O(radius) per call after the
+    first call for a (rate, L)); the Bonferroni rule evaluates the shells' cached level tables.
+    """
+    from .rates import as_schedule
+
+    _check_bounds(top1_lower, top2_upper)
+    length = int(length)
+    if length < 0 or int(max_radius) < 0:
+        raise ValueError(f"length and max_radius must be >= 0, got length={length}, max_radius={max_radius}")
+    max_radius = int(max_radius)
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool):
+        rate = as_schedule(rate)
+    if top1_lower <= top2_upper:
+        return ABSTAIN
+    p = _rate(rate, length)
+    r0 = min(edit_distance_radius(top1_lower, top2_upper, p), max_radius)
+    if _locally_constant(rate, length, r0 + 1):
+        return r0
+    for block in range(max_radius // _BLOCK + 1):
+        unsafe = _block_unsafe(rate, length, top1_lower, top2_upper, block)
+        if unsafe.any():
+            return min(max_radius, block * _BLOCK + int(np.argmax(unsafe)) - 1)
+    return max_radius
+
+
+def max_variable_rate_radius(rate: Callable[[int], float], length: int, max_radius: int = DEFAULT_MAX_RADIUS) -> int:
+    """Largest radius an input of ``length`` units can reach under ``rate`` (bounds at their best, 1 and 0)."""
+    return variable_rate_radius(1.0, 0.0, length, rate, max_radius)
+
+
+@dataclass(frozen=True)
+class VariableRateCertificate(_Certificate):
+    """Edit-distance certificate of one input of ``length`` units smoothed with the schedule ``rate``
+    (:func:`variable_rate_radius`; radius in smoothing units). Build one per input:
+    ``VariableRateCertificate(rate=schedule, length=len(x)).bounds(counts, top, alpha)``. A radius equal
+    to ``max_radius`` means "at least max_radius" (:meth:`capped`)."""
+
+    rate: Callable[[int], float] = None  # type: ignore[assignment]
+    length: int = 0
+    top2: Top2Rule = "complement"
+    max_radius: int = DEFAULT_MAX_RADIUS
+
+    def __post_init__(self) -> None:
+        if self.rate is None or not callable(self.rate):
+            raise ValueError(f"rate must be a rate schedule (robusttext.rates), got {self.rate!r}")
+        if getattr(self.rate, "certifiable", True) is False:
+            raise ValueError(f"rate {self.rate!r} is training-only; certify with a fixed, adaptive or binned schedule")
+        if int(self.length) < 0:
+            raise ValueError(f"length must be >= 0 units, got {self.length!r}")
+
+    def radius(self, top1_lower: float, top2_upper: float) -> int:
+        return variable_rate_radius(top1_lower, top2_upper, self.length, self.rate, self.max_radius)
+
+    def capped(self, radius: float) -> bool:
+        """True when ``radius`` hit the search cap (the true radius may be larger)."""
+        return radius >= self.max_radius
+
+
+def edit_ball_log10_cardinality(length: int, radius: int, vocab_size: int) -> float:
+    """log10 of the "certified region cardinality" of the CERT-ED / AdaptDel papers for an input of
+    ``length`` units, an edit-distance ``radius`` and a vocabulary of ``vocab_size`` units:
+
+        V(n, r, K) = sum_{i=0}^{r} (K - 1)^i  sum_{j=i-r}^{r} C(n + j, i)
+
+    (term (i, j): strings of length n + j with i changed positions). An approximate count used to compare
+    certificates, not an exact ball size (which depends on the string): compared with brute-force
+    enumeration in the tests, it is never above the size of the largest ball around a length-n string
+    and is exact for n <= 1. ``radius = -1`` (abstain) gives -inf; radius 0 gives 0 (the input itself).
+    """
+    n, r, k = int(length), int(radius), int(vocab_size)
+    if n < 0 or k < 2 or r < -1:
+        raise ValueError(f"need length >= 0, radius >= -1 and vocab_size >= 2, got {length!r}, {radius!r}, {vocab_size!r}")
+    if r < 0:
+        return -math.inf
+    terms = [
+        i * math.log(k - 1) + _log_comb(n + j, i) for i in range(r + 1) for j in range(i - r, r + 1) if 0 <= i <= n + j
+    ]
+    return float(special.logsumexp(terms) / math.log(10.0))
+
+
+def _log_comb(n: int, k: int) -> float:
+    return float(special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1))
