@@ -19,6 +19,9 @@ from .models import EMBEDDED_MINILM
 from .errors import DEBUG_FLAG, MissingPathError, UserError, one_line, run_command, split_debug
 from .protocol import CertifyProtocol
 
+#: Deletion probability when neither --p-del, --rate-schedule nor the model folder says (RS-Del / CERT-ED's).
+DEFAULT_P_DEL = 0.9
+
 #: A subcommand table: name -> (one-line help, function taking the remaining argv and returning an exit code).
 Commands = dict[str, tuple[str, Callable[[Sequence[str]], int]]]
 
@@ -54,8 +57,27 @@ class ModelDataArguments:
 class SmoothingArguments:
     """The randomized-deletion mechanism."""
 
-    p_del: float = field(default=0.9, metadata={"help": "Probability of deleting each unit, in (0, 1)."})
+    p_del: Optional[float] = field(
+        default=None,
+        metadata={"help": "Probability of deleting each unit, in (0, 1) (training also takes 0: no noise). Default "
+                          f"{DEFAULT_P_DEL}; certify and predict default to the model folder's rate_schedule.json."},
+    )
+    rate_schedule: Optional[str] = field(
+        default=None,
+        metadata={"help": "Deletion rate as a function of the input's length (replaces --p-del): e.g. "
+                          "'adaptive:k=13,p_lb=0.9' (AdaptDel), 'binned:edges=20|50,values=2|5|13' (AdaptDel+), "
+                          "'uniform:0.7,0.99' (training only), or a JSON file; see robusttext.rates."},
+    )
     unit: str = field(default="word", metadata={"help": "Deletion unit: word, char or token.", "choices": ["word", "char", "token"]})
+
+    def training_rate(self) -> Any:
+        """The rate ``robusttext train`` draws each example's noise with: the schedule, else ``p_del``
+        (default 0.9; 0 = no noise)."""
+        from .rates import parse_rate_schedule
+
+        if self.rate_schedule:
+            return parse_rate_schedule(self.rate_schedule)
+        return DEFAULT_P_DEL if self.p_del is None else float(self.p_del)
 
 
 #: The protocol defaults, shown in the help of the options that leave them unset.
@@ -128,6 +150,19 @@ class PredictArguments:
     dataset_file: Optional[str] = field(
         default=None, metadata={"help": "Predict the texts of this file (labels not needed) instead of arguments or stdin."}
     )
+
+
+@dataclass
+class TuneArguments:
+    """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.tuning)."""
+
+    edges: str = field(default="20|50|100|200", metadata={"help": "Length bin edges in units, e.g. 20|50|100|200."})
+    threshold: float = field(
+        default=0.5, metadata={"help": "Each bin's value maximises the radius at which its certified accuracy stays >= this."}
+    )
+    iterations: int = field(default=6, metadata={"help": "Golden-section steps per bin."})
+    max_per_bin: int = field(default=40, metadata={"help": "Validation inputs certified per bin and step."})
+    start_k: float = field(default=13.0, metadata={"help": "Initial value of every bin (clipped to its range)."})
 
 
 @dataclass

@@ -57,6 +57,23 @@ def cmd_predict(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_tune_rates(argv: Sequence[str]) -> int:
+    """AdaptDel+: choose each length bin's deletion rate on a validation split (``robusttext.tuning``)."""
+    from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TuneArguments
+    from .tuning import tune_rates
+
+    data, smooth, cert, tune = parse(
+        (ModelDataArguments, SmoothingArguments, CertifyArguments, TuneArguments), argv, "robusttext tune-rates",
+        defaults={"split": "validation", "n": 500},
+    )
+    result = tune_rates(data, smooth, cert, tune)
+    print(f"{'bin':<5} {'inputs':>6} {'value v':>8} {'reach':>6}")
+    for b in result["bins"]:
+        print(f"{b['bin']:<5} {b['inputs']:>6} {b['value']:>8.3f} {'-' if b['reach'] is None else format(b['reach'], '.2f'):>6}")
+    print(f"{result['describe']}\nwrote {data.model}/rate_schedule.json, tune_rates.json")
+    return 0
+
+
 def training_defaults(output_dir: str) -> dict[str, Any]:
     """Our defaults for ``TrainingArguments`` (any can be overridden on the command line)."""
     import torch
@@ -163,6 +180,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "quickstart": ("train + certify on the embedded default (MiniLM, BBC News)", cmd_quickstart),
     "train": ("fine-tune a classifier under deletion noise", cmd_train),
     "certify": ("certify a dataset split with randomized deletion", cmd_certify),
+    "tune-rates": ("AdaptDel+: per-length-bin deletion rates chosen on a validation split", cmd_tune_rates),
     "predict": ("smoothed predictions (with --certify: radii) of texts, as JSON lines", cmd_predict),
     "attack": ("TextAttack recipes against the base or the smoothed classifier",
                lambda argv: __import__("robusttext.attack_commands", fromlist=["_"]).cmd_attack(argv)),

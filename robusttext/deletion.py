@@ -28,6 +28,7 @@ from scipy import stats
 
 if TYPE_CHECKING:
     from .engine import Strata
+    from .rates import RateSchedule
 
 Unit = Literal["word", "char", "token"]
 UNITS: tuple[str, ...] = ("word", "char", "token")
@@ -69,6 +70,7 @@ class DeletionInput:
     units: list[Any]
     unit_ids: list[list[int]] | None = None  # word unit fast path: ids of each word, concatenable
     cache: dict = field(default_factory=dict)  # kept-mask bytes -> encoded ids
+    p_del: float = 0.9  # this input's deletion probability (the schedule at its length)
 
     def __len__(self) -> int:
         return len(self.units)
@@ -82,15 +84,21 @@ class DeletionMechanism:
 
     Args:
         tokenizer: the classifier's tokenizer (fast or slow).
-        p_del: deletion probability of each unit, in [0, 1) (0 = no noise, for plain training).
+        p_del: deletion probability of each unit, in [0, 1) (0 = no noise, for plain training), or a rate
+            schedule (:mod:`robusttext.rates`): each prepared input then carries its own rate, the
+            schedule at its length in units.
         unit: ``"word"``, ``"char"`` or ``"token"``.
         max_length: tokens the base classifier sees at most (special tokens included).
     """
 
-    def __init__(self, tokenizer: Any, p_del: float, unit: Unit = "word", max_length: int | None = None) -> None:
-        check_deletion_args(p_del, unit, allow_zero=True)
+    def __init__(self, tokenizer: Any, p_del: "float | RateSchedule", unit: Unit = "word", max_length: int | None = None) -> None:
+        from .rates import RateSchedule
+
+        self.schedule = p_del if isinstance(p_del, RateSchedule) else None
+        constant = self.schedule.constant() if self.schedule is not None else p_del
+        check_deletion_args(0.5 if constant is None else constant, unit, allow_zero=True)
         self.tokenizer = tokenizer
-        self.p_del = float(p_del)
+        self.p_del = None if constant is None else float(constant)  # None: the rate depends on the length
         self.unit = unit
         self.max_length = int(max_length or model_max_length(tokenizer))
         self._n_special = tokenizer.num_special_tokens_to_add(pair=False)
@@ -108,7 +116,8 @@ class DeletionMechanism:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if self.unit == "token":
-            return DeletionInput(text, self._ids([text])[0])
+            ids = self._ids([text])[0]
+            return DeletionInput(text, ids, p_del=self.rate_of(len(ids)))
         units = split_units(text, self.unit)
         if self.unit == "word" and units:
             per_word = self._ids(units)
@@ -116,8 +125,12 @@ class DeletionMechanism:
             if [t for ids in per_word for t in ids] == whole:
                 # WordPiece/SentencePiece-style tokenizers encode words independently: building ids
                 # from per-word ids equals tokenizing the rejoined string, with no re-tokenization.
-                return DeletionInput(text, units, per_word)
-        return DeletionInput(text, units)
+                return DeletionInput(text, units, per_word, p_del=self.rate_of(len(units)))
+        return DeletionInput(text, units, p_del=self.rate_of(len(units)))
+
+    def rate_of(self, length: int) -> float:
+        """The deletion probability of an input of ``length`` units."""
+        return self.p_del if self.p_del is not None else float(self.schedule(length))  # type: ignore[misc]
 
     def _finish(self, ids: Sequence[int]) -> tuple[int, ...]:
         ids = list(ids)[: self.max_length - self._n_special]
@@ -159,8 +172,8 @@ class DeletionMechanism:
 
     # -------------------------------------------------------------- the engine's Mechanism protocol
     def draw(self, x: DeletionInput, n: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
-        """``n`` noisy copies of ``x``: each unit deleted independently with probability ``p_del``."""
-        return self.encode_kept(x, keep_masks(rng, n, len(x), self.p_del))
+        """``n`` noisy copies of ``x``: each unit deleted independently with probability ``x.p_del``."""
+        return self.encode_kept(x, keep_masks(rng, n, len(x), x.p_del))
 
     def strata(self, x: DeletionInput, max_exact: int) -> "Strata | None":
         """The engine's exact strata for ``x``: every deletion that keeps at most ``depth`` units, with its
@@ -189,8 +202,8 @@ class DeletionMechanism:
                 row += 1
                 masks[row, list(kept)] = True
         j = masks.sum(axis=1)
-        probs = np.exp(j * math.log1p(-self.p_del) + (length - j) * math.log(self.p_del))
-        residual = 0.0 if depth == length else float(stats.binom.sf(depth, length, 1.0 - self.p_del))
+        probs = np.exp(j * math.log1p(-x.p_del) + (length - j) * math.log(x.p_del))
+        residual = 0.0 if depth == length else float(stats.binom.sf(depth, length, 1.0 - x.p_del))
         return Strata(
             samples=self.encode_kept(x, masks), probs=probs, residual_mass=residual,
             draw_residual=lambda n, rng: self.draw_residual(x, n, rng, depth),
@@ -205,7 +218,7 @@ class DeletionMechanism:
         if not 0 <= depth < length:
             raise ValueError(f"depth must be in [0, {length}) for an input of {length} units, got {depth}")
         counts = np.arange(depth + 1, length + 1)
-        pmf = stats.binom.pmf(counts, length, 1.0 - self.p_del)
+        pmf = stats.binom.pmf(counts, length, 1.0 - x.p_del)
         kept = rng.choice(counts, size=n, p=pmf / pmf.sum())
         rank = np.argsort(np.argsort(rng.random((n, length)), axis=1), axis=1)  # a random permutation per row
         return self.encode_kept(x, rank < kept[:, None])
@@ -242,27 +255,29 @@ class DeletionCollator:
                 train_dataset=ds, data_collator=collator).train()
 
     Each feature is a dict with a text column (``text_column``) and a label column; the output is a
-    padded batch with ``input_ids``, ``attention_mask`` and ``labels``. ``p_del=0`` or ``noise=False``
-    gives clean batches through the same encoding. The noise stream is seeded by ``seed`` and advances
-    with every batch.
+    padded batch with ``input_ids``, ``attention_mask`` and ``labels``. ``p_del`` is a probability (0:
+    clean batches through the same encoding) or a rate schedule of :mod:`robusttext.rates`: each example
+    then gets ``schedule.sample(length, rng)`` (its length's rate, or AdaptDel+'s uniform draw). The noise
+    stream is seeded by ``seed`` and advances with every batch.
     """
 
     def __init__(
         self,
         tokenizer: Any,
-        p_del: float,
+        p_del: "float | RateSchedule",
         unit: Unit = "word",
         max_length: int | None = None,
         text_column: str = "text",
         label_column: str = "label",
         seed: int = 0,
-        noise: bool = True,
     ) -> None:
-        self.mechanism = DeletionMechanism(tokenizer, p_del, unit, max_length)
+        from .rates import as_schedule
+
+        self.rate = None if isinstance(p_del, (int, float)) and float(p_del) == 0.0 else as_schedule(p_del)
+        self.mechanism = DeletionMechanism(tokenizer, 0.0, unit, max_length)  # prepares and encodes
         self.tokenizer = tokenizer
         self.text_column = text_column
         self.label_column = label_column
-        self.noise = noise
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, features: list[dict]) -> dict:
@@ -274,8 +289,9 @@ class DeletionCollator:
                     "pass text_column=... and TrainingArguments(remove_unused_columns=False)"
                 )
             x = self.mechanism.prepare(f[self.text_column])
-            if self.noise and self.mechanism.p_del > 0:
-                ids.append(self.mechanism.draw(x, 1, self.rng)[0])
+            if self.rate is not None:
+                p = self.rate.sample(len(x), self.rng)
+                ids.append(self.mechanism.encode_kept(x, keep_masks(self.rng, 1, len(x), p))[0])
             else:
                 ids.append(self.mechanism.encode_clean(x))
         batch = self.tokenizer.pad({"input_ids": [list(i) for i in ids]}, return_tensors="pt")

@@ -10,7 +10,6 @@ own part file, and the main process merges them into one ``results.jsonl`` and w
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -24,15 +23,40 @@ from .results import versions, write_json
 from .stats import max_edit_distance_radius
 
 if TYPE_CHECKING:
+    from .rates import RateSchedule
     from .smoothing import SmoothedTextClassifier
 
 logger = logging.getLogger("robusttext")
 
 
+def certification_rate(smooth: SmoothingArguments, model: str) -> "RateSchedule":
+    """The deletion rate to smooth ``model`` with: ``--rate-schedule``, else ``--p-del``, else the model
+    folder's ``rate_schedule.json`` (what it was trained with), else RS-Del's fixed 0.9. Says so in the log
+    when the rate chosen differs from the one the folder records."""
+    from .arguments import DEFAULT_P_DEL
+    from .rates import FixedRate, load, parse_rate_schedule
+
+    recorded = load(model) if Path(model).is_dir() else None
+    if smooth.rate_schedule:
+        rate = parse_rate_schedule(smooth.rate_schedule)
+    elif smooth.p_del is not None:
+        rate = FixedRate(float(smooth.p_del))
+    else:
+        rate = recorded or FixedRate(DEFAULT_P_DEL)
+    if not rate.certifiable:
+        raise ValueError(f"--rate-schedule {rate.describe()} is for training only; certify with a fixed, adaptive "
+                         "or binned schedule (robusttext tune-rates writes a binned one into the model folder)")
+    if recorded is not None and rate != recorded:
+        logger.warning("smoothing with %s, while %s records %s (its training schedule)", rate.describe(), model,
+                       recorded.describe())
+    return rate
+
+
 def validate_certify_args(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments) -> CertifyProtocol:
     """Reject unusable parameters before any model or data is loaded, naming the flag and the fix; returns
     the certification protocol they describe."""
-    check_deletion_args(smooth.p_del, smooth.unit)
+    check_deletion_args(0.5, smooth.unit)  # the unit (the rate is checked by certification_rate)
+    certification_rate(smooth, data.model)
     protocol = cert.protocol()
     for name in ("batch_size", "chunk_size"):
         if getattr(cert, name) < 1:
@@ -52,7 +76,7 @@ def load_smoothed_classifier(
 
     model, tokenizer = load_classifier(data.model)
     return SmoothedTextClassifier(
-        model, tokenizer, p_del=smooth.p_del, unit=smooth.unit, batch_size=cert.batch_size,  # type: ignore[arg-type]
+        model, tokenizer, p_del=certification_rate(smooth, data.model), unit=smooth.unit, batch_size=cert.batch_size,  # type: ignore[arg-type]
         max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, device=device,
         autocast_dtype=autocast_dtype(cert.precision, device if device is not None else "cpu"),
     )
@@ -112,7 +136,9 @@ def certify_dataset(
     ds = load_examples(data, clf, labelled=None)  # unlabelled: radii without accuracy
     params = {
         **run_identity("certify", data, clf, ds),
-        **asdict(smooth),
+        "p_del": clf.p_del,
+        "rate_schedule": clf.rate.to_dict(),
+        "unit": smooth.unit,
         **protocol.record(),
         "seed": cert.seed,
         "precision": precision_name(clf.autocast_dtype),  # certificates are about the base model as run
@@ -124,25 +150,30 @@ def certify_dataset(
         chunk = [texts[i] for i in idx]
         certs = clf.certify(chunk, protocol, indices=idx, on_done=lambda _i, _c: tick())
         clean = clf.base_predict(chunk)
-        return [certification_record(i, gold[i], c, int(cp)) for i, c, cp in zip(idx, certs, clean)]
+        return [certification_record(i, gold[i], c, int(cp), clf.num_units(texts[i]))
+                for i, c, cp in zip(idx, certs, clean)]
 
     records = run.execute(len(ds), certify_chunk, cert.chunk_size, desc="certify")
     out = Path(cert.output_dir)
 
     def write() -> None:
         assert records is not None
-        radii = list(range(0, max_edit_distance_radius(smooth.p_del) + 1))
-        write_certification_outputs(records, params, radii, out, smooth.unit, ds.label_names, data.model)
+        largest = max_edit_distance_radius(clf.p_del) if clf.p_del is not None else max(
+            [int(r["radius"]) for r in records] + [0])
+        write_certification_outputs(records, params, list(range(largest + 1)), out, smooth.unit, ds.label_names,
+                                    data.model, vocab_size=len(clf.tokenizer) if smooth.unit == "token" else None)
 
     run.finish(write)
     return run.read_json("summary.json")
 
 
-def certification_record(index: int, label: int | None, c: Any, clean_prediction: int) -> dict[str, Any]:
-    """One line of ``results.jsonl`` (the label and ``correct`` are None for unlabelled data)."""
+def certification_record(index: int, label: int | None, c: Any, clean_prediction: int, length: int) -> dict[str, Any]:
+    """One line of ``results.jsonl`` (the label and ``correct`` are None for unlabelled data; ``length`` in
+    smoothing units)."""
     return {
         "index": index,
         "label": label,
+        "length": length,
         "prediction": c.prediction,
         "radius": c.radius,
         "top1_lower": c.top1_lower,
@@ -158,12 +189,21 @@ def certification_record(index: int, label: int | None, c: Any, clean_prediction
 
 
 def write_certification_outputs(
-    records: list[dict], params: dict, radii: list[int], out: Path, unit: str, label_names: list[str], name: str
+    records: list[dict], params: dict, radii: list[int], out: Path, unit: str, label_names: list[str], name: str,
+    vocab_size: int | None = None,
 ) -> None:
-    """``summary.json``, ``certified_accuracy.png`` and ``report.md`` of a text certification run."""
-    from .report import certification_markdown, plot_certified_accuracy, summarize_certification
+    """``summary.json``, ``certified_accuracy.png``, ``radius_by_length.png`` and ``report.md`` of a text
+    certification run."""
+    from .report import (
+        certification_markdown,
+        plot_certified_accuracy,
+        plot_radius_by_length,
+        summarize_certification,
+        summarize_lengths,
+    )
 
     summary = summarize_certification(records, params, radii)
+    summary.update(summarize_lengths(records, unit, vocab_size))
     summary["unit"] = unit
     summary["label_names"] = label_names
     summary["versions"] = versions()
@@ -172,6 +212,7 @@ def write_certification_outputs(
     plot_certified_accuracy({name: summary["certified_accuracy"] if labelled else summary["certified_fraction"]},
                             out / "certified_accuracy.png", xlabel=f"edit-distance radius ({unit}s)",
                             ylabel="certified accuracy" if labelled else "certified fraction (no labels)")
+    plot_radius_by_length(records, out / "radius_by_length.png", unit)
     (out / "report.md").write_text(certification_markdown(summary, unit), encoding="utf-8")
 
 

@@ -95,6 +95,14 @@ def _pct(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
+def _rate_text(params: dict[str, Any]) -> str:
+    """The deletion rate of a run's parameters, as text."""
+    if params.get("p_del") is not None:
+        return f"p_del = {params['p_del']}"
+    sched = params.get("rate_schedule") or {}
+    return ", ".join(f"{k}={v}" for k, v in sched.items()) or "?"
+
+
 def certification_markdown(summary: dict[str, Any], unit: str) -> str:
     """A Markdown section a model card can take: parameters, headline numbers, certified-accuracy table."""
     p = summary["parameters"]
@@ -106,7 +114,7 @@ def certification_markdown(summary: dict[str, Any], unit: str) -> str:
         "## Certified robustness (randomized deletion, RS-Del / CERT-ED)",
         "",
         f"Model `{p.get('model')}` on `{p.get('dataset')}` split `{p.get('split')}` "
-        f"({summary['num_examples']} examples). Deletion probability p_del = {p.get('p_del')}, unit = {unit}; "
+        f"({summary['num_examples']} examples). Deletion rate {_rate_text(p)}, unit = {unit}; "
         f"radii are edit distances (insertions, deletions, substitutions) counted in **{unit_name}**. "
         f"Clopper-Pearson bounds at alpha = {p.get('alpha')}, n0 = {p.get('n0')}, n = {p.get('n')}, "
         f"looks = {p.get('looks')}, seed = {p.get('seed')}.",
@@ -122,4 +130,83 @@ def certification_markdown(summary: dict[str, Any], unit: str) -> str:
         + " | ".join(_pct(v) for v in curve.values()) + " |",
         "",
     ]
+    if summary.get("radius_by_length"):
+        card = summary.get("median_log10_cardinality")
+        lines += [
+            f"Mean certified radius {summary['mean_certified_radius']:.2f} {unit_name} (wrong or abstained = -1); "
+            f"median certified-region size 10^{card:.1f} strings" if card is not None else
+            f"Mean certified radius {summary['mean_certified_radius']:.2f} {unit_name} (wrong or abstained = -1)",
+            f"(CERT-ED / AdaptDel count, vocabulary K = {summary['cardinality_vocab_size']}). "
+            "Radius by input length (`radius_by_length.png`):",
+            "",
+            f"| length ({unit_name}) | inputs | mean radius | median radius | certified (r >= 0) |",
+            "|---|---|---|---|---|",
+            *(f"| {b['lengths']} | {b['inputs']} | {b['mean_radius']:.2f} | {b['median_radius']:g} | "
+              f"{_pct(b['certified_at_0'])} |" for b in summary["radius_by_length"]),
+            "",
+        ]
     return "\n".join(lines)
+
+
+#: Length bins (in smoothing units) of the radius-by-length table: [0, 10), [10, 20), ..., [500, inf).
+LENGTH_EDGES = (10, 20, 50, 100, 200, 500)
+#: Alphabet size K of the certified-region cardinality for character units (7-bit ASCII); words and tokens
+#: use the model tokenizer's vocabulary size.
+CHAR_VOCAB = 128
+
+
+def summarize_lengths(records: Sequence[dict], unit: str, vocab_size: int | None = None) -> dict[str, Any]:
+    """Radius per input length and the certified region's size, for a run whose records carry ``length``.
+
+    ``radius_by_length``: for each length bin (:data:`LENGTH_EDGES`), the inputs, their mean and median
+    certified radius (wrong or abstained = -1) and their certified accuracy at radius 0.
+    ``median_log10_cardinality``: the median over inputs of log10 V(n, r, K), the number of strings the
+    certificate covers as the CERT-ED / AdaptDel papers count it (:func:`robusttext.stats.edit_ball_log10_cardinality`:
+    V = sum_{i<=r} (K-1)^i sum_{j=i-r}^{r} C(n+j, i), n = the input's length, r = its certified radius),
+    with K = ``cardinality_vocab_size`` (the tokenizer's vocabulary for words and tokens, 128 for
+    characters); None when more than half of the inputs have no certificate (wrong or abstained).
+    """
+    from .stats import edit_ball_log10_cardinality
+
+    if not records or "length" not in records[0]:
+        return {}
+    labelled = is_labelled(records)
+    radii = certified_radii(records, need_correct=labelled)
+    lengths = [int(r["length"]) for r in records]
+    k = CHAR_VOCAB if unit == "char" else int(vocab_size or 30522)
+    logs = [edit_ball_log10_cardinality(n, int(r), k) if r >= 0 else -math.inf for n, r in zip(lengths, radii)]
+    median = float(np.median(logs))
+    bins = []
+    edges = (0, *LENGTH_EDGES, None)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        idx = [i for i, n in enumerate(lengths) if n >= lo and (hi is None or n < hi)]
+        if not idx:
+            continue
+        rs = [radii[i] for i in idx]
+        bins.append({"lengths": f"{lo}-{hi - 1}" if hi is not None else f">={lo}", "inputs": len(idx),
+                     "mean_radius": float(np.mean(rs)), "median_radius": float(np.median(rs)),
+                     "certified_at_0": sum(r >= 0 for r in rs) / len(idx)})
+    return {"radius_by_length": bins, "median_log10_cardinality": median if math.isfinite(median) else None,
+            "cardinality_vocab_size": k, "median_length": float(np.median(lengths))}
+
+
+def plot_radius_by_length(records: Sequence[dict], path: str | Path, unit: str) -> None:
+    """Scatter of each input's certified radius (wrong or abstained = -1) against its length, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not records or "length" not in records[0]:
+        return
+    radii = certified_radii(records, need_correct=is_labelled(records))
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+    ax.scatter([r["length"] for r in records], radii, s=10, alpha=0.6)
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel(f"input length ({UNIT_NAMES.get(unit, unit)})")
+    ax.set_ylabel(f"certified radius ({UNIT_NAMES.get(unit, unit)})")
+    ax.grid(alpha=0.3)
+    ax.set_title("Certified radius by input length (wrong / abstained = -1)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -2,7 +2,8 @@
 
 The smoothed classifier g(x) returns the class the base classifier f most likely outputs on a copy of
 ``x`` with every unit deleted independently with probability ``p_del`` (Huang et al., RS-Del,
-NeurIPS 2023; CERT-ED, Findings of EMNLP 2024). ``predict`` evaluates g with abstention (Cohen et al.
+NeurIPS 2023; CERT-ED, Findings of EMNLP 2024), or with a probability that depends on x's length
+(AdaptDel, Huang et al., NeurIPS 2025; :mod:`robusttext.rates`). ``predict`` evaluates g with abstention (Cohen et al.
 2019 PREDICT); ``certify`` returns g's class at x together with an edit-distance radius r such that,
 with probability >= 1 - alpha over the Monte Carlo samples, g returns the same class on every text
 within Levenshtein distance r of x, counted in the deletion unit.
@@ -15,6 +16,7 @@ This module only wires the pieces together: :mod:`robusttext.deletion` (the mech
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -24,7 +26,8 @@ from .deletion import DeletionMechanism, Unit, check_deletion_args, model_max_le
 from .engine import Certification, MonteCarloEngine, Prediction
 from .precision import autocast_dtype as resolve_autocast
 from .protocol import CertifyProtocol
-from .stats import EditDistanceCertificate
+from .rates import RateSchedule, as_schedule
+from .stats import EditDistanceCertificate, VariableRateCertificate
 
 
 class SmoothedTextClassifier:
@@ -33,7 +36,9 @@ class SmoothedTextClassifier:
     Args:
         model: an ``AutoModelForSequenceClassification`` (any architecture returning ``logits``).
         tokenizer: its tokenizer.
-        p_del: probability of deleting each unit, in (0, 1) (CERT-ED uses 0.9 with word units).
+        p_del: probability of deleting each unit, in (0, 1) (CERT-ED uses 0.9 with word units), or a rate
+            schedule of :mod:`robusttext.rates` giving it per input length (AdaptDel); certificates then
+            use :func:`robusttext.stats.variable_rate_radius` with each input's own length.
         unit: ``"word"``, ``"char"`` or ``"token"``; radii are counted in this unit.
         batch_size: noisy samples per forward pass (pooled across inputs, bucketed by length).
         max_length: tokens the base model sees (default: the model's limit, at most 512).
@@ -55,7 +60,7 @@ class SmoothedTextClassifier:
         self,
         model: Any,
         tokenizer: Any,
-        p_del: float = 0.9,
+        p_del: "float | RateSchedule" = 0.9,
         unit: Unit = "word",
         batch_size: int = 256,
         max_length: int | None = None,
@@ -64,7 +69,11 @@ class SmoothedTextClassifier:
         device: str | torch.device | None = None,
         autocast_dtype: torch.dtype | None | str = "auto",
     ) -> None:
-        check_deletion_args(p_del, unit)
+        self.rate = as_schedule(p_del)
+        if not self.rate.certifiable:
+            raise ValueError(f"p_del={self.rate.describe()} is a training-only schedule; smooth with a fixed, adaptive or binned one")
+        constant = self.rate.constant()
+        check_deletion_args(0.5 if constant is None else constant, unit)  # certification needs p_del in (0, 1)
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
@@ -72,7 +81,7 @@ class SmoothedTextClassifier:
         self.tokenizer = tokenizer
         self.num_classes = int(model.config.num_labels)
         self.max_length = int(max_length or model_max_length(tokenizer, model.config))
-        self.mechanism = DeletionMechanism(tokenizer, p_del, unit, self.max_length)
+        self.mechanism = DeletionMechanism(tokenizer, self.rate, unit, self.max_length)
         self.seed = int(seed)
         self.autocast_dtype = (resolve_autocast(autocast_dtype, self.device) if isinstance(autocast_dtype, str)
                                else autocast_dtype)
@@ -81,15 +90,39 @@ class SmoothedTextClassifier:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> "SmoothedTextClassifier":
-        """Load model and tokenizer from a Hub id or a local folder, then smooth them."""
+        """Load model and tokenizer from a Hub id or a local folder, then smooth them (with the folder's
+        ``rate_schedule.json`` unless ``p_del`` is given)."""
         from .models import load_classifier
+        from .rates import load as load_schedule
 
         model, tokenizer = load_classifier(name_or_path)
+        if "p_del" not in kwargs and Path(name_or_path).is_dir():
+            recorded = load_schedule(name_or_path)
+            if recorded is not None:
+                kwargs["p_del"] = recorded
         return cls(model, tokenizer, **kwargs)
 
     @property
-    def p_del(self) -> float:
-        return self.mechanism.p_del
+    def p_del(self) -> float | None:
+        """The deletion probability when it is the same for every input, else None (see ``rate``)."""
+        return self.rate.constant()
+
+    def set_rate(self, p_del: "float | RateSchedule") -> None:
+        """Smooth with another deletion rate from now on (same model, seed and batching)."""
+        self.rate = as_schedule(p_del)
+        self.mechanism = DeletionMechanism(self.tokenizer, self.rate, self.unit, self.max_length)
+
+    def num_units(self, text: str) -> int:
+        """Units (words, characters or tokens) of ``text``: the length its rate and radius refer to."""
+        return len(self.mechanism.prepare(text))
+
+    def certificate(self, top2: str) -> Any:
+        """The edit-distance certificate: RS-Del's closed form for a fixed rate; for a length-dependent rate,
+        a function giving each prepared input its :class:`~robusttext.stats.VariableRateCertificate`."""
+        p = self.rate.constant()
+        if p is not None:
+            return EditDistanceCertificate(p_del=p, top2=top2)  # type: ignore[arg-type]
+        return lambda x: VariableRateCertificate(rate=self.rate, length=len(x), top2=top2)  # type: ignore[arg-type]
 
     @property
     def unit(self) -> str:
@@ -161,7 +194,6 @@ class SmoothedTextClassifier:
         random stream (default 0..N-1); ``on_done(i, certification)`` is called as each text finishes.
         """
         protocol = (protocol or CertifyProtocol()).with_budget(**budget)
-        certificate = EditDistanceCertificate(p_del=self.p_del, top2=protocol.top2)  # type: ignore[arg-type]
         prepared = [self.mechanism.prepare(t) for t in texts]
-        return self.engine.certify(prepared, self.mechanism, certificate, protocol, seed=self.seed,
+        return self.engine.certify(prepared, self.mechanism, self.certificate(protocol.top2), protocol, seed=self.seed,
                                    indices=indices, on_done=on_done)

@@ -75,7 +75,7 @@ def build_trainer(
     # a randomly initialised one, which the Trainer's own seeding, done later, would leave unseeded.
     set_seed(args.seed)
     model, tokenizer = load_classifier(model_name, label_names=label_names, ignore_mismatched_sizes=ignore_mismatched_sizes)
-    collator = DeletionCollator(tokenizer, smooth.p_del, smooth.unit, max_length, seed=args.seed)
+    collator = DeletionCollator(tokenizer, smooth.training_rate(), smooth.unit, max_length, seed=args.seed)
     args.remove_unused_columns = False
     cls = trainer_class(algorithm)
     if not issubclass(cls, Trainer):  # pragma: no cover - guards future algorithms
@@ -85,6 +85,19 @@ def build_trainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=collator,
         processing_class=tokenizer, compute_metrics=compute_metrics, **extra,
     )
+
+
+def save_rate_schedule(rate: Any, model_dir: str) -> None:
+    """Record the deletion rate a model was trained under as its ``rate_schedule.json`` (certify's default);
+    nothing for clean training (rate 0) or a training-only schedule (AdaptDel+'s uniform draws: ``robusttext
+    tune-rates`` writes the certification schedule)."""
+    from .rates import as_schedule
+
+    if isinstance(rate, float) and rate == 0.0:
+        return
+    schedule = as_schedule(rate)
+    if schedule.certifiable:
+        schedule.save(model_dir)
 
 
 def train_classifier(
@@ -100,7 +113,8 @@ def train_classifier(
 
     from .data import load_text_dataset
 
-    check_deletion_args(smooth.p_del, smooth.unit, allow_zero=True)
+    rate = smooth.training_rate()
+    check_deletion_args(rate if isinstance(rate, float) else 0.5, smooth.unit, allow_zero=True)
     test_domains = list(getattr(train, "test_domains", None) or [])
     domain_column = getattr(args, "domain_column", "domain")
     use_domains = train.algorithm == "fishr" or bool(test_domains)
@@ -148,12 +162,14 @@ def train_classifier(
         metrics.update(trainer.evaluate())
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
+        save_rate_schedule(rate, args.output_dir)
         info = {
             "model": data.model,
             "dataset": data.dataset,
             "dataset_config": data.dataset_config,
             "split": data.split,
-            "p_del": smooth.p_del,
+            "p_del": rate if isinstance(rate, float) else None,
+            "rate_schedule": None if isinstance(rate, float) else rate.to_dict(),
             "unit": smooth.unit,
             "algorithm": train.algorithm,
             "test_domains": test_domains,
