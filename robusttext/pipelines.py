@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
 from .deletion import check_deletion_args
-from .precision import autocast_dtype, precision_name
+from .precision import precision_name
 from .protocol import CertifyProtocol
 from .distributed import process_state
 from .models import model_label_names
@@ -78,7 +78,7 @@ def load_smoothed_classifier(
     return SmoothedTextClassifier(
         model, tokenizer, p_del=certification_rate(smooth, data.model), unit=smooth.unit, batch_size=cert.batch_size,  # type: ignore[arg-type]
         max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, device=device,
-        autocast_dtype=autocast_dtype(cert.precision, device if device is not None else "cpu"),
+        autocast_dtype=cert.precision,  # resolved on the model's device (robusttext.precision)
     )
 
 

@@ -1,0 +1,139 @@
+"""Length-adaptive deletion end to end: per-input rates in the mechanism, the collator and certify."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from robusttext.cli import main
+from robusttext.deletion import DeletionCollator, DeletionMechanism
+from robusttext.rates import AdaptiveRate, BinnedRate, FixedRate, UniformRate
+from robusttext.tuning import golden_section, reach
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+#: Distinct English words that MiniLM's WordPiece vocabulary holds as one token each (kept words = tokens).
+VOCAB = ("apple bread chair dance eagle fable giant honey island jelly knife lemon mango night ocean piano queen "
+         "river stone table uncle voice water youth zebra album beach cable dream earth flame grape heart image "
+         "juice kitchen laser money nurse orange paper radio salad tiger union video wheel yellow brain cloud "
+         "delta engine forest garden hotel index jacket label metal novel office").split()
+
+
+def words(n: int) -> str:
+    return " ".join(VOCAB[:n])
+
+
+def test_each_input_is_smoothed_at_its_own_length_rate(tokenizer):
+    rate = AdaptiveRate(k=4, p_lb=0.6)  # 5 words: p = 0.6 (floor); 40 words: p = 0.9
+    mech = DeletionMechanism(tokenizer, rate, "word")
+    for n, p in ((5, 0.6), (40, 0.9)):
+        x = mech.prepare(words(n))
+        assert x.p_del == pytest.approx(p)
+        assert len(x.unit_ids) == n and all(len(ids) == 1 for ids in x.unit_ids)  # one token per word
+        kept = np.array([len(s) - 2 for s in mech.draw(x, 4000, np.random.default_rng(n))])  # [CLS] ... [SEP]
+        assert abs(kept.mean() - n * (1 - p)) < 4 * math.sqrt(n * p * (1 - p) / 4000)
+        st = mech.strata(x, 64)
+        j = np.array([len(s) - 2 for s in st.samples])
+        assert np.allclose(st.probs, (1 - p) ** j * p ** (n - j))  # exact probabilities at the input's rate
+        assert st.residual_mass == pytest.approx(1 - st.probs.sum())
+
+
+def test_collator_draws_each_example_at_its_schedule(tokenizer):
+    feats = [{"text": words(5), "label": 0}, {"text": words(40), "label": 1}] * 300
+    batch = DeletionCollator(tokenizer, AdaptiveRate(k=4, p_lb=0.6), "word", seed=1)(feats)
+    kept = batch["attention_mask"].sum(1).numpy() - 2
+    for n, p, rows in ((5, 0.6, kept[0::2]), (40, 0.9, kept[1::2])):
+        assert abs(rows.mean() - n * (1 - p)) < 4 * math.sqrt(n * p * (1 - p) / len(rows))
+    # AdaptDel+'s recipe: p ~ U[0.7, 0.99] per example, so the kept share of a 40-word text is ~U[0.01, 0.3]
+    uni = DeletionCollator(tokenizer, UniformRate(0.7, 0.99), "word", seed=2)([{"text": words(40), "label": 0}] * 600)
+    share = (uni["attention_mask"].sum(1).numpy() - 2) / 40
+    assert abs(share.mean() - 0.155) < 0.01 and share.std() > 0.07  # a fixed p = 0.845 would give std 0.057
+
+
+def test_certify_uses_the_model_folder_schedule_and_certifies_beyond_the_fixed_rate_cap(tiny_model_dir, tmp_path, caplog):
+    """A text the base model classifies the same whatever is kept (every copy of a 1-word text is "" or the
+    word, both constant here) reaches the variable-rate radius of its exact bounds, above fixed p = 0.9's cap 6."""
+    import shutil
+
+    from robusttext.stats import max_edit_distance_radius, variable_rate_radius
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    AdaptiveRate(k=2, p_lb=0.9).save(model)
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"text": "", "label": 0}) + "\n" + json.dumps({"text": words(60), "label": 0}) + "\n")
+    assert main(["certify", "--model", str(model), "--dataset", str(data), "--n0", "10", "--n", "400",
+                 "--output-dir", str(tmp_path / "c")]) == 0
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["parameters"]["rate_schedule"] == {"kind": "adaptive", "k": 2.0, "p_lb": 0.9}
+    rows = [json.loads(line) for line in (tmp_path / "c" / "results.jsonl").read_text().splitlines()]
+    assert [r["length"] for r in rows] == [0, 60]
+    for r in rows:
+        want = variable_rate_radius(r["top1_lower"], r["top2_upper"], r["length"], AdaptiveRate(k=2, p_lb=0.9))
+        assert r["radius"] == want
+    assert rows[1]["radius"] > max_edit_distance_radius(0.9)  # the fixed rate's cap (6 words)
+    assert summary["radius_by_length"][0]["inputs"] == 1
+    assert (tmp_path / "c" / "radius_by_length.png").stat().st_size > 0
+    # --p-del overrides the folder's schedule (and says so)
+    assert main(["certify", "--model", str(model), "--dataset", str(data), "--n0", "10", "--n", "400", "--p-del", "0.9",
+                 "--output-dir", str(tmp_path / "f")]) == 0
+    fixed = [json.loads(line) for line in (tmp_path / "f" / "results.jsonl").read_text().splitlines()]
+    assert max(r["radius"] for r in fixed) <= max_edit_distance_radius(0.9)
+    assert any("smoothing with fixed p_del=0.9" in m and "adaptive" in m for m in caplog.messages)
+
+
+def test_training_records_the_schedule_and_refuses_to_certify_with_a_training_only_one(tiny_model_dir, tmp_path, capsys):
+    data = tmp_path / "t.jsonl"
+    data.write_text("".join(json.dumps({"text": words(3 + i % 7), "label": i % 2}) + "\n" for i in range(16)))
+    out = tmp_path / "m"
+    assert main(["train", "--model", tiny_model_dir, "--dataset", str(data), "--split", "train", "--max_steps", "1",
+                 "--rate-schedule", "adaptive:k=3,p_lb=0.8", "--save_strategy", "no", "--output_dir", str(out)]) == 0
+    assert json.loads((out / "rate_schedule.json").read_text()) == {"kind": "adaptive", "k": 3.0, "p_lb": 0.8}
+    capsys.readouterr()
+    assert main(["certify", "--model", str(out), "--dataset", str(data), "--rate-schedule", "uniform:0.7,0.99",
+                 "--output-dir", str(tmp_path / "c")]) == 2
+    assert "training only" in capsys.readouterr().err
+
+
+def test_golden_section_finds_the_maximum_of_a_unimodal_function():
+    best, seen = golden_section(lambda v: -(math.log(v) - math.log(7.0)) ** 2, 0.5, 50.0, 12)
+    assert abs(best - 7.0) / 7.0 < 0.05
+    assert len(seen) <= 14
+
+
+def test_reach_is_the_largest_radius_with_accuracy_at_the_threshold():
+    recs = [{"radius": r, "correct": c} for r, c in ((5, True), (3, True), (1, True), (2, False), (-1, False))]
+    # certified accuracy at r = 0..5: 3/5, 3/5, 2/5, 2/5, 1/5, 1/5
+    assert reach(recs, 0.6) == pytest.approx(1 + 0.3)
+    assert reach(recs, 0.4) == pytest.approx(3 + 0.2)
+    assert reach(recs, 0.8) == -1.0
+
+
+def test_tune_rates_refuses_test_data_and_writes_a_valid_binned_schedule(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    data = tmp_path / "v.jsonl"
+    data.write_text("".join(json.dumps({"text": words(2 + 3 * i), "label": i % 2}) + "\n" for i in range(8)))
+    common = ["tune-rates", "--model", str(model), "--dataset", str(data), "--edges", "5|12", "--n", "60",
+              "--n0", "10", "--iterations", "2", "--max-per-bin", "3", "--p-del", "0.9"]
+    assert main([*common, "--split", "test"]) == 2
+    assert "never on test data" in capsys.readouterr().err
+    assert main([*common, "--split", "validation"]) == 0
+    sched = json.loads((model / "rate_schedule.json").read_text())
+    rate = BinnedRate(tuple(sched["edges"]), tuple(sched["values"]))  # validates every bin's value
+    assert rate.edges == (5, 12)
+    result = json.loads((model / "tune_rates.json").read_text())
+    assert [b["bin"] for b in result["bins"]] == [0, 1, 2]
+    assert FixedRate(0.9) != rate
