@@ -197,28 +197,37 @@ class Run:
 
     def execute(
         self, num_items: int, process_chunk: Callable[[list[int], Callable[[], None]], Sequence[dict]],
-        chunk_size: int = 32, desc: str = "certify", unit: str = "inputs",
+        chunk_size: int = 32, desc: str = "certify", unit: str = "inputs", fixed_chunks: bool = False,
     ) -> list[dict] | None:
         """Process items ``0..num_items-1`` over all processes; the main process gets the merged records
         sorted by index, the others None.
 
         ``process_chunk(indices, tick)`` returns one record (a dict with an ``index``) per item and may call
-        ``tick()`` as each item finishes, so the progress bar moves per item, not per chunk.
+        ``tick()`` as each item finishes, so the progress bar moves per item, not per chunk. With
+        ``fixed_chunks`` the chunks are the fixed blocks ``[k * chunk_size, (k + 1) * chunk_size)`` and whole
+        blocks are dealt out (for work whose randomness is per block, e.g. a batched attack); without, the
+        items left are dealt out one by one.
         """
         from tqdm.auto import tqdm
 
         state, store = self.state, self.store
         finished = store.finished()
         todo = [i for i in range(num_items) if i not in finished]
-        mine = todo[state.process_index :: state.num_processes]
+        if fixed_chunks:
+            blocks = [list(range(s, min(s + chunk_size, num_items))) for s in range(0, num_items, chunk_size)]
+            blocks = [b for b in blocks if any(i not in finished for i in b)][state.process_index :: state.num_processes]
+            chunks = [[i for i in b if i not in finished] for b in blocks]
+        else:
+            mine = todo[state.process_index :: state.num_processes]
+            chunks = [mine[s : s + chunk_size] for s in range(0, len(mine), chunk_size)]
+        mine = [i for c in chunks for i in c]
         if finished and state.is_main_process:
             logging.getLogger("robusttext").warning(
                 "resuming in %s: %d of %d %s already done", store.dir, len(finished), num_items, unit)
         bar = tqdm(total=len(mine), desc=f"{desc} [{state.process_index}/{state.num_processes}]",
                    disable=not state.is_local_main_process)
         try:
-            for start in range(0, len(mine), chunk_size):
-                idx = mine[start : start + chunk_size]
+            for idx in chunks:
                 ticks = [0]
 
                 def tick() -> None:

@@ -50,6 +50,30 @@ def test_attack_command(model_dir, tmp_path):
     assert res["2"]["success_rate"] == pytest.approx(1 - res["2"]["accuracy"])
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_processes_attack_like_one(model_dir, tmp_path):
+    """PGD's random starts are per batch of images, so 2 processes (each attacking whole batches) write the
+    records of 1."""
+    from _multiprocess import assert_two_shares, launch_two
+
+    attack = ["attack", "--dataset", "digits", "--split", "test", "--max_examples", "40", "--model_dir", model_dir,
+              "--attack", "pgd", "--norm", "linf", "--eps", "0.05", "0.2", "--steps", "5", "--batch_size", "8",
+              "--figure_examples", "0"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main([*attack, "--output_dir", str(one)]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*launch_two(), "-m", "vision.cli", *attack, "--output_dir", str(two)], env=env,
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_two_shares(two, 40)
+    assert records(two) == records(one)
+    for path in (one, two):  # the summary counts the records
+        recs = records(path)
+        res = json.loads((path / "robustness.json").read_text())["results"]
+        assert res["0.2"]["accuracy"] == pytest.approx(sum(r["0.2"][0] for r in recs) / 40)
+
+
 def test_certify_resumes_and_refuses_other_parameters(model_dir, tmp_path, capsys):
     out = tmp_path / "cert"
     assert main(["certify", "--model_dir", model_dir, *CERT, "--output_dir", str(out)]) == 0

@@ -64,6 +64,7 @@ class AttackArguments:
     batch_size: int = field(default=500, metadata={"help": "Images per attack batch."})
     seed: int = field(default=0, metadata={"help": "Seed of the random starts."})
     output_dir: str = field(default="runs/vision/attack", metadata={"help": "robustness.json, robustness.md and the figures go here."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier results first."})
     curve_linf_eps: list[float] = field(default_factory=lambda: list(CURVE_LINF_EPS), metadata={"help": "Linf radii of the accuracy-vs-eps figure (pixel units)."})
     curve_l2_eps: list[float] = field(default_factory=lambda: list(CURVE_L2_EPS), metadata={"help": "L2 radii of the accuracy-vs-eps figure (pixel units)."})
     figure_examples: int = field(default=300, metadata={"help": "Images attacked for the figures (the first N; 0 = no figures)."})

@@ -235,6 +235,34 @@ def attack(name: str, model: nn.Module, images: torch.Tensor, labels: torch.Tens
     raise ValueError(f"attack must be one of {ATTACKS}, got {name!r}")
 
 
+def batch_generator(seed: int, start: int) -> torch.Generator:
+    """The random stream of the attack batch that starts at image ``start``: a pure function of (seed, start),
+    so results do not depend on which process attacks which batch."""
+    import numpy as np
+
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(start)]).generate_state(1)[0]))
+
+
+def attack_batch(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack_name: str, eps_values: Sequence[float],
+    start: int, targets: torch.Tensor | None = None, device: str | torch.device = "cpu", seed: int = 0, **kwargs,
+) -> dict[str, tuple[list[bool], list[bool]]]:
+    """Attack one batch (images ``start``, ``start + 1``, ... of a split) at each eps; returns
+    ``{f"{eps:g}": (still correct per image, attack succeeded per image)}``. PGD's random starts come from
+    :func:`batch_generator` (seed, start) and the eps index."""
+    f = _forward(model, kwargs.get("normalize"))
+    x, y = images.to(device), labels.to(device)
+    goal = y if targets is None else targets.to(device)
+    out = {}
+    for k, eps in enumerate(eps_values):
+        extra = dict(kwargs, generator=batch_generator(seed + 7919 * k, start)) if attack_name == "pgd" else kwargs
+        res = attack(attack_name, model, x, goal, eps, targeted=targets is not None, **extra)
+        with torch.no_grad():
+            correct = (f(res.adversarial).argmax(1) == y).tolist()
+        out[f"{eps:g}"] = (correct, res.success.tolist())
+    return out
+
+
 def attack_dataset(
     model: nn.Module,
     images: torch.Tensor,
@@ -248,7 +276,8 @@ def attack_dataset(
     progress: bool = True,
     **kwargs,
 ) -> dict[str, dict[str, float]]:
-    """Attack every image at each eps, in batches; returns ``{f"{eps:g}": {"accuracy", "success_rate"}}``.
+    """Attack every image at each eps, in batches of :func:`attack_batch`; returns
+    ``{f"{eps:g}": {"accuracy", "success_rate"}}``.
 
     ``accuracy`` is the robust accuracy: the fraction of adversarial images still classified as their
     true label (eps = 0 gives clean accuracy). ``success_rate`` is the attack's: label changed
@@ -261,25 +290,17 @@ def attack_dataset(
     if targets is not None and targets.shape != labels.shape:
         raise ValueError(f"targets must have the shape of labels {tuple(labels.shape)}, got {tuple(targets.shape)}")
     model = model.to(device).eval()
-    f = _forward(model, kwargs.get("normalize"))
-    gen = torch.Generator().manual_seed(int(seed))
-    out = {}
-    for eps in eps_values:
-        correct = fooled_count = 0
-        bar = tqdm(range(0, len(images), batch_size), desc=f"{attack_name} {kwargs.get('norm', 'linf')} eps={eps:g}",
-                   disable=not progress, leave=False)
-        for start in bar:
-            x = images[start : start + batch_size].to(device)
-            y = labels[start : start + batch_size].to(device)
-            goal = y if targets is None else targets[start : start + batch_size].to(device)
-            extra = dict(kwargs, generator=gen) if attack_name == "pgd" else kwargs
-            res = attack(attack_name, model, x, goal, eps, targeted=targets is not None, **extra)
-            with torch.no_grad():
-                correct += int((f(res.adversarial).argmax(1) == y).sum())
-            fooled_count += int(res.success.sum())
-        n = max(1, len(images))
-        out[f"{eps:g}"] = {"accuracy": correct / n, "success_rate": fooled_count / n}
-    return out
+    tally = {f"{eps:g}": [0, 0] for eps in eps_values}
+    for start in tqdm(range(0, len(images), batch_size), desc=f"{attack_name} {kwargs.get('norm', 'linf')}",
+                      disable=not progress, leave=False):
+        part = slice(start, start + batch_size)
+        res = attack_batch(model, images[part], labels[part], attack_name, eps_values, start,
+                           None if targets is None else targets[part], device, seed, **kwargs)
+        for key, (correct, fooled) in res.items():
+            tally[key][0] += sum(correct)
+            tally[key][1] += sum(fooled)
+    n = max(1, len(images))
+    return {key: {"accuracy": c / n, "success_rate": s / n} for key, (c, s) in tally.items()}
 
 
 def robust_accuracy(

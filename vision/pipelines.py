@@ -88,8 +88,15 @@ def train_and_save(data_args: ImageDataArguments, train: TrainImageArguments) ->
 # --------------------------------------------------------------------------- attack
 def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str, Any]:
     """Attack a saved model on a split at every ``args.eps``; writes ``robustness.json``, ``robustness.md`` and
-    the figures of :func:`vision.figures.attack_command_figures` in ``args.output_dir``."""
-    from .attacks import attack_dataset
+    the figures of :func:`vision.figures.attack_command_figures` in ``args.output_dir``.
+
+    Runs on the core's run skeleton: batches of ``args.batch_size`` images (one random stream each,
+    :func:`vision.attacks.batch_generator`) dealt out over the processes of ``accelerate launch``/``torchrun``,
+    per-image records in ``results.jsonl`` written as they finish, resumable; N processes give the numbers
+    of one."""
+    from robusttext.fingerprint import examples_fingerprint, folder_fingerprint
+
+    from .attacks import attack_batch, check_attack_args
     from .figures import attack_command_figures, check_figure_args, figures_markdown
     from .models import load_model
     from .report import attack_markdown
@@ -108,15 +115,38 @@ def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str
     kwargs: dict[str, Any] = {"norm": args.norm}
     if args.attack == "pgd":
         kwargs.update(steps=args.steps, step_size=args.step_size, restarts=args.restarts, random_init=args.random_init)
-    results = attack_dataset(model, data.images, data.labels, args.attack, args.eps, targets=targets,
-                             batch_size=args.batch_size, seed=args.seed, **kwargs)
-    out = {"parameters": {**asdict(args), **asdict(data_args), "num_examples": len(data)}, "results": results}
-    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    write_json(Path(args.output_dir) / "robustness.json", out)
-    figures = attack_command_figures(model, Path(args.model_dir).name, data, args, Path(args.output_dir))
-    (Path(args.output_dir) / "robustness.md").write_text(attack_markdown(out) + figures_markdown(figures),
-                                                         encoding="utf-8")
-    return out
+    for eps in args.eps:
+        check_attack_args(eps, args.norm, **({k: kwargs[k] for k in ("steps", "step_size", "restarts")} if args.attack == "pgd" else {}))
+    state = process_state()
+    params = {**asdict(args), **asdict(data_args), "num_examples": len(data), "task": "vision-attack",
+              "model_fingerprint": folder_fingerprint(args.model_dir, MODEL_FILES),
+              "data_fingerprint": examples_fingerprint(data.images, data.labels.tolist())}
+    params.pop("overwrite_output_dir", None)
+    run = Run(args.output_dir, params, overwrite=args.overwrite_output_dir, state=state)
+    model = model.to(state.device).eval()
+
+    def attack_chunk(idx: list[int], tick: Any) -> list[dict]:
+        res = attack_batch(model, data.images[idx], data.labels[idx], args.attack, args.eps, idx[0],
+                           None if targets is None else targets[idx], state.device, args.seed, **kwargs)
+        return [{"index": i, "label": int(data.labels[i]), **{eps: [bool(c[j]), bool(f[j])] for eps, (c, f) in res.items()}}
+                for j, i in enumerate(idx)]
+
+    records = run.execute(len(data), attack_chunk, args.batch_size, desc=f"{args.attack} {args.norm}",
+                          unit="images", fixed_chunks=True)
+    out_dir = Path(args.output_dir)
+
+    def write() -> None:
+        assert records is not None
+        n = max(1, len(records))
+        results = {f"{eps:g}": {"accuracy": sum(r[f"{eps:g}"][0] for r in records) / n,
+                                "success_rate": sum(r[f"{eps:g}"][1] for r in records) / n} for eps in args.eps}
+        out = {"parameters": params, "results": results}
+        write_json(out_dir / "robustness.json", out)
+        figures = attack_command_figures(model, Path(args.model_dir).name, data, args, out_dir)
+        (out_dir / "robustness.md").write_text(attack_markdown(out) + figures_markdown(figures), encoding="utf-8")
+
+    run.finish(write)
+    return run.read_json("robustness.json")
 
 
 # --------------------------------------------------------------------------- certify
