@@ -40,6 +40,8 @@ def certification_rate(smooth: SmoothingArguments, model: str) -> "RateSchedule"
     if smooth.rate_schedule:
         rate = parse_rate_schedule(smooth.rate_schedule)
     elif smooth.p_del is not None:
+        if not 0.0 < float(smooth.p_del) < 1.0:
+            raise ValueError(f"p_del must be in (0, 1) to certify, got {smooth.p_del:g}; set --p-del 0.9 (RS-Del/CERT-ED)")
         rate = FixedRate(float(smooth.p_del))
     else:
         rate = recorded or FixedRate(DEFAULT_P_DEL)

@@ -55,7 +55,7 @@ def text_data(tmp_path) -> Path:
 
 def test_script_list_is_covered():
     # a new script must get a smoke test here
-    tested = {"bench_certify.py", "bench_fishr.py", "bench_vision.py", "certify_hub_model.py", "evaluate_hub_model.py",
+    tested = {"bench_certify.py", "bench_fishr.py", "bench_rates.py", "bench_vision.py", "certify_hub_model.py", "evaluate_hub_model.py",
               "finetune_rsdel.py", "gen_cli_docs.py", "setup_nltk_data.py", "simulate_certify.py"}
     assert {p.name for p in SCRIPTS.glob("*.py")} == tested
 
@@ -147,6 +147,30 @@ def test_simulate_certify_exact_on_unanimous_inputs(tmp_path):
     assert re.match(r"n0=50 n=4000 fut=0\.1 cand=0\.1 looks=\[200, 500, 1000, 1500, 2000, 3000, 4000\] samples/input +250 "
                     r" certacc%\[r=0\.\.\]( +50\.0){7} +vs published( +\+0\.0){7}", lines[3])
     assert len(lines) == 4
+
+
+def test_bench_rates(tmp_path, tiny_model_dir, text_data):
+    out = tmp_path / "bench"
+    proc = run_script("bench_rates.py", "--model", tiny_model_dir, "--dataset", str(text_data), "--certify_examples", "3",
+                      "--max_steps", "1", "--val_fraction", "0.5", "--n0", "10", "--n", "60", "--tune_n", "30",
+                      "--tune_per_bin", "2", "--tune_iterations", "1", "--edges", "3|4", "--max_length", "32",
+                      "--output_dir", str(out), cwd=tmp_path)
+    for arm in ("fixed", "adaptive", "adaptive_plus"):
+        records = read_jsonl(out / arm / "certify" / "results.jsonl")
+        assert [r["index"] for r in records] == [0, 1, 2]
+        summary = json.loads((out / arm / "certify" / "summary.json").read_text())
+        line = re.search(rf"^{arm} +clean ([0-9.]+) \| cert acc r0=([0-9.]+) .* fwd/input (\d+) ", proc.stdout, re.M)
+        assert line, proc.stdout
+        assert float(line.group(2)) == pytest.approx(sum(r["correct"] and r["radius"] >= 0 for r in records) / 3, abs=5e-4)
+        assert int(line.group(3)) == round(sum(r["n_queries"] for r in records) / 3)
+        assert summary["num_examples"] == 3
+    # each arm certifies with the schedule its model folder records
+    assert json.loads((out / "fixed" / "model" / "rate_schedule.json").read_text())["kind"] == "fixed"
+    assert json.loads((out / "adaptive" / "model" / "rate_schedule.json").read_text())["kind"] == "adaptive"
+    assert json.loads((out / "adaptive_plus" / "model" / "rate_schedule.json").read_text())["kind"] == "binned"
+    assert re.search(r"^adaptive vs fixed: median radius \S+x, mean radius \S+x, certified accuracy at r=0 [+-][0-9.]+ points$",
+                     proc.stdout, re.M)
+    assert set(json.loads((out / "bench_rates.json").read_text())) == {"fixed", "adaptive", "adaptive_plus"}
 
 
 def test_bench_fishr(tmp_path, tiny_model_dir):
