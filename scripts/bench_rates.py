@@ -13,13 +13,15 @@ Prints, per arm: clean accuracy, certified accuracy at several radii, mean and m
 input, and ratios against ``fixed``. Resumable: a finished model or certification is reused.
 
     python scripts/bench_rates.py --output_dir runs/bench_rates_bbc                       # BBC News, quickstart budget
-    python scripts/bench_rates.py --dataset ../shared/data/amazon_multidomain --split_train all ...
+    python scripts/bench_rates.py --dataset ../shared/data/amazon_multidomain --train_split all --holdout 0.2 \\
+        --certify_examples 500 --edges 50|100|200 --output_dir runs/bench_rates_amazon
 """
 
 from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,10 @@ class BenchRatesArguments:
     test_split: str = field(default="test")
     max_train: int = field(default=0, metadata={"help": "Training examples (0: all)."})
     val_fraction: float = field(default=0.15, metadata={"help": "Share of the training split kept for tuning (AdaptDel+)."})
+    holdout: float = field(default=0.0, metadata={
+        "help": "When > 0, the test set is this share of each domain (or of the whole training split when there is "
+                "no domain column), cut after a seeded shuffle, instead of --test_split (for data without splits, "
+                "e.g. Amazon multi-domain: --train_split all --holdout 0.2)."})
     certify_examples: int = field(default=60)
     epochs: float = field(default=1.0)
     max_steps: int = field(default=-1)
@@ -56,29 +62,76 @@ class BenchRatesArguments:
 SCHEDULES = {"fixed": "fixed:{p}", "adaptive": "adaptive:k={k},p_lb={p_lb}", "adaptive_plus": "uniform:0.7,0.99"}
 
 
-def write_splits(args: BenchRatesArguments, out: Path) -> tuple[str, str]:
-    """The training split cut into a training file and a validation file (the last ``val_fraction``)."""
+def write_splits(args: BenchRatesArguments, out: Path) -> tuple[str, str, str, str]:
+    """Training, validation (the last ``val_fraction`` of the training rows, for AdaptDel+'s tuning) and test
+    files: returns (train file, validation file, test source, test split). With ``holdout`` the test rows are
+    cut from each domain after a shuffle seeded by ``seed``; otherwise the test set is ``test_split``."""
+    import random
+
     from robusttext.data import load_text_dataset
+    from robusttext.errors import UserError
 
-    train_file, val_file = out / "train.jsonl", out / "validation.jsonl"
+    train_file, val_file, test_file = out / "train.jsonl", out / "validation.jsonl", out / "test.jsonl"
     if not train_file.exists():
-        data = load_text_dataset(args.dataset, args.train_split, max_examples=args.max_train or None)
-        rows = [{"text": t, "label": data.label_names[y]} for t, y in zip(data.texts, data.labels)]
+        try:  # a folder of per-domain files has a domain column; cut the holdout from each domain
+            data = load_text_dataset(args.dataset, args.train_split, domain_column="domain", max_examples=args.max_train or None)
+        except UserError:
+            data = load_text_dataset(args.dataset, args.train_split, max_examples=args.max_train or None)
+        domains = data.dataset["domain"] if "domain" in data.dataset.column_names else [""] * len(data.texts)
+        rows = [{"text": t, "label": data.label_names[y], **({"domain": d} if d else {})}
+                for t, y, d in zip(data.texts, data.labels, domains)]
+        test_rows: list[dict] = []
+        if args.holdout > 0:
+            random.Random(args.seed).shuffle(rows)
+            train_rows = []
+            for domain in dict.fromkeys(domains):
+                part = [r for r in rows if r.get("domain", "") == domain]
+                cut = int(round(len(part) * args.holdout))
+                test_rows, train_rows = test_rows + part[:cut], train_rows + part[cut:]
+            rows = train_rows
+            random.Random(args.seed + 1).shuffle(test_rows)  # certify_examples takes the first rows: every domain
         cut = int(len(rows) * (1.0 - args.val_fraction))
-        for path, part in ((val_file, rows[cut:]), (train_file, rows[:cut])):
+        for path, part in ((val_file, rows[cut:]), (test_file, test_rows), (train_file, rows[:cut])):
+            if path == test_file and not test_rows:
+                continue
             path.write_text("".join(json.dumps(r) + "\n" for r in part), encoding="utf-8")
-    return str(train_file), str(val_file)
+    if args.holdout > 0:
+        return str(train_file), str(val_file), str(test_file), "test"
+    return str(train_file), str(val_file), args.dataset, args.test_split
 
 
-def run_arm(arm: str, args: BenchRatesArguments, out: Path, train_file: str, val_file: str) -> dict:
+@contextmanager
+def certificate_timer():
+    """Seconds spent turning counts into bounds and a radius (``_Certificate.bounds``: Clopper-Pearson and
+    the radius, fixed-rate closed form or the variable-rate search) while the block runs, as ``[seconds]``."""
+    from robusttext import stats
+
+    total, original = [0.0], stats._Certificate.bounds
+
+    def timed(self, *a, **kw):
+        start = time.perf_counter()
+        try:
+            return original(self, *a, **kw)
+        finally:
+            total[0] += time.perf_counter() - start
+
+    stats._Certificate.bounds = timed
+    try:
+        yield total
+    finally:
+        stats._Certificate.bounds = original
+
+
+def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, str, str, str]) -> dict:
     from robusttext.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TrainArguments, TuneArguments
     from robusttext.cli import training_defaults
     from robusttext.pipelines import certify_dataset
     from robusttext.training import train_classifier
     from robusttext.tuning import tune_rates
 
-    model_dir = out / arm / "model"
-    timings = {}
+    train_file, val_file, test_source, test_split = splits
+    model_dir, timings_file = out / arm / "model", out / arm / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}  # of the steps a resumed run skips
     if not (model_dir / "robusttext_training.json").exists():
         start = time.perf_counter()
         schedule = SCHEDULES[arm].format(p=args.p_lb, k=args.k, p_lb=args.p_lb)
@@ -95,14 +148,18 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, train_file: str, val
                    TuneArguments(edges=args.edges, threshold=args.threshold, iterations=args.tune_iterations,
                                  max_per_bin=args.tune_per_bin, start_k=args.k))
         timings["tune_seconds"] = time.perf_counter() - start
+    finished = (out / arm / "certify" / "summary.json").exists()
     start = time.perf_counter()
-    summary = certify_dataset(
-        ModelDataArguments(model=str(model_dir), dataset=args.dataset, split=args.test_split,
-                           max_examples=args.certify_examples, max_length=args.max_length),
-        SmoothingArguments(),  # the schedule the model folder records
-        CertifyArguments(n0=args.n0, n=args.n, alpha=args.alpha, seed=args.seed, output_dir=str(out / arm / "certify")),
-    )
-    timings["certify_seconds"] = time.perf_counter() - start
+    with certificate_timer() as cert_seconds:
+        summary = certify_dataset(
+            ModelDataArguments(model=str(model_dir), dataset=test_source, split=test_split,
+                               max_examples=args.certify_examples, max_length=args.max_length),
+            SmoothingArguments(),  # the schedule the model folder records
+            CertifyArguments(n0=args.n0, n=args.n, alpha=args.alpha, seed=args.seed, output_dir=str(out / arm / "certify")),
+        )
+    if not finished:
+        timings.update(certify_seconds=time.perf_counter() - start, certificate_seconds=cert_seconds[0])
+    timings_file.write_text(json.dumps(timings, indent=2) + "\n")
     records = [json.loads(line) for line in (out / arm / "certify" / "results.jsonl").read_text().splitlines()]
     return {"summary": summary, "records": records, "timings": timings}
 
@@ -116,15 +173,17 @@ def row(arm: str, res: dict, radii: list[int]) -> str:
             f" | radius mean {s['mean_certified_radius']:.2f} median {s['median_certified_radius']:g}"
             f" | log10 card {'-' if card is None else format(card, '.1f')}"
             f" | fwd/input {sum(r['n_queries'] for r in recs) / len(recs):.0f}"
-            f" | s/input {sum(r['seconds'] for r in recs) / len(recs):.2f}")
+            f" | s/input {sum(r['seconds'] for r in recs) / len(recs):.2f}"
+            + (f" | certificate {100 * t['certificate_seconds'] / t['certify_seconds']:.2f}% of certify wall"
+               if (t := res["timings"]).get("certify_seconds") else ""))
 
 
 def main() -> None:
     (args,) = HfArgumentParser(BenchRatesArguments).parse_args_into_dataclasses()
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_file, val_file = write_splits(args, out)
-    results = {arm: run_arm(arm, args, out, train_file, val_file) for arm in args.arms.split(",")}
+    splits = write_splits(args, out)
+    results = {arm: run_arm(arm, args, out, splits) for arm in args.arms.split(",")}
     radii = [0, 1, 2, 5, 10, 20, 50]
     for arm, res in results.items():
         print(row(arm, res, radii))

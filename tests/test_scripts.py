@@ -159,7 +159,8 @@ def test_bench_rates(tmp_path, tiny_model_dir, text_data):
         records = read_jsonl(out / arm / "certify" / "results.jsonl")
         assert [r["index"] for r in records] == [0, 1, 2]
         summary = json.loads((out / arm / "certify" / "summary.json").read_text())
-        line = re.search(rf"^{arm} +clean ([0-9.]+) \| cert acc r0=([0-9.]+) .* fwd/input (\d+) ", proc.stdout, re.M)
+        line = re.search(rf"^{arm} +clean ([0-9.]+) \| cert acc r0=([0-9.]+) .* fwd/input (\d+) .* \| certificate "
+                         r"[0-9.]+% of certify wall$", proc.stdout, re.M)
         assert line, proc.stdout
         assert float(line.group(2)) == pytest.approx(sum(r["correct"] and r["radius"] >= 0 for r in records) / 3, abs=5e-4)
         assert int(line.group(3)) == round(sum(r["n_queries"] for r in records) / 3)
@@ -171,6 +172,28 @@ def test_bench_rates(tmp_path, tiny_model_dir, text_data):
     assert re.search(r"^adaptive vs fixed: median radius \S+x, mean radius \S+x, certified accuracy at r=0 [+-][0-9.]+ points$",
                      proc.stdout, re.M)
     assert set(json.loads((out / "bench_rates.json").read_text())) == {"fixed", "adaptive", "adaptive_plus"}
+
+
+def test_bench_rates_holds_out_the_same_share_of_every_domain(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_rates", SCRIPTS / "bench_rates.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_rates"] = bench  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(bench)
+    finally:
+        del sys.modules["bench_rates"]
+    folder = tmp_path / "domains"
+    folder.mkdir()
+    for domain, size in (("books", 20), ("dvd", 10)):
+        (folder / f"{domain}.jsonl").write_text("".join(
+            json.dumps({"text": f"{domain} review {i}", "label": i % 2}) + "\n" for i in range(size)))
+    args = bench.BenchRatesArguments(dataset=str(folder), train_split="all", holdout=0.2, val_fraction=0.25)
+    train, val, test, split = bench.write_splits(args, tmp_path)
+    rows = {name: read_jsonl(Path(path)) for name, path in (("train", train), ("val", val), ("test", test))}
+    assert split == "test" and [len(rows[k]) for k in ("train", "val", "test")] == [18, 6, 6]
+    assert sorted(r["domain"] for r in rows["test"]) == ["books"] * 4 + ["dvd"] * 2  # 20% of each domain
+    texts = [r["text"] for part in rows.values() for r in part]
+    assert sorted(texts) == sorted(f"{d} review {i}" for d, n in (("books", 20), ("dvd", 10)) for i in range(n))
 
 
 def test_bench_fishr(tmp_path, tiny_model_dir):
