@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
-from .deletion import split_units
+from .deletion import unit_edits
 from .protocol import CertifyProtocol
 from .results import write_json
 
@@ -150,24 +150,6 @@ def build_attack(recipe: str, wrapper: Any, query_budget: int | None = None) -> 
     if query_budget is not None:
         attack.goal_function.query_budget = int(query_budget)
     return attack
-
-
-def edit_distance(a: Sequence[Any], b: Sequence[Any]) -> int:
-    """Levenshtein distance between two sequences (unit cost insert / delete / substitute)."""
-    from rapidfuzz.distance import Levenshtein
-
-    return int(Levenshtein.distance(list(a), list(b)))
-
-
-def unit_edits(original: str, perturbed: str, unit: str, tokenizer: Any = None) -> int:
-    """Edits between two texts counted in ``unit`` (word = whitespace-separated run, char, token),
-    the unit in which RS-Del radii are stated."""
-    if unit == "token":
-        if tokenizer is None:
-            raise ValueError("edits in token units need the model's tokenizer")
-        a, b = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in (original, perturbed))
-        return edit_distance(a, b)
-    return edit_distance(split_units(original, unit), split_units(perturbed, unit))
 
 
 def result_record(result: Any, index: int, recipe: str, target: str, label: int, seconds: float) -> dict:

@@ -57,6 +57,24 @@ def split_units(text: str, unit: str) -> list[str]:
     raise ValueError(f"split_units handles 'word' and 'char', got {unit!r}")
 
 
+def edit_distance(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """Levenshtein distance between two sequences (unit cost insert / delete / substitute)."""
+    from rapidfuzz.distance import Levenshtein
+
+    return int(Levenshtein.distance(list(a), list(b)))
+
+
+def unit_edits(original: str, perturbed: str, unit: str, tokenizer: Any = None) -> int:
+    """Edits between two texts counted in ``unit`` (word = whitespace-separated run, char, token),
+    the unit in which RS-Del radii are stated."""
+    if unit == "token":
+        if tokenizer is None:
+            raise ValueError("edits in token units need the model's tokenizer")
+        a, b = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in (original, perturbed))
+        return edit_distance(a, b)
+    return edit_distance(split_units(original, unit), split_units(perturbed, unit))
+
+
 def keep_masks(rng: np.random.Generator, n: int, length: int, p_del: float) -> np.ndarray:
     """``n`` boolean rows of ``length``: True = unit kept (probability 1 - p_del, independently)."""
     return rng.random((n, length)) >= p_del

@@ -100,21 +100,12 @@ def save_rate_schedule(rate: Any, model_dir: str) -> None:
         schedule.save(model_dir)
 
 
-def train_classifier(
-    data: ModelDataArguments, smooth: SmoothingArguments, train: TrainArguments, args: Any, augment: Any = None
-) -> dict:
-    """Fine-tune ``data.model`` on ``data.dataset`` under deletion noise; returns the final metrics.
-
-    ``args`` is a ``transformers.TrainingArguments``; ``remove_unused_columns`` is forced off so the
-    raw text reaches the collator. With ``smooth.p_del == 0`` the model trains without noise.
-    ``augment`` (an ``AugmentArguments``) adds TextAttack augmentation before the deletion noise.
-    """
-    from transformers.trainer_utils import get_last_checkpoint
-
+def load_training_splits(data: ModelDataArguments, train: TrainArguments, args: Any) -> tuple[Any, Any, Any]:
+    """The labelled training data (its ``label_names`` fix the head) and the train and eval
+    ``datasets.Dataset`` s: ``--eval-split`` when given; with ``--test-domains`` the held-out domains leave the
+    training set and, without an eval split, become it."""
     from .data import load_text_dataset
 
-    rate = smooth.training_rate()
-    check_deletion_args(rate if isinstance(rate, float) else 0.5, smooth.unit, allow_zero=True)
     test_domains = list(getattr(train, "test_domains", None) or [])
     domain_column = getattr(args, "domain_column", "domain")
     use_domains = train.algorithm == "fishr" or bool(test_domains)
@@ -132,13 +123,71 @@ def train_classifier(
         )
     train_ds, eval_ds = train_data.dataset, eval_data.dataset if eval_data is not None else None
     if test_domains:
-        from .domain_data import check_heldout, training_domains
+        train_ds, eval_ds = hold_out_domains(train_ds, eval_ds, test_domains)
+    return train_data, train_ds, eval_ds
 
-        check_heldout(training_domains(train_ds), test_domains, min_train=1)
-        held = set(test_domains)
-        if eval_ds is None:
-            eval_ds = train_ds.filter(lambda d: d in held, input_columns="domain")
-        train_ds = train_ds.filter(lambda d: d not in held, input_columns="domain")
+
+def hold_out_domains(train_ds: Any, eval_ds: Any, test_domains: list[str]) -> tuple[Any, Any]:
+    """``train_ds`` without the ``test_domains`` (refused unless a training domain is left), and the eval
+    set: ``eval_ds`` when given, else the held-out domains' examples."""
+    from .domain_data import check_heldout, training_domains
+
+    check_heldout(training_domains(train_ds), test_domains, min_train=1)
+    held = set(test_domains)
+    if eval_ds is None:
+        eval_ds = train_ds.filter(lambda d: d in held, input_columns="domain")
+    train_ds = train_ds.filter(lambda d: d not in held, input_columns="domain")
+    return train_ds, eval_ds
+
+
+def last_checkpoint(args: Any) -> str | None:
+    """The checkpoint to resume from: the last one in ``args.output_dir`` unless ``overwrite_output_dir``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = None
+    if Path(args.output_dir).is_dir() and not args.overwrite_output_dir:
+        last = get_last_checkpoint(args.output_dir)
+        if last:
+            logger.warning("resuming training from %s", last)
+    return last
+
+
+def save_training_info(
+    data: ModelDataArguments, smooth: SmoothingArguments, train: TrainArguments, args: Any, rate: Any,
+    label_names: list[str], metrics: dict,
+) -> None:
+    """Write the model folder's ``rate_schedule.json`` and ``robusttext_training.json`` (what it was
+    trained on, under which noise and algorithm, by how many processes, and its final metrics)."""
+    save_rate_schedule(rate, args.output_dir)
+    info = {
+        "model": data.model,
+        "dataset": data.dataset,
+        "dataset_config": data.dataset_config,
+        "split": data.split,
+        "p_del": rate if isinstance(rate, float) else None,
+        "rate_schedule": None if isinstance(rate, float) else rate.to_dict(),
+        "unit": smooth.unit,
+        "algorithm": train.algorithm,
+        "test_domains": list(getattr(train, "test_domains", None) or []),
+        "label_names": label_names,
+        "world_size": args.world_size,  # processes that trained it (torchrun / accelerate launch)
+        "metrics": metrics,
+    }
+    Path(args.output_dir, TRAINING_INFO).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def train_classifier(
+    data: ModelDataArguments, smooth: SmoothingArguments, train: TrainArguments, args: Any, augment: Any = None
+) -> dict:
+    """Fine-tune ``data.model`` on ``data.dataset`` under deletion noise; returns the final metrics.
+
+    ``args`` is a ``transformers.TrainingArguments``; ``remove_unused_columns`` is forced off so the
+    raw text reaches the collator. With ``smooth.p_del == 0`` the model trains without noise.
+    ``augment`` (an ``AugmentArguments``) adds TextAttack augmentation before the deletion noise.
+    """
+    rate = smooth.training_rate()
+    check_deletion_args(rate if isinstance(rate, float) else 0.5, smooth.unit, allow_zero=True)
+    train_data, train_ds, eval_ds = load_training_splits(data, train, args)
     trainer = build_trainer(
         data.model, train_ds, train_data.label_names, smooth, args, algorithm=train.algorithm,
         eval_dataset=eval_ds, max_length=data.max_length,
@@ -151,31 +200,11 @@ def train_classifier(
         trainer.data_collator = AugmentingCollator(
             trainer.data_collator, augment, seed=args.seed, active=lambda: trainer.model.training
         )
-    last = None
-    if Path(args.output_dir).is_dir() and not args.overwrite_output_dir:
-        last = get_last_checkpoint(args.output_dir)
-        if last:
-            logger.warning("resuming training from %s", last)
-    result = trainer.train(resume_from_checkpoint=last)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(args))
     metrics = dict(result.metrics)
     if eval_ds is not None:
         metrics.update(trainer.evaluate())
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
-        save_rate_schedule(rate, args.output_dir)
-        info = {
-            "model": data.model,
-            "dataset": data.dataset,
-            "dataset_config": data.dataset_config,
-            "split": data.split,
-            "p_del": rate if isinstance(rate, float) else None,
-            "rate_schedule": None if isinstance(rate, float) else rate.to_dict(),
-            "unit": smooth.unit,
-            "algorithm": train.algorithm,
-            "test_domains": test_domains,
-            "label_names": train_data.label_names,
-            "world_size": args.world_size,  # processes that trained it (torchrun / accelerate launch)
-            "metrics": metrics,
-        }
-        Path(args.output_dir, TRAINING_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        save_training_info(data, smooth, train, args, rate, train_data.label_names, metrics)
     return metrics

@@ -117,6 +117,87 @@ def _forward(model: nn.Module, normalize: tuple[Sequence[float], Sequence[float]
     return run
 
 
+@dataclass(frozen=True)
+class _Ball:
+    """What one PGD run needs besides the images: the ball (``eps``, ``norm``), the pixel range, the
+    steps and their size, the objective's direction and early stopping."""
+
+    eps: float
+    norm: Norm
+    low: float
+    high: float
+    steps: int
+    step: float
+    targeted: bool
+    early_stop: bool
+
+
+def _clean_candidates(f: Callable, images: torch.Tensor, labels: torch.Tensor, ball: _Ball) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each example's best (loss, success) before any attack: the clean image's when it is a candidate
+    (early stopping or ``eps = 0``: fooled ones need no attack), else (-inf, False), sparing the clean
+    forward pass when every example is attacked anyway."""
+    if ball.early_stop or ball.eps == 0:
+        with torch.no_grad():
+            logits = f(images)
+            return objective(logits, labels, ball.targeted), fooled(logits, labels, ball.targeted)
+    best_loss = torch.full((len(images),), float("-inf"), device=images.device, dtype=images.dtype)
+    best_success = torch.zeros(len(images), dtype=torch.bool, device=images.device)
+    return best_loss, best_success
+
+
+def _pgd_run(f: Callable, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, ball: _Ball) -> torch.Tensor:
+    """One PGD run from the start ``delta``: ``ball.steps`` projected ascent steps; with early stopping an
+    example stops moving once fooled and only the still-moving ones go through the model. Returns the
+    final perturbation."""
+    active = torch.arange(len(x), device=x.device)  # positions (in x) still moving
+    for _ in range(ball.steps):
+        full = len(active) == len(x)  # no example stopped yet: work on x itself, no gathers
+        xa, ya = (x, y) if full else (x[active], y[active])
+        d = (delta if full else delta[active]).detach().requires_grad_(True)
+        logits = f(xa + d)
+        loss = objective(logits, ya, ball.targeted)
+        (grad,) = torch.autograd.grad(loss.sum(), d)
+        with torch.no_grad():
+            if ball.early_stop:
+                moving = ~fooled(logits, ya, ball.targeted)
+                if not bool(moving.all()):
+                    active, xa, d, grad, full = active[moving], xa[moving], d[moving], grad[moving], False
+                    if len(active) == 0:
+                        break
+            new = (xa + project(d + ascent_step(grad, ball.step, ball.norm), ball.eps, ball.norm)).clamp(ball.low, ball.high) - xa
+            if full:
+                delta = new
+            else:
+                delta[active] = new
+    return delta
+
+
+def _restart(
+    f: Callable, images: torch.Tensor, labels: torch.Tensor, ball: _Ball, random_init: bool,
+    generator: torch.Generator | None, best: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> bool:
+    """One restart on the examples still to attack (the unfooled ones with early stopping, else all),
+    updating ``best = (adversarial, loss, success)`` in place; ``False`` when none was left to attack."""
+    best_adv, best_loss, best_success = best
+    todo = (~best_success).nonzero().flatten() if ball.early_stop else torch.arange(len(images), device=images.device)
+    if len(todo) == 0:
+        return False
+    x, y = images[todo], labels[todo]
+    delta = random_start(x, ball.eps, ball.norm, generator) if random_init else torch.zeros_like(x)
+    delta = ((x + project(delta, ball.eps, ball.norm)).clamp(ball.low, ball.high) - x).detach()
+    delta = _pgd_run(f, x, y, delta, ball)
+    with torch.no_grad():
+        adv = x + delta
+        logits = f(adv)
+        loss = objective(logits, y, ball.targeted)
+        success = fooled(logits, y, ball.targeted)
+        # keep a success over a failure, else the higher loss
+        better = (success & ~best_success[todo]) | ((success == best_success[todo]) & (loss > best_loss[todo]))
+        idx = todo[better]
+        best_adv[idx], best_loss[idx], best_success[idx] = adv[better], loss[better], success[better]
+    return True
+
+
 def pgd(
     model: nn.Module,
     images: torch.Tensor,
@@ -157,55 +238,16 @@ def pgd(
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
     step = float(step_size) if step_size is not None else 2.5 * float(eps) / steps
+    ball = _Ball(eps, norm, low, high, steps, step, targeted, early_stop)
     f = _forward(model, normalize)
     images = images.detach()
     best_adv = images.clone()
-    if early_stop or eps == 0:  # the clean image is a candidate; fooled ones need no attack
-        with torch.no_grad():
-            logits = f(images)
-            best_loss = objective(logits, labels, targeted)
-            best_success = fooled(logits, labels, targeted)
-    else:  # every example is attacked anyway: spare the clean forward pass
-        best_loss = torch.full((len(images),), float("-inf"), device=images.device, dtype=images.dtype)
-        best_success = torch.zeros(len(images), dtype=torch.bool, device=images.device)
+    best_loss, best_success = _clean_candidates(f, images, labels, ball)
     if eps == 0:
         return AttackResult(best_adv, best_success, best_loss)
     for _ in range(restarts):
-        todo = (~best_success).nonzero().flatten() if early_stop else torch.arange(len(images), device=images.device)
-        if len(todo) == 0:
+        if not _restart(f, images, labels, ball, random_init, generator, (best_adv, best_loss, best_success)):
             break
-        x, y = images[todo], labels[todo]
-        delta = random_start(x, eps, norm, generator) if random_init else torch.zeros_like(x)
-        delta = ((x + project(delta, eps, norm)).clamp(low, high) - x).detach()
-        active = torch.arange(len(x), device=x.device)  # positions (in todo) still moving
-        for _ in range(steps):
-            full = len(active) == len(x)  # no example stopped yet: work on x itself, no gathers
-            xa, ya = (x, y) if full else (x[active], y[active])
-            d = (delta if full else delta[active]).detach().requires_grad_(True)
-            logits = f(xa + d)
-            loss = objective(logits, ya, targeted)
-            (grad,) = torch.autograd.grad(loss.sum(), d)
-            with torch.no_grad():
-                if early_stop:
-                    moving = ~fooled(logits, ya, targeted)
-                    if not bool(moving.all()):
-                        active, xa, d, grad, full = active[moving], xa[moving], d[moving], grad[moving], False
-                        if len(active) == 0:
-                            break
-                new = (xa + project(d + ascent_step(grad, step, norm), eps, norm)).clamp(low, high) - xa
-                if full:
-                    delta = new
-                else:
-                    delta[active] = new
-        with torch.no_grad():
-            adv = x + delta
-            logits = f(adv)
-            loss = objective(logits, y, targeted)
-            success = fooled(logits, y, targeted)
-            # keep a success over a failure, else the higher loss
-            better = (success & ~best_success[todo]) | ((success == best_success[todo]) & (loss > best_loss[todo]))
-            idx = todo[better]
-            best_adv[idx], best_loss[idx], best_success[idx] = adv[better], loss[better], success[better]
     return AttackResult(best_adv.detach(), best_success, best_loss)
 
 

@@ -92,15 +92,74 @@ def evaluate_attacks(model: Any, images: Any, labels: Any, args: CompareArgument
     return acc
 
 
+def ensure_model(args: CompareArguments, data_args: ImageDataArguments, method: str, model_dir: Path) -> None:
+    """Train the ``method`` model into ``model_dir`` unless its weights are already there."""
+    from .models import WEIGHTS_NAME
+    from .pipelines import train_and_save
+
+    if (model_dir / WEIGHTS_NAME).exists():
+        return
+    train = TrainImageArguments(
+        method=method, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        eps=args.train_eps, norm="linf", steps=args.train_steps, warmup_epochs=args.warmup_epochs,
+        sigma=args.sigma, seed=args.seed, eval_split=None, output_dir=str(model_dir),
+    )
+    train_and_save(data_args, train)
+
+
+def certify_model(model: Any, name: str, model_dir: Path, certified: Any, args: CompareArguments, out: Path) -> dict[str, Any]:
+    """The certify summary of ``model`` smoothed at ``args.sigma`` on the ``certified`` images (cached in
+    ``out/certify/<method>``)."""
+    from .pipelines import certify_images
+
+    cert = CertifyImageArguments(
+        model_dir=str(model_dir), sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha,
+        batch_size=args.certify_batch_size, seed=args.seed, output_dir=str(out / "certify" / model_dir.name),
+    )
+    params = {"task": "vision-certify", "model_dir": str(model_dir), "dataset": certified.name,
+              "split": args.eval_split, "max_examples": args.certify_examples}
+    return certify_images(model, certified, cert, params, name=name)
+
+
+def write_compare(
+    result: dict[str, Any], curves: dict[str, Any], models: dict[str, Any], evaluation: Any, attacked: Any,
+    certified: Any, args: CompareArguments, out: Path,
+) -> None:
+    """``compare.json``, ``compare.md`` (table and figures), ``compare.png`` and ``compare_certified.png``
+    (main process). Adds each row's ``certified_fraction`` after ``compare.json`` is written."""
+    from robusttext.report import plot_certified_accuracy
+
+    from .report import plot_accuracy_bars, table_markdown
+
+    rows = result["rows"]
+    write_json(out / "compare.json", result)
+    acc_cols = [("clean_accuracy", "clean")] + [
+        (key, f"{name.upper()} {norm} {eps:g}") for key, name, norm, eps in attack_columns(args)
+    ]
+    cols = acc_cols + [("certified_count", f"certified (of {len(certified)})"),
+                       ("mean_radius_certified", "avg radius")]
+    caption = (
+        f"{args.dataset}: trained on `{args.train_split}`, evaluated on `{args.eval_split}` ({len(evaluation)} images; "
+        f"attacks on {len(attacked)}, PGD {args.attack_steps} steps x {args.attack_restarts} restart(s)); "
+        f"certification on the first {len(certified)} at sigma = {args.sigma} (n0 = {args.n0}, n = {args.n}, "
+        f"alpha = {args.alpha}); avg radius over the images certified correct (L2, pixel units)."
+    )
+    figures = compare_figure_set(models, evaluation, args, out, {n: out / "certify" / m for n, m in METHODS})
+    (out / "compare.md").write_text(table_markdown(rows, cols, caption) + figures_markdown(figures), encoding="utf-8")
+    for r in rows.values():
+        r["certified_fraction"] = r["certified_count"] / max(1, len(certified))
+    plot_accuracy_bars(rows, acc_cols + [("certified_fraction", f"certified (sigma={args.sigma})")],
+                       out / "compare.png", f"{args.dataset}: normal vs PGD-AT vs Gaussian training")
+    plot_certified_accuracy(curves, out / "compare_certified.png", xlabel="L2 radius (pixel units)",
+                            title=f"Gaussian smoothing, sigma={args.sigma}")
+
+
 def run_compare(args: CompareArguments) -> dict[str, Any]:
     """Train (or reuse) the three models, attack and certify them; write and return the table."""
     from robusttext.distributed import process_state
 
-    from robusttext.report import plot_certified_accuracy
-
-    from .models import WEIGHTS_NAME, load_model
-    from .pipelines import certify_images, clean_accuracy, load_data, train_and_save
-    from .report import plot_accuracy_bars, table_markdown
+    from .models import load_model
+    from .pipelines import clean_accuracy, load_data
 
     check_figure_args(args)
     state = process_state()
@@ -113,24 +172,12 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
     curves, models = {}, {}
     for name, method in METHODS:
         model_dir = out / "models" / method
-        if not (model_dir / WEIGHTS_NAME).exists():
-            train = TrainImageArguments(
-                method=method, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                eps=args.train_eps, norm="linf", steps=args.train_steps, warmup_epochs=args.warmup_epochs,
-                sigma=args.sigma, seed=args.seed, eval_split=None, output_dir=str(model_dir),
-            )
-            train_and_save(data_args, train)
+        ensure_model(args, data_args, method, model_dir)
         model = models[name] = load_model(model_dir)[0]
         row: dict[str, Any] = {"clean_accuracy": clean_accuracy(model, evaluation)}
         if state.is_main_process:
             row.update(evaluate_attacks(model, attacked.images, attacked.labels, args, out / "eval" / f"{method}.json"))
-        cert = CertifyImageArguments(
-            model_dir=str(model_dir), sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha,
-            batch_size=args.certify_batch_size, seed=args.seed, output_dir=str(out / "certify" / method),
-        )
-        params = {"task": "vision-certify", "model_dir": str(model_dir), "dataset": certified.name,
-                  "split": args.eval_split, "max_examples": args.certify_examples}
-        summary = certify_images(model, certified, cert, params, name=name)
+        summary = certify_model(model, name, model_dir, certified, args, out)
         row.update(smoothed_accuracy=summary["smoothed_accuracy"], certified_count=summary["certified_count"],
                    mean_radius_certified=summary["mean_radius_certified"])
         rows[name] = row
@@ -138,25 +185,6 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
     result = {"parameters": asdict(args), "num_eval": len(evaluation), "num_attacked": len(attacked),
               "num_certified": len(certified), "rows": rows}
     if state.is_main_process:
-        write_json(out / "compare.json", result)
-        acc_cols = [("clean_accuracy", "clean")] + [
-            (key, f"{name.upper()} {norm} {eps:g}") for key, name, norm, eps in attack_columns(args)
-        ]
-        cols = acc_cols + [("certified_count", f"certified (of {len(certified)})"),
-                           ("mean_radius_certified", "avg radius")]
-        caption = (
-            f"{args.dataset}: trained on `{args.train_split}`, evaluated on `{args.eval_split}` ({len(evaluation)} images; "
-            f"attacks on {len(attacked)}, PGD {args.attack_steps} steps x {args.attack_restarts} restart(s)); "
-            f"certification on the first {len(certified)} at sigma = {args.sigma} (n0 = {args.n0}, n = {args.n}, "
-            f"alpha = {args.alpha}); avg radius over the images certified correct (L2, pixel units)."
-        )
-        figures = compare_figure_set(models, evaluation, args, out, {n: out / "certify" / m for n, m in METHODS})
-        (out / "compare.md").write_text(table_markdown(rows, cols, caption) + figures_markdown(figures), encoding="utf-8")
-        for r in rows.values():
-            r["certified_fraction"] = r["certified_count"] / max(1, len(certified))
-        plot_accuracy_bars(rows, acc_cols + [("certified_fraction", f"certified (sigma={args.sigma})")],
-                           out / "compare.png", f"{args.dataset}: normal vs PGD-AT vs Gaussian training")
-        plot_certified_accuracy(curves, out / "compare_certified.png", xlabel="L2 radius (pixel units)",
-                                title=f"Gaussian smoothing, sigma={args.sigma}")
+        write_compare(result, curves, models, evaluation, attacked, certified, args, out)
     state.wait_for_everyone()
     return result

@@ -86,6 +86,49 @@ def train_and_save(data_args: ImageDataArguments, train: TrainImageArguments) ->
 
 
 # --------------------------------------------------------------------------- attack
+def attack_targets(args: AttackArguments, data: ImageData) -> torch.Tensor | None:
+    """The target class of each image for ``--targeted`` (``--target-class``, else the label's successor
+    modulo the number of classes); ``None`` for an untargeted attack."""
+    if not args.targeted:
+        return None
+    if args.target_class is not None:
+        if not 0 <= args.target_class < data.num_classes:
+            raise ValueError(f"--target-class must be in [0, {data.num_classes}), got {args.target_class}")
+        return torch.full_like(data.labels, args.target_class)
+    return (data.labels + 1) % data.num_classes
+
+
+def attack_kwargs(args: AttackArguments) -> dict[str, Any]:
+    """The attack's keyword arguments (norm; PGD's steps, step size, restarts, random start), checked at
+    every ``args.eps``."""
+    from .attacks import check_attack_args
+
+    kwargs: dict[str, Any] = {"norm": args.norm}
+    if args.attack == "pgd":
+        kwargs.update(steps=args.steps, step_size=args.step_size, restarts=args.restarts, random_init=args.random_init)
+    for eps in args.eps:
+        check_attack_args(eps, args.norm, **({k: kwargs[k] for k in ("steps", "step_size", "restarts")} if args.attack == "pgd" else {}))
+    return kwargs
+
+
+def write_robustness(
+    records: list[dict], params: dict[str, Any], model: nn.Module, data: ImageData, args: AttackArguments
+) -> None:
+    """``robustness.json`` (accuracy and success rate per eps over the per-image ``records``),
+    ``robustness.md`` and the attack figures in ``args.output_dir``."""
+    from .figures import attack_command_figures, figures_markdown
+    from .report import attack_markdown
+
+    out_dir = Path(args.output_dir)
+    n = max(1, len(records))
+    results = {f"{eps:g}": {"accuracy": sum(r[f"{eps:g}"][0] for r in records) / n,
+                            "success_rate": sum(r[f"{eps:g}"][1] for r in records) / n} for eps in args.eps}
+    out = {"parameters": params, "results": results}
+    write_json(out_dir / "robustness.json", out)
+    figures = attack_command_figures(model, Path(args.model_dir).name, data, args, out_dir)
+    (out_dir / "robustness.md").write_text(attack_markdown(out) + figures_markdown(figures), encoding="utf-8")
+
+
 def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str, Any]:
     """Attack a saved model on a split at every ``args.eps``; writes ``robustness.json``, ``robustness.md`` and
     the figures of :func:`vision.figures.attack_command_figures` in ``args.output_dir``.
@@ -96,27 +139,15 @@ def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str
     of one."""
     from robusttext.fingerprint import examples_fingerprint, folder_fingerprint
 
-    from .attacks import attack_batch, check_attack_args
-    from .figures import attack_command_figures, check_figure_args, figures_markdown
+    from .attacks import attack_batch
+    from .figures import check_figure_args
     from .models import load_model
-    from .report import attack_markdown
 
     check_figure_args(args)
     model, cfg = load_model(args.model_dir)
     data = load_data(data_args)
-    targets = None
-    if args.targeted:
-        if args.target_class is not None:
-            if not 0 <= args.target_class < data.num_classes:
-                raise ValueError(f"--target-class must be in [0, {data.num_classes}), got {args.target_class}")
-            targets = torch.full_like(data.labels, args.target_class)
-        else:
-            targets = (data.labels + 1) % data.num_classes
-    kwargs: dict[str, Any] = {"norm": args.norm}
-    if args.attack == "pgd":
-        kwargs.update(steps=args.steps, step_size=args.step_size, restarts=args.restarts, random_init=args.random_init)
-    for eps in args.eps:
-        check_attack_args(eps, args.norm, **({k: kwargs[k] for k in ("steps", "step_size", "restarts")} if args.attack == "pgd" else {}))
+    targets = attack_targets(args, data)
+    kwargs = attack_kwargs(args)
     state = process_state()
     params = {**asdict(args), **asdict(data_args), "num_examples": len(data), "task": "vision-attack",
               "model_fingerprint": folder_fingerprint(args.model_dir, MODEL_FILES),
@@ -133,17 +164,10 @@ def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str
 
     records = run.execute(len(data), attack_chunk, args.batch_size, desc=f"{args.attack} {args.norm}",
                           unit="images", fixed_chunks=True)
-    out_dir = Path(args.output_dir)
 
     def write() -> None:
         assert records is not None
-        n = max(1, len(records))
-        results = {f"{eps:g}": {"accuracy": sum(r[f"{eps:g}"][0] for r in records) / n,
-                                "success_rate": sum(r[f"{eps:g}"][1] for r in records) / n} for eps in args.eps}
-        out = {"parameters": params, "results": results}
-        write_json(out_dir / "robustness.json", out)
-        figures = attack_command_figures(model, Path(args.model_dir).name, data, args, out_dir)
-        (out_dir / "robustness.md").write_text(attack_markdown(out) + figures_markdown(figures), encoding="utf-8")
+        write_robustness(records, params, model, data, args)
 
     run.finish(write)
     return run.read_json("robustness.json")

@@ -68,6 +68,58 @@ def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _resume(accelerator, output_dir: Path, desc: str) -> tuple[int, list[dict]]:
+    """The epochs already done and their log, after loading the last finished checkpoint's full state
+    (``(0, [])`` for a fresh run)."""
+    log_path = output_dir / "log.jsonl"
+    done = _checkpoints(output_dir)
+    if not done:
+        return 0, []
+    start, path = done[-1]
+    accelerator.load_state(str(path))
+    history = [json.loads(l) for l in log_path.read_text().splitlines() if l.strip()][:start] if log_path.exists() else []
+    accelerator.print(f"{desc}: resuming after epoch {start} from {path}")
+    return start, history
+
+
+def _train_epoch(accelerator, model: nn.Module, optimizer, loader, loss_fn: LossFn, epoch: int, epochs: int, desc: str) -> dict:
+    """One pass over ``loader``; the epoch's log line (loss and accuracy summed over every process)."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    total = correct = 0
+    loss_sum = 0.0
+    bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", disable=not accelerator.is_local_main_process,
+               leave=False)
+    for step, (x, y) in enumerate(bar):
+        loss, logits = loss_fn(model, x, y, epoch + step / max(1, len(loader)))
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(y)
+        total += len(y)
+        if logits is not None:
+            correct += int((logits.detach().argmax(1) == y).sum())
+        bar.set_postfix(loss=f"{loss_sum / total:.4f}")
+    stats = torch.tensor([loss_sum, correct, total], dtype=torch.float64, device=accelerator.device)
+    loss_sum, correct, total = accelerator.reduce(stats, reduction="sum").tolist()
+    return {"epoch": epoch + 1, "loss": loss_sum / max(1, total), "accuracy": correct / max(1, total)}
+
+
+def _save_epoch(accelerator, output_dir: Path, epoch: int, history: list[dict], keep_checkpoints: int) -> None:
+    """Checkpoint the full state after ``epoch`` (marked ``done`` once every process saved), rewrite
+    ``log.jsonl`` and drop all but the last ``keep_checkpoints`` checkpoints."""
+    ckpt = output_dir / "checkpoints" / f"epoch_{epoch + 1}"
+    accelerator.save_state(str(ckpt))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (ckpt / "done").write_text("ok\n")
+        with open(output_dir / "log.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in history)
+        for _, old in _checkpoints(output_dir)[: -keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def fit(
     model: nn.Module,
     images: torch.Tensor,
@@ -81,7 +133,6 @@ def fit(
     training batches as the loss saw them). Resumes from ``output_dir/checkpoints`` when present."""
     from robusttext.distributed import accelerator as make_accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
     config.validate()
     if len(images) != len(labels):
@@ -96,45 +147,12 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    log_path = output_dir / "log.jsonl"
-    history: list[dict] = []
-    start = 0
-    done = _checkpoints(output_dir)
-    if done:
-        start, path = done[-1]
-        accelerator.load_state(str(path))
-        history = [json.loads(l) for l in log_path.read_text().splitlines() if l.strip()][:start] if log_path.exists() else []
-        accelerator.print(f"{desc}: resuming after epoch {start} from {path}")
+    start, history = _resume(accelerator, output_dir, desc)
     for epoch in range(start, config.epochs):
         sampler.epoch = epoch
-        model.train()
-        total = correct = 0
-        loss_sum = 0.0
-        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not accelerator.is_local_main_process,
-                   leave=False)
-        for step, (x, y) in enumerate(bar):
-            loss, logits = loss_fn(model, x, y, epoch + step / max(1, len(loader)))
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            optimizer.step()
-            loss_sum += float(loss.detach()) * len(y)
-            total += len(y)
-            if logits is not None:
-                correct += int((logits.detach().argmax(1) == y).sum())
-            bar.set_postfix(loss=f"{loss_sum / total:.4f}")
-        stats = torch.tensor([loss_sum, correct, total], dtype=torch.float64, device=accelerator.device)
-        loss_sum, correct, total = accelerator.reduce(stats, reduction="sum").tolist()
-        record = {"epoch": epoch + 1, "loss": loss_sum / max(1, total), "accuracy": correct / max(1, total)}
+        record = _train_epoch(accelerator, model, optimizer, loader, loss_fn, epoch, config.epochs, desc)
         history.append(record)
-        ckpt = output_dir / "checkpoints" / f"epoch_{epoch + 1}"
-        accelerator.save_state(str(ckpt))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            (ckpt / "done").write_text("ok\n")
-            with open(log_path, "w", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(r) + "\n" for r in history)
-            for _, old in _checkpoints(output_dir)[: -config.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
+        _save_epoch(accelerator, output_dir, epoch, history, config.keep_checkpoints)
         accelerator.print(f"{desc} epoch {epoch + 1}: loss={record['loss']:.4f} accuracy={record['accuracy']:.4f}")
     accelerator.wait_for_everyone()
     return history
