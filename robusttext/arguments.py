@@ -163,6 +163,9 @@ class TuneArguments:
     iterations: int = field(default=6, metadata={"help": "Golden-section steps per bin."})
     max_per_bin: int = field(default=40, metadata={"help": "Validation inputs certified per bin and step."})
     start_k: float = field(default=13.0, metadata={"help": "Initial value of every bin (clipped to its range)."})
+    p_lb: float = field(default=0.9, metadata={
+        "help": "Floor of every bin's rate, p(L) = max(p_lb, 1 - v/L), so the fixed rate p_lb is a candidate of every "
+                "bin; 0: the paper's unfloored 1 - v/L."})
 
 
 @dataclass

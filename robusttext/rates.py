@@ -144,18 +144,23 @@ class AdaptiveRate(RateSchedule):
 
 @dataclass(frozen=True)
 class BinnedRate(RateSchedule):
-    """AdaptDel+: length bins, bin ``i`` with ``p(L) = 1 - values[i] / L``.
+    """AdaptDel+: length bins, bin ``i`` with ``p(L) = 1 - values[i] / L``, or ``max(p_lb, 1 - values[i] / L)``
+    with a floor ``p_lb`` in (0, 1).
 
     ``edges`` are ``n >= 1`` strictly increasing integers >= 1 and ``values`` has ``n + 1`` entries. Bin 0
     holds lengths ``L < edges[0]``, bin ``i`` (1 <= i < n) holds ``edges[i-1] <= L < edges[i]``, bin ``n``
-    holds ``L >= edges[-1]``. Each value must give a rate in (0, 1) for every length of its bin, i.e.
-    ``0 < values[i] < `` the bin's smallest length (1 for bin 0; ``edges[i-1]`` otherwise). The empty
-    input (L = 0) gets bin 0's rate at L = 1, ``1 - values[0]`` (it has no unit to delete; the rate
-    only enters the certificates of its neighbours).
+    holds ``L >= edges[-1]``. Without a floor (``p_lb = 0``, the paper's form) each value must give a rate
+    in (0, 1) for every length of its bin, i.e. ``0 < values[i] <`` the bin's smallest length (1 for bin
+    0; ``edges[i-1]`` otherwise). With a floor any ``values[i] > 0`` is valid, and a value of at least
+    ``(1 - p_lb) * L`` for every length L of a bin gives that bin the fixed rate ``p_lb`` (so RS-Del's fixed
+    0.9 is one of the schedules a floor of 0.9 allows, also for bins of short texts). The empty input
+    (L = 0) gets the rate at L = 1 (it has no unit to delete; the rate only enters the certificates of
+    its neighbours).
     """
 
     edges: tuple[int, ...]
     values: tuple[float, ...]
+    p_lb: float = 0.0
     kind: ClassVar[str] = "binned"
 
     def __post_init__(self) -> None:
@@ -170,16 +175,20 @@ class BinnedRate(RateSchedule):
             raise ValueError(f"edges must be strictly increasing integers >= 1, got {list(self.edges)!r}; e.g. edges=20|50|100")
         if len(values) != len(edges) + 1:
             raise ValueError(f"values must have len(edges) + 1 = {len(edges) + 1} entries (one per bin), got {len(values)}")
+        p_lb = 0.0 if self.p_lb == 0 else _check_open_unit("p_lb", self.p_lb, "the floor of every bin's rate, e.g. p_lb=0.9")
         for i, v in enumerate(values):
             low = 1 if i == 0 else edges[i - 1]
-            if not (0.0 < v < low):
+            if p_lb > 0.0 and not 0.0 < v < math.inf:
+                raise ValueError(f"values[{i}]={v!r} must be > 0 (units kept on average in bin {i})")
+            if p_lb == 0.0 and not (0.0 < v < low):
                 span = f"[{low}, {edges[i]})" if i < len(edges) else f"[{low}, inf)"
                 raise ValueError(
                     f"values[{i}]={v!r} gives p = 1 - v/L outside (0, 1) for length {low} of its bin {span}; "
-                    f"need 0 < values[{i}] < {low}"
+                    f"need 0 < values[{i}] < {low}, or a floor p_lb"
                 )
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "values", values)
+        object.__setattr__(self, "p_lb", p_lb)
 
     def bin_of(self, length: int) -> int:
         """Index of the bin holding ``length`` (0 for the empty input)."""
@@ -188,15 +197,16 @@ class BinnedRate(RateSchedule):
 
     def __call__(self, length: int) -> float:
         length = _check_length(length)
-        return 1.0 - self.values[self.bin_of(length)] / max(1, length)
+        return max(self.p_lb, 1.0 - self.values[self.bin_of(length)] / max(1, length))
 
     def params(self) -> dict:
-        return {"edges": list(self.edges), "values": list(self.values)}
+        return {"edges": list(self.edges), "values": list(self.values), **({"p_lb": self.p_lb} if self.p_lb else {})}
 
     def describe(self) -> str:
         bounds = ["0", *map(str, self.edges)]
         bins = [f"[{a},{b})" for a, b in zip(bounds, bounds[1:])] + [f"[{bounds[-1]},inf)"]
-        return "binned p_del=1 - v/L, " + ", ".join(f"{b}: v={v:g}" for b, v in zip(bins, self.values))
+        rule = f"max({self.p_lb:g}, 1 - v/L)" if self.p_lb else "1 - v/L"
+        return f"binned p_del={rule}, " + ", ".join(f"{b}: v={v:g}" for b, v in zip(bins, self.values))
 
 
 @dataclass(frozen=True)
@@ -321,12 +331,13 @@ def _numbers(text: str, field_name: str, spec: str) -> list[float]:
         raise ValueError(f"{field_name} in rate schedule {spec!r} must be numbers separated by '|', got {text!r}") from None
 
 
-def _keywords(body: str, spec: str, allowed: tuple[str, ...]) -> dict[str, str]:
+def _keywords(body: str, spec: str, allowed: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in body.split(","))):
         key, sep, value = part.partition("=")
-        if not sep or key.strip() not in allowed:
-            raise ValueError(f"rate schedule {spec!r}: expected {', '.join(a + '=...' for a in allowed)}, got {part!r}")
+        if not sep or key.strip() not in allowed + optional:
+            names = [a + "=..." for a in allowed] + [f"[{a}=...]" for a in optional]
+            raise ValueError(f"rate schedule {spec!r}: expected {', '.join(names)}, got {part!r}")
         out[key.strip()] = value.strip()
     missing = [a for a in allowed if a not in out]
     if missing:
@@ -343,6 +354,7 @@ def parse_rate_schedule(text: str) -> RateSchedule:
         fixed:0.9
         adaptive:k=13,p_lb=0.9                AdaptDel
         binned:edges=20|50|100,values=0.5|4|8|13    AdaptDel+ (len(values) = len(edges) + 1)
+        binned:edges=20|50,values=2|5|13,p_lb=0.9   AdaptDel+ with a floor: max(0.9, 1 - v/L)
         uniform:0.7,0.99                      training only (AdaptDel+ recipe)
         path/to/schedule.json                 a to_dict() JSON file
         path/to/model_dir                     the folder's rate_schedule.json
@@ -371,9 +383,10 @@ def parse_rate_schedule(text: str) -> RateSchedule:
         if kind == "adaptive":
             kw = _keywords(body, spec, ("k", "p_lb"))
             return AdaptiveRate(_numbers(kw["k"], "k", spec)[0], _numbers(kw["p_lb"], "p_lb", spec)[0])
-        kw = _keywords(body, spec, ("edges", "values"))
+        kw = _keywords(body, spec, ("edges", "values"), optional=("p_lb",))
         edges = _numbers(kw["edges"], "edges", spec)
-        return BinnedRate(tuple(edges), tuple(_numbers(kw["values"], "values", spec)))
+        p_lb = _numbers(kw["p_lb"], "p_lb", spec)[0] if "p_lb" in kw else 0.0
+        return BinnedRate(tuple(edges), tuple(_numbers(kw["values"], "values", spec)), p_lb)
     path = Path(spec)
     if path.is_dir():
         found = load(path)

@@ -2,9 +2,12 @@
 
 AdaptDel+ (Huang, Marchant, Ohrimenko, Rubinstein, NeurIPS 2025, arXiv 2511.09316) groups inputs into
 length bins and gives bin i the rate p(L) = 1 - v_i / L (:class:`robusttext.rates.BinnedRate`: the bin
-keeps v_i units on average). Each v_i is chosen to maximise the *reach* of its bin: the largest radius at
+keeps v_i units on average), here by default floored at p_lb = 0.9, p(L) = max(p_lb, 1 - v_i / L), so that
+RS-Del's fixed rate is one of the candidates of every bin (also of bins of short texts, where 1 - v/L
+alone cannot be 0.9 at every length). Each v_i is chosen to maximise the *reach* of its bin: the largest radius at
 which the bin's certified accuracy on validation inputs is still at least ``threshold``. The search is a
-golden-section search over log v_i in (0, the bin's shortest length) per bin, longest bins first (a short
+golden-section search over log v_i per bin (:func:`bin_range`; with a floor, plus the bin's fixed-rate
+end point), longest bins first (a short
 bin's certificates look at neighbouring lengths, so the long bins are settled before them). Only the
 split named by ``--split`` is used, and a split called ``test`` is refused: the rates are part of the
 model, chosen without test data. The result is written into the model folder as ``rate_schedule.json``
@@ -39,11 +42,15 @@ def parse_edges(text: str) -> tuple[int, ...]:
     return edges
 
 
-def bin_range(edges: tuple[int, ...], i: int) -> tuple[float, float]:
-    """The search interval of bin i's value v (units kept on average): p = 1 - v/L stays in [0.01, 0.99]
-    at the bin's shortest length."""
+def bin_range(edges: tuple[int, ...], i: int, p_lb: float = 0.0, longest: int = 0) -> tuple[float, float]:
+    """The search interval of bin i's value v (units kept on average). Without a floor: p = 1 - v/L stays
+    in [0.01, 0.99] at the bin's shortest length. With a floor ``p_lb``: from p = 0.99 at the shortest
+    length up to v = (1 - p_lb) * ``longest`` (the bin's longest input), where the whole bin has the fixed
+    rate p_lb."""
     low = 1 if i == 0 else edges[i - 1]
-    return 0.01 * low, 0.99 * low
+    if not p_lb:
+        return 0.01 * low, 0.99 * low
+    return 0.01 * low, max((1.0 - p_lb) * max(longest, low), 0.02 * low)
 
 
 def reach(records: list[dict], threshold: float) -> float:
@@ -98,9 +105,11 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
     clf = load_smoothed_classifier(data, smooth, cert)
     ds = load_examples(data, clf)
     probe = BinnedRate(edges, (0.5,) * (len(edges) + 1))
-    which = [probe.bin_of(clf.num_units(t)) for t in ds.texts]
+    lengths = [clf.num_units(t) for t in ds.texts]
+    which = [probe.bin_of(n) for n in lengths]
     bins = [[i for i, w in enumerate(which) if w == b] for b in range(len(edges) + 1)]
-    values = [float(np.clip(tune.start_k, *bin_range(edges, b))) for b in range(len(edges) + 1)]
+    ranges = [bin_range(edges, b, tune.p_lb, max((lengths[i] for i in bins[b]), default=0)) for b in range(len(bins))]
+    values = [float(np.clip(tune.start_k, *ranges[b])) for b in range(len(edges) + 1)]
     report = []
     for b in reversed(range(len(edges) + 1)):
         idx = bins[b][: tune.max_per_bin]
@@ -109,17 +118,20 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
             continue
 
         def objective(v: float, b: int = b, idx: list = idx) -> float:
-            clf.set_rate(BinnedRate(edges, tuple(v if j == b else values[j] for j in range(len(values)))))
+            clf.set_rate(BinnedRate(edges, tuple(v if j == b else values[j] for j in range(len(values))), tune.p_lb))
             certs = clf.certify([ds.texts[i] for i in idx], protocol, indices=idx)
             recs = [{"radius": c.radius, "correct": c.prediction == ds.labels[i]} for i, c in zip(idx, certs)]
             score = reach(recs, tune.threshold)
             logger.info("bin %d value %.3f: reach %.2f", b, v, score)
             return score
 
-        values[b], evaluations = golden_section(objective, *bin_range(edges, b), tune.iterations)
+        values[b], evaluations = golden_section(objective, *ranges[b], tune.iterations)
+        if tune.p_lb:  # the fixed rate p_lb over the whole bin is one candidate (RS-Del's schedule)
+            evaluations = sorted({**dict(evaluations), ranges[b][1]: objective(ranges[b][1])}.items())
+            values[b] = max(dict(evaluations), key=lambda x: (dict(evaluations)[x], -x))
         report.append({"bin": b, "inputs": len(idx), "value": values[b], "reach": dict(evaluations)[values[b]],
                        "evaluations": evaluations})
-    schedule = BinnedRate(edges, tuple(values))
+    schedule = BinnedRate(edges, tuple(values), tune.p_lb)
     schedule.save(data.model)
     result = {"schedule": schedule.to_dict(), "threshold": tune.threshold, "split": data.split,
               "bins": sorted(report, key=lambda r: r["bin"]), "describe": schedule.describe()}

@@ -132,8 +132,24 @@ def test_tune_rates_refuses_test_data_and_writes_a_valid_binned_schedule(tiny_mo
     assert "never on test data" in capsys.readouterr().err
     assert main([*common, "--split", "validation"]) == 0
     sched = json.loads((model / "rate_schedule.json").read_text())
-    rate = BinnedRate(tuple(sched["edges"]), tuple(sched["values"]))  # validates every bin's value
-    assert rate.edges == (5, 12)
+    rate = BinnedRate(tuple(sched["edges"]), tuple(sched["values"]), sched["p_lb"])  # validates every bin's value
+    assert rate.edges == (5, 12) and rate.p_lb == 0.9  # the default floor
     result = json.loads((model / "tune_rates.json").read_text())
     assert [b["bin"] for b in result["bins"]] == [0, 1, 2]
     assert FixedRate(0.9) != rate
+    # every bin tried the fixed rate 0.9 over all its validation lengths: v = 0.1 * its longest input
+    bin_lengths = {0: [2], 1: [5, 8, 11], 2: [14, 17, 20, 23]}
+    for b in result["bins"]:
+        fixed_end = max(0.1 * max(bin_lengths[b["bin"]]), 0.02 * (1, 5, 12)[b["bin"]])
+        assert any(v == pytest.approx(fixed_end) for v, _ in b["evaluations"]), b
+        assert all(max(0.9, 1 - fixed_end / n) == pytest.approx(0.9) for n in bin_lengths[b["bin"]])
+
+
+def test_binned_floor_gives_the_fixed_rate_for_large_values_and_1_minus_v_over_L_above_it():
+    rate = BinnedRate((10, 40), (0.5, 2.0, 13.0), p_lb=0.9)
+    assert [rate(n) for n in (1, 5, 9)] == [0.9, 0.9, 1 - 0.5 / 9]  # 1 - v/L above the floor only at L = 9
+    assert [rate(n) for n in (10, 20, 39)] == [0.9, 0.9, 1 - 2 / 39]
+    assert rate(130) == 0.9 and rate(260) == pytest.approx(0.95)
+    with pytest.raises(ValueError, match="values\\[0\\]=2.0 gives p = 1 - v/L outside"):
+        BinnedRate((10, 40), (2.0, 2.0, 13.0))  # without the floor, bin 0 holds L = 1: p = 1 - 2 < 0
+

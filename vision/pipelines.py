@@ -211,7 +211,7 @@ def certify_images(
     validate_certify_args(cert)
     state = process_state()
     protocol = CertifyProtocol.fixed_sample(cert.n0, cert.n, cert.alpha)
-    params = {**params, **{k: getattr(cert, k) for k in ("sigma", "n0", "n", "alpha", "seed", "denoiser_dir")},
+    params = {**params, **{k: getattr(cert, k) for k in ("sigma", "seed", "denoiser_dir")}, "protocol": protocol.record(),
               "num_examples": len(data), "data_fingerprint": examples_fingerprint(data.images, data.labels.tolist())}
     run = Run(cert.output_dir, params, overwrite=cert.overwrite_output_dir, state=state)
     clf = SmoothedImageClassifier(model, data.num_classes, cert.sigma, batch_size=cert.batch_size, seed=cert.seed,
