@@ -567,3 +567,24 @@ def test_constant_rate_is_exactly_rs_del(p):
             for length in (0, 1, 2, 5, 30, 1000):
                 assert variable_rate_radius(pa, pb, length, FixedRate(p)) == expected
                 assert variable_rate_radius(pa, pb, length, p) == expected
+
+
+def _bump(n: int) -> float:
+    return 0.75 if n == 3 else 0.8
+
+
+@pytest.mark.parametrize("rate,length", [(CallableRate(_bump, name="bump"), 3), (AdaptiveRate(k=1, p_lb=0.6), 4)])
+@pytest.mark.parametrize("pa,pb", [(0.75, 0.25), (0.625, 0.125)])
+def test_regression_an_exact_tie_is_not_certified(rate, length, pa, pb):
+    """Found by the brute force: at p = rate(L) = 0.75, substituting one unit by a fresh symbol (same
+    length, same rate) has worst-case margin exactly 0 when pA = 1/2 + (1 - p) (complement) or
+    pA = 2 (1 - p) + pB (Bonferroni): a tie, so radius 0. Float rounding in the binomial sums used to
+    certify radius 1 (complement threshold 0.7499999999999999; Bonferroni margin +3e-16)."""
+    x = tuple(range(length))
+    xp = x[:-1] + (length,)  # last unit substituted by a fresh symbol
+    p = rate(length)
+    assert p == 0.75 and rate(len(xp)) == p
+    margin = lp_margin(noise_distribution(x, p), noise_distribution(xp, p), pa, pb)
+    assert margin == pytest.approx(0.0, abs=1e-12)
+    assert variable_rate_radius(pa, pb, length, rate) == 0
+    assert variable_rate_radius(pa + 1e-6, pb, length, rate) == 1  # just above the tie it is certified
