@@ -14,10 +14,12 @@ The reference, built here from first principles and sharing no code with the cer
   per z a share f_A(z) sent to the top class A and f_B(z) to a runner-up B, f_A + f_B <= 1 (the rest goes
   to further classes, each as small as we like, so every other class meets its bound at x: this is the
   worst case for any number of classes and covers every runner-up by symmetry), subject to
-  mu_A(x) >= pA and mu_B(x) <= pB; minimise mu_A(x') - mu_B(x'). x' is unsafe when the minimum is
-  <= TOL, a tolerance on the side that makes the test STRICTER for the certificate (a minimum of +TOL is
-  still called unsafe). The brute-force radius is the largest r <= 3 with every x' at distance <= r safe
-  (-1 when pA <= pB).
+  mu_A(x) >= pA and mu_B(x) <= pB; minimise mu_A(x') - mu_B(x'). x' is unsafe when the minimum is <= 0:
+  a tie counts as unsafe, the strict reading for the certificate (which claims A strictly wins). The
+  minimum is computed in floating point; whenever it lies within TOL = 1e-11 of 0 (float errors are
+  ~1e-15) it is recomputed EXACTLY in rational arithmetic from the same float inputs (pA, pB and the
+  schedule's rates), so near-ties are decided exactly, never by rounding. The brute-force radius is the
+  largest r <= 3 with every x' at distance <= r safe (-1 when pA <= pB).
 
 Two exact reductions keep it fast; each is checked against the literal version on small inputs:
 
@@ -47,6 +49,7 @@ import math
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -58,7 +61,7 @@ from robusttext.stats import edit_distance_radius, variable_rate_radius
 EXTENDED = os.environ.get("ROBUSTTEXT_SOUNDNESS_EXTENDED", "") not in ("", "0")
 MAX_R = 3  # radii checked: every x' within edit distance MAX_R is enumerated
 LENGTHS = tuple(range(1, 8 if EXTENDED else 7))
-TOL = 1e-12  # x' is unsafe when the worst-case margin is <= TOL (stricter for the certificate than <= 0)
+TOL = 1e-11  # float margins within TOL of 0 are recomputed exactly (fractions); unsafe iff exact margin <= 0
 SLACK = 1e-10  # the re-derived certificate (like stats.py) certifies a pair only when lower(A) > upper(B) + SLACK
 CAP = MAX_R + 1  # max_radius passed to the certificate: min(cert, MAX_R) is what is compared
 
@@ -230,6 +233,7 @@ class Signature:
     counts: np.ndarray  # per subset code of x's units: ways x' yields it
     distance: int  # least edit distance of an x' with this signature
     multiplicity: int  # number of x' (fresh symbols canonical) with it
+    distance_no_fresh: int  # least edit distance of an x' without fresh symbols with it (MAX_R + 1 if none)
 
 
 @functools.lru_cache(maxsize=None)
@@ -244,15 +248,18 @@ def signatures(length: int) -> tuple[list[Signature], int]:
     for n, group in sorted(by_len.items()):
         seqs = np.array(group, dtype=np.int64).reshape(len(group), n)
         dist = levenshtein_to_x(seqs, length)
+        no_fresh = seqs.max(axis=1, initial=-1) < length
         assert np.array_equal(dist, [level[s] for s in group]), "BFS level != Levenshtein distance"
-        counts = subset_counts(seqs, length)
+        counts = np.concatenate([subset_counts(seqs[i : i + 8192], length) for i in range(0, len(seqs), 8192)])
         key = np.sort(pc[None, :] * 10_000 + counts, axis=1).astype(np.int32)  # multiset of (k, c): all the LP sees
         rows = np.ascontiguousarray(key).view(np.dtype((np.void, key.shape[1] * 4))).reshape(-1)
         _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         for g, i in enumerate(first):
             members = inverse == g
-            out.append(Signature(n, counts[i], int(dist[members].min()), int(members.sum())))
+            plain = members & no_fresh
+            out.append(Signature(n, counts[i], int(dist[members].min()), int(members.sum()),
+                                 int(dist[plain].min()) if plain.any() else MAX_R + 1))
     return out, len(level)
 
 
@@ -304,6 +311,27 @@ def knapsacks(length: int, sigs: list[Signature], p: float, rate) -> Knapsacks:
     order = np.argsort(ym / xm, axis=1, kind="stable")
     rows = np.arange(len(sigs))[:, None]
     return Knapsacks(xm[rows, order], ym[rows, order], np.maximum(0.0, 1.0 - ym.sum(axis=1)))
+
+
+def exact_margin(length: int, sig: Signature, rate, pa: float, pb: float) -> Fraction:
+    """The LP's minimum of mu_A(x') - mu_B(x') in exact rational arithmetic (same closed form as
+    :class:`Knapsacks`, from the exact values of the float inputs)."""
+    p, q, pa_, pb_ = Fraction(rate(length)), Fraction(rate(sig.n)), Fraction(pa), Fraction(pb)
+    items = []
+    for code, c in enumerate(sig.counts):
+        k = bin(code).count("1")
+        items.append((p ** (length - k) * (1 - p) ** k, int(c) * q ** (sig.n - k) * (1 - q) ** k))
+    y_only = 1 - sum(y for _, y in items)
+    items.sort(key=lambda it: it[1] / it[0])
+
+    def fill(seq, level):
+        got = Fraction(0)
+        for x, y in seq:
+            take = min(Fraction(1), max(Fraction(0), level / x))
+            got, level = got + take * y, level - take * x
+        return got
+
+    return fill(items, pa_) - (y_only + fill(items[::-1], min(pb_, 1 - pa_)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -390,6 +418,9 @@ class Outcome:
     control_fixed: int = 0  # points where edit_distance_radius(pA, pB, rate(L)) > brute
     control_no_y_only: int = 0  # points where the re-derivation without the x'-only item > brute
     rederived_mismatch: int = 0  # coarse-grid points where min(library, 3) != re-derivation
+    lp_evaluations: int = 0  # (signature, pA, pB) worst cases evaluated
+    fresh_needed: int = 0  # points where the brute force without fresh symbols gives a larger radius
+    exact_rechecks: int = 0  # near-tie margins recomputed in rational arithmetic
     brute_radii: Counter = None
 
 
@@ -400,6 +431,7 @@ def evaluate(length: int, rate) -> dict:
     p = rate(length)
     curves = knapsacks(length, sigs, p, rate)
     dist = np.array([s.distance for s in sigs])
+    dist_plain = np.array([s.distance_no_fresh for s in sigs])
     mult = np.array([s.multiplicity for s in sigs])
     results = {}
     for spec in PB_SPECS:
@@ -407,10 +439,16 @@ def evaluate(length: int, rate) -> dict:
         pa = np.array([t[0] for t in pts])
         pb = np.array([t[1] for t in pts])
         margins = curves.margin(pa, pb)  # signatures x points
-        unsafe = margins <= TOL
+        unsafe = margins < -TOL
+        near_tie = np.nonzero(np.abs(margins) <= TOL)
+        for i, j in zip(*near_tie):
+            unsafe[i, j] = exact_margin(length, sigs[i], rate, float(pa[j]), float(pb[j])) <= 0
         first_unsafe = np.where(unsafe, dist[:, None], MAX_R + 1).min(axis=0)
         brute = np.where(pa <= pb, -1, first_unsafe - 1)
-        out = Outcome(violations=[], brute_radii=Counter())
+        brute_plain = np.where(pa <= pb, -1, np.where(unsafe, dist_plain[:, None], MAX_R + 1).min(axis=0) - 1)
+        out = Outcome(violations=[], brute_radii=Counter(), lp_evaluations=margins.size)
+        out.fresh_needed = int((brute_plain > brute).sum())
+        out.exact_rechecks = len(near_tie[0])
         for i, (a, b, near) in enumerate(pts):
             cert = _cert(a, b, length, rate)
             bru = int(brute[i])
@@ -489,12 +527,15 @@ def test_reference_equals_the_literal_linear_programme():
     assert checked > 400 and 0 < signs < checked  # both safe and unsafe pairs were compared
 
 
-def test_fresh_symbols_are_needed_and_enumerated():
-    """Substituting a unit by a fresh symbol is in the neighbourhood, and for a shortened or lengthened x
-    it is the worst case the certificate is built on: the two-letter alphabet is not enough."""
+def test_fresh_symbols_are_enumerated_and_needed():
+    """Fresh symbols are in the neighbourhood (canonical by first appearance), and they matter: a brute
+    force restricted to x's own symbols (no fresh ones) would certify MORE on part of the grid, so it
+    would be a weaker test."""
     level = neighbourhood(3)
     assert level[(0, 3, 2)] == 1 and level[(3, 4, 5)] == 3 and level[(0, 3, 1, 2)] == 1
-    assert (0, 3, 3) in level and (0, 4, 2) not in level  # fresh symbols canonical by first appearance
+    assert (0, 3, 3) in level and (0, 4, 2) not in level and (4, 3) not in level
+    needed = sum(o.fresh_needed for rate in SCHEDULES for L in LENGTHS for o in evaluate(L, rate).values())
+    assert needed > 0
 
 
 @pytest.mark.parametrize("rate", SCHEDULES, ids=lambda s: s.describe())
@@ -521,18 +562,23 @@ def test_certificate_never_exceeds_the_brute_force_radius(rate):
 
 def test_whole_grid_summary():
     """The numbers the issue asks for, over the whole grid (recomputed from the cached evaluations)."""
-    cases = pairs = equal = violations = 0
+    cases = pairs = equal = violations = lps = fresh = exact = 0
     for rate in SCHEDULES:
         for length in LENGTHS:
             for out in evaluate(length, rate).values():
                 cases, pairs, equal = cases + out.cases, pairs + out.pairs, equal + out.equal
                 violations += len(out.violations)
+                lps += out.lp_evaluations
+                fresh += out.fresh_needed
+                exact += out.exact_rechecks
     xprimes = sum(signatures(L)[1] for L in LENGTHS)
     sigs = sum(len(signatures(L)[0]) for L in LENGTHS)
     print(f"\nsoundness grid: lengths {LENGTHS}, radius <= {MAX_R}, {len(SCHEDULES)} schedules, "
           f"{len(PB_SPECS)} pB rules; {xprimes} x' ({sigs} LP signatures); {pairs} (schedule, L, pA, pB) points; "
-          f"{cases} (x', pA, pB, schedule) cases; {violations} violations; certificate == brute force at "
-          f"{equal}/{pairs} = {equal / pairs:.0%}")
+          f"{cases} (x', pA, pB, schedule) cases ({lps} distinct worst-case LPs, {exact} near ties solved exactly); "
+          f"{violations} violations; "
+          f"certificate == brute force at {equal}/{pairs} = {equal / pairs:.0%}; without fresh symbols the "
+          f"brute force would be larger at {fresh} points")
     assert violations == 0
     assert equal >= 0.6 * pairs
 
@@ -586,5 +632,9 @@ def test_regression_an_exact_tie_is_not_certified(rate, length, pa, pb):
     assert p == 0.75 and rate(len(xp)) == p
     margin = lp_margin(noise_distribution(x, p), noise_distribution(xp, p), pa, pb)
     assert margin == pytest.approx(0.0, abs=1e-12)
+    pc = _popcounts(length)
+    key = sorted(pc * 10_000 + subset_counts(np.array([xp]), length)[0])
+    (sig,) = [s for s in signatures(length)[0] if s.n == length and sorted(pc * 10_000 + s.counts) == key]
+    assert exact_margin(length, sig, rate, pa, pb) == 0  # exactly a tie
     assert variable_rate_radius(pa, pb, length, rate) == 0
     assert variable_rate_radius(pa + 1e-6, pb, length, rate) == 1  # just above the tie it is certified
