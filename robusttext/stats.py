@@ -425,14 +425,22 @@ def _complement_thresholds(rate: Callable[[int], float], length: int, block: int
     return out
 
 
+_SLACK = 1e-10
+"""A pair counts as safe only with room to spare: top1_lower > threshold + _SLACK (complement rule), or
+lower(A) > upper(B) + _SLACK (Bonferroni). An exact tie (e.g. a substitution at an unchanged rate with
+pA = 1/2 + 1 - p) is unsafe, and rounding in the binomial sums (~1e-13) can otherwise put it on the
+certified side (found by the brute-force test, tests/test_variable_rate_certificate.py)."""
+
+
 def _block_unsafe(rate: Callable[[int], float], length: int, top1_lower: float, top2_upper: float,
                   block: int) -> np.ndarray:
-    """Per shell of ``block``: True when some pair of the shell is unsafe (lower bound <= upper bound)."""
+    """Per shell of ``block``: True when some pair of the shell is unsafe (lower bound <= upper bound,
+    within the rounding slack)."""
     if top2_upper == 1.0 - top1_lower:
-        return ~(top1_lower > _complement_thresholds(rate, length, block))
+        return ~(top1_lower > _complement_thresholds(rate, length, block) + _SLACK)
     lv = _levels(rate, length, block)
     margin = _lower_top1(lv, top1_lower) - _upper_top2(lv, top2_upper)
-    return _shell_max(lv, -margin) >= 0.0
+    return _shell_max(lv, -margin) >= -_SLACK
 
 
 def _locally_constant(rate: Callable[[int], float], length: int, reach: int) -> bool:
@@ -459,7 +467,8 @@ def variable_rate_radius(
     such that for EVERY x' within Levenshtein distance r, every base classifier consistent with the
     bounds at x gives A a larger smoothed probability at x' than any other class; -1 (abstain) when
     pA <= pB; ``max_radius`` when every radius up to the cap is safe (the result then means ">= cap").
-    Holds with the confidence of the bounds passed in; exact up to floating-point rounding.
+    Holds with the confidence of the bounds passed in; exact up to floating-point rounding, on the safe
+    side: a pair is certified only with a margin above 1e-10, so ties are never certified.
 
     Derivation (RS-Del's proof of Thm. 1, Huang et al. NeurIPS 2023, with a second rate). Fix x' and an
     alignment with s substitutions, i insertions, d deletions; a = s + d units of x and b = s + i units
