@@ -71,6 +71,13 @@ def binomial_test_pvalue(k: int, n: int, p: float = 0.5) -> float:
     return float(stats.binomtest(int(k), int(n), p, alternative="two-sided").pvalue)
 
 
+_SLACK = 1e-10
+"""A pair counts as safe only with room to spare: top1_lower > threshold + _SLACK (complement rule), or
+lower(A) > upper(B) + _SLACK (Bonferroni). An exact tie (e.g. a substitution at an unchanged rate with
+pA = 1/2 + 1 - p) is unsafe, and rounding in the binomial sums (~1e-13) can otherwise put it on the
+certified side (found by the brute-force test, tests/test_variable_rate_certificate.py)."""
+
+
 def edit_distance_radius(top1_lower: float, top2_upper: float, p_del: float) -> int:
     """Certified edit-distance radius of randomized-deletion smoothing (RS-Del, Huang et al. 2023).
 
@@ -83,7 +90,8 @@ def edit_distance_radius(top1_lower: float, top2_upper: float, p_del: float) -> 
     where ``top1_lower`` lower-bounds the probability of the top class and ``top2_upper``
     upper-bounds the probability of every other class. Returns the largest such integer r >= 0,
     or -1 (abstain) when ``top1_lower <= top2_upper``. The result holds with the confidence of the
-    bounds passed in.
+    bounds passed in. The inequality is required with room ``_SLACK`` to spare, so that rounding never
+    certifies an exact tie.
     """
     for name, value in (("top1_lower", top1_lower), ("top2_upper", top2_upper)):
         if not (0.0 <= float(value) <= 1.0) or math.isnan(float(value)):
@@ -95,6 +103,7 @@ def edit_distance_radius(top1_lower: float, top2_upper: float, p_del: float) -> 
     threshold = (2.0 + top2_upper - top1_lower) / 2.0  # in [0.5, 1)
     # p**r > t  <=>  r < log t / log p  (log p < 0); start from the closed form, then fix float edges.
     r = max(0, math.ceil(math.log(threshold) / math.log(p_del)) - 1)
+    threshold += _SLACK
     while r > 0 and not p_del**r > threshold:
         r -= 1
     while p_del ** (r + 1) > threshold:
@@ -423,13 +432,6 @@ def _complement_thresholds(rate: Callable[[int], float], length: int, block: int
     out = _shell_max(lv, tau)
     out.setflags(write=False)
     return out
-
-
-_SLACK = 1e-10
-"""A pair counts as safe only with room to spare: top1_lower > threshold + _SLACK (complement rule), or
-lower(A) > upper(B) + _SLACK (Bonferroni). An exact tie (e.g. a substitution at an unchanged rate with
-pA = 1/2 + 1 - p) is unsafe, and rounding in the binomial sums (~1e-13) can otherwise put it on the
-certified side (found by the brute-force test, tests/test_variable_rate_certificate.py)."""
 
 
 def _block_unsafe(rate: Callable[[int], float], length: int, top1_lower: float, top2_upper: float,
