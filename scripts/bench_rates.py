@@ -34,7 +34,7 @@ class BenchRatesArguments:
     dataset: str = field(default="embedded:bbc-news", metadata={"help": "Dataset with train and test splits."})
     train_split: str = field(default="train")
     test_split: str = field(default="test")
-    max_train: int = field(default=0, metadata={"help": "Training examples (0: all)."})
+    max_train: int = field(default=0, metadata={"help": "Training examples, validation included (0: all)."})
     val_fraction: float = field(default=0.15, metadata={"help": "Share of the training split kept for tuning (AdaptDel+)."})
     holdout: float = field(default=0.0, metadata={
         "help": "When > 0, the test set is this share of each domain (or of the whole training split when there is "
@@ -42,6 +42,7 @@ class BenchRatesArguments:
                 "e.g. Amazon multi-domain: --train_split all --holdout 0.2)."})
     certify_examples: int = field(default=60)
     epochs: float = field(default=1.0)
+    learning_rate: float = field(default=5e-5, metadata={"help": "Every arm's learning rate (robusttext train's default)."})
     max_steps: int = field(default=-1)
     max_length: int = field(default=128)
     n0: int = field(default=50)
@@ -73,10 +74,11 @@ def write_splits(args: BenchRatesArguments, out: Path) -> tuple[str, str, str, s
 
     train_file, val_file, test_file = out / "train.jsonl", out / "validation.jsonl", out / "test.jsonl"
     if not train_file.exists():
+        cap = None if args.holdout > 0 else args.max_train or None  # with a holdout, the cap applies to what is left
         try:  # a folder of per-domain files has a domain column; cut the holdout from each domain
-            data = load_text_dataset(args.dataset, args.train_split, domain_column="domain", max_examples=args.max_train or None)
+            data = load_text_dataset(args.dataset, args.train_split, domain_column="domain", max_examples=cap)
         except UserError:
-            data = load_text_dataset(args.dataset, args.train_split, max_examples=args.max_train or None)
+            data = load_text_dataset(args.dataset, args.train_split, max_examples=cap)
         domains = data.dataset["domain"] if "domain" in data.dataset.column_names else [""] * len(data.texts)
         rows = [{"text": t, "label": data.label_names[y], **({"domain": d} if d else {})}
                 for t, y, d in zip(data.texts, data.labels, domains)]
@@ -88,7 +90,8 @@ def write_splits(args: BenchRatesArguments, out: Path) -> tuple[str, str, str, s
                 part = [r for r in rows if r.get("domain", "") == domain]
                 cut = int(round(len(part) * args.holdout))
                 test_rows, train_rows = test_rows + part[:cut], train_rows + part[cut:]
-            rows = train_rows
+            random.Random(args.seed + 2).shuffle(train_rows)
+            rows = train_rows[: args.max_train or None]
             random.Random(args.seed + 1).shuffle(test_rows)  # certify_examples takes the first rows: every domain
         cut = int(len(rows) * (1.0 - args.val_fraction))
         for path, part in ((val_file, rows[cut:]), (test_file, test_rows), (train_file, rows[:cut])):
@@ -136,7 +139,7 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
         start = time.perf_counter()
         schedule = SCHEDULES[arm].format(p=args.p_lb, k=args.k, p_lb=args.p_lb)
         targs = TrainingArguments(**{**training_defaults(str(model_dir)), "num_train_epochs": args.epochs,
-                                     "max_steps": args.max_steps, "seed": args.seed, "save_strategy": "no"})
+                                     "learning_rate": args.learning_rate, "max_steps": args.max_steps, "seed": args.seed, "save_strategy": "no"})
         train_classifier(ModelDataArguments(model=args.model, dataset=train_file, split="train", max_length=args.max_length),
                          SmoothingArguments(rate_schedule=schedule), TrainArguments(), targs)
         timings["train_seconds"] = time.perf_counter() - start
