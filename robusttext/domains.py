@@ -204,6 +204,7 @@ def train_heldout(
         "algorithm": algorithm, "heldout": heldout, "seed": seed, "hparams_seed": hparams_seed, "hparams": hp,
         "train_domains": train_domains, "n_train": len(train_ds), **{f"n_{k}": len(v) for k, v in sets.items()},
         "final_test_accuracy": trace[-1]["test_accuracy"], "trace": trace,
+        "loss_trace": _loss_trace(trainer.state.log_history),
     }
     if dg.certify:
         record["certified_accuracy"] = certify_heldout(trainer, sets["test"], run_dir, data, smooth, dg, seed)
@@ -218,6 +219,15 @@ def _trace(history: list[dict]) -> list[dict]:
             if f"eval_{key}_accuracy" in h:
                 trace.setdefault(int(h["step"]), {"step": int(h["step"])})[f"{key}_accuracy"] = float(h[f"eval_{key}_accuracy"])
     return [t for _, t in sorted(trace.items()) if all(f"{k}_accuracy" in t for k in ("val", "oracle", "test"))]
+
+
+def _loss_trace(history: list[dict]) -> list[dict]:
+    """``[{step, loss, fishr_penalty, fishr_weight}]`` from the training logs (every ``logging_steps``):
+    the training loss (cross-entropy plus weighted penalty, averaged since the last log), and Fishr's
+    unweighted penalty (the core's units, averaged likewise) with the weight in force; ERM logs the
+    penalty it would have had (weight 0), so the two are comparable."""
+    keys = ("loss", "fishr_penalty", "fishr_weight")
+    return [{"step": int(h["step"]), **{k: float(h[k]) for k in keys if k in h}} for h in history if "loss" in h and "step" in h]
 
 
 # --------------------------------------------------------------------------- certified and domain-robust
