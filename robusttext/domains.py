@@ -95,6 +95,8 @@ def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
     from tqdm.auto import tqdm
 
     from .deletion import check_deletion_args
+
+    started = time.time()
     from .fishr import check_fishr_args
     from .results import ResultsStore, write_json
 
@@ -127,7 +129,7 @@ def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
     summary = dg_summary(records, heldout, algorithms)
     if dg.certify:
         summary["certified"] = certified_table(records, heldout, algorithms)
-    summary.update(parameters=params, runs=records, versions=_versions())
+    summary.update(parameters=params, runs=records, versions=_versions(), wall_seconds=round(time.time() - started, 1))
     if args.should_save:
         write_json(out / "dg_results.json", summary)
         (out / "dg_report.md").write_text(report_markdown(summary), encoding="utf-8")
@@ -143,9 +145,30 @@ def _versions() -> dict:
 def report_markdown(summary: dict) -> str:
     """The sweep's report: the DomainBed tables, and the certified table when there is one."""
     text = dg_markdown(summary, summary["parameters"], name=lambda a: a if "-" in a else a.upper())
+    text += "\n" + penalty_markdown(summary["runs"], summary["algorithms"])
     if summary.get("certified"):
         text += "\n" + certified_markdown(summary["certified"])
-    return text
+    train = sum(float(r.get("seconds", 0.0)) for r in summary["runs"])
+    text += f"\nTraining and evaluation time, all runs: {train / 60:.1f} min"
+    if summary.get("wall_seconds") is not None:
+        text += f"; wall time of this command: {summary['wall_seconds'] / 60:.1f} min"
+    return text + "\n"
+
+
+def penalty_markdown(records: list[dict], algorithms: list[str]) -> str:
+    """Fishr's penalty (the core's units: mean over head-gradient coordinates and domains, EMA-smoothed)
+    at the first and last training log, mean over runs; ERM's is the penalty it would have had."""
+    rows = []
+    for a in algorithms:
+        traces = [[t["fishr_penalty"] for t in r.get("loss_trace", []) if "fishr_penalty" in t]
+                  for r in records if r["algorithm"] == a]
+        traces = [t for t in traces if t]
+        if traces:
+            first, last = (sum(t[i] for t in traces) / len(traces) for i in (0, -1))
+            rows.append(f"| {a} | {first:.3g} | {last:.3g} |")
+    if not rows:
+        return ""
+    return "\n".join(["### Fishr penalty on the training domains", "", "| Algorithm | first log | last log |", "|---|---|---|", *rows, ""])
 
 
 def check_dg_args(dg: Any, smooth: Any) -> None:
@@ -204,6 +227,7 @@ def train_heldout(
         "algorithm": algorithm, "heldout": heldout, "seed": seed, "hparams_seed": hparams_seed, "hparams": hp,
         "train_domains": train_domains, "n_train": len(train_ds), **{f"n_{k}": len(v) for k, v in sets.items()},
         "final_test_accuracy": trace[-1]["test_accuracy"], "trace": trace,
+        "loss_trace": _loss_trace(trainer.state.log_history),
     }
     if dg.certify:
         record["certified_accuracy"] = certify_heldout(trainer, sets["test"], run_dir, data, smooth, dg, seed)
@@ -218,6 +242,15 @@ def _trace(history: list[dict]) -> list[dict]:
             if f"eval_{key}_accuracy" in h:
                 trace.setdefault(int(h["step"]), {"step": int(h["step"])})[f"{key}_accuracy"] = float(h[f"eval_{key}_accuracy"])
     return [t for _, t in sorted(trace.items()) if all(f"{k}_accuracy" in t for k in ("val", "oracle", "test"))]
+
+
+def _loss_trace(history: list[dict]) -> list[dict]:
+    """``[{step, loss, fishr_penalty, fishr_weight}]`` from the training logs (every ``logging_steps``):
+    the training loss (cross-entropy plus weighted penalty, averaged since the last log), and Fishr's
+    unweighted penalty (the core's units, averaged likewise) with the weight in force; ERM logs the
+    penalty it would have had (weight 0), so the two are comparable."""
+    keys = ("loss", "fishr_penalty", "fishr_weight")
+    return [{"step": int(h["step"]), **{k: float(h[k]) for k in keys if k in h}} for h in history if "loss" in h and "step" in h]
 
 
 # --------------------------------------------------------------------------- certified and domain-robust

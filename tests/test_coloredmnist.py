@@ -116,7 +116,7 @@ def test_seeds_give_identical_tables_and_reruns_resume(tmp_path):
     _write_idx(tmp_path / "mnist")
     one = run_coloredmnist(_tiny(tmp_path, "a"))
     two = run_coloredmnist(_tiny(tmp_path, "b"))
-    strip = lambda runs: [{k: v for k, v in r.items() if k != "seconds_per_step"} for r in runs]  # noqa: E731
+    strip = lambda runs: [{k: v for k, v in r.items() if k not in ("seconds_per_step", "seconds")} for r in runs]  # noqa: E731
     assert strip(one["runs"]) == strip(two["runs"]) and len(one["runs"]) == 6
     assert {(r["algorithm"], r["seed"]) for r in one["runs"]} == {(a, s) for a in ("erm", "fishr", "gray") for s in (0, 1)}
     lines = (tmp_path / "a" / "runs.jsonl").read_text().splitlines()
@@ -124,7 +124,7 @@ def test_seeds_give_identical_tables_and_reruns_resume(tmp_path):
     assert (tmp_path / "a" / "runs.jsonl").read_text().splitlines() == lines
     assert again["runs"] == one["runs"]
     md = (tmp_path / "a" / "report.md").read_text()
-    assert "| Fishr |" in md and "Gray test acc." in md and "Fishr / ERM step time" in md
+    assert "| Fishr |" in md and "Gray test acc." in md and "Fishr / ERM step time" in md and "wall time" in md
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["table"]["erm"]["test_accuracy"][0] == pytest.approx(
         np.mean([r["test_accuracy"] for r in one["runs"] if r["algorithm"] == "erm"])
     )
@@ -137,6 +137,15 @@ def test_fishr_differs_from_erm_only_through_the_penalty(tmp_path):
     e0, f0 = res0["runs"]
     # with weight 0 Fishr's loss is ERM's: identical accuracies
     assert {k: e0[k] for k in ("train_accuracy", "test_accuracy")} == {k: f0[k] for k in ("train_accuracy", "test_accuracy")}
+
+
+def test_l2_default_keeps_irms_prior_for_the_training_images():
+    from vision.coloredmnist import IRM_L2, l2_weight
+
+    # IRM: 50,000 training images at 0.00110794568; 8,000 images -> 6.25x; an explicit value is kept
+    assert l2_weight(ColoredMNISTArguments(env_sizes="25000,25000,10000")) == pytest.approx(IRM_L2)
+    assert l2_weight(ColoredMNISTArguments(env_sizes="4000,4000,2000")) == pytest.approx(6.25 * IRM_L2)
+    assert l2_weight(ColoredMNISTArguments(l2_regularizer_weight=0.5)) == 0.5
 
 
 def test_mlp_shapes():

@@ -216,9 +216,14 @@ def test_leave_one_domain_out_sweep_writes_tables_and_resumes(tiny_model_dir, tm
     argv = ["dg", "--model", tiny_model_dir, "--dataset", str(data), "--test-domains", "a", "../c",
             "--algorithms", "erm,fishr", "--max-steps", "2", "--eval-steps", "1", "--per-device-train-batch-size", "4",
             "--use-cpu", "--report-to", "none", "--output-dir", str(out), "--max-length", "16", "--disable-tqdm", "true",
-            "--max-per-domain", "10", "--max-test-examples", "11", "--seeds", "2"]
+            "--max-per-domain", "10", "--max-test-examples", "11", "--seeds", "2", "--logging-steps", "1"]
     assert main(argv) == 0
     res = json.loads((out / "dg_results.json").read_text())
+    for r in res["runs"]:  # the penalty is logged every step; ERM's at weight 0 (what it would have been)
+        assert [t["step"] for t in r["loss_trace"]] == [1, 2] and all(t["fishr_penalty"] >= 0 for t in r["loss_trace"])
+        assert {t["fishr_weight"] for t in r["loss_trace"]} == ({0.0} if r["algorithm"] == "erm" else {1000.0})
+    report = (out / "dg_report.md").read_text()
+    assert "Fishr penalty on the training domains" in report and "wall time of this command" in report
     assert [(r["algorithm"], r["heldout"], r["seed"]) for r in res["runs"]] == [
         (a, d, s) for s in (42, 43) for d in ("a", "../c") for a in ("erm", "fishr")
     ]
