@@ -212,6 +212,7 @@ class Run:
 
         state, store = self.state, self.store
         finished = store.finished()
+        state.wait_for_everyone()  # every process plans from the same snapshot, before any writes a record
         todo = [i for i in range(num_items) if i not in finished]
         if fixed_chunks:
             blocks = [list(range(s, min(s + chunk_size, num_items))) for s in range(0, num_items, chunk_size)]
