@@ -155,7 +155,9 @@ def certify_dataset(
         return [certification_record(i, gold[i], c, int(cp), clf.num_units(texts[i]))
                 for i, c, cp in zip(idx, certs, clean)]
 
-    records = run.execute(len(ds), certify_chunk, cert.chunk_size, desc="certify")
+    # fixed blocks of inputs: the noisy copies of one block are batched together whatever the number of
+    # processes, so N processes compute the same forward passes (and the same floats) as one
+    records = run.execute(len(ds), certify_chunk, cert.chunk_size, desc="certify", fixed_chunks=True)
     out = Path(cert.output_dir)
 
     def write() -> None:

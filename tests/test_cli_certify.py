@@ -175,6 +175,9 @@ def test_two_processes_give_the_same_results_as_one(sst2_model, data_dir, tmp_pa
     proc = subprocess.run([*launch_two(), script, *args], env=env, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_two_shares(two, len(records(one)))
+    # whole blocks of --chunk-size 3 inputs, so each block's noisy copies are batched as in one process
+    shares = {s["rank"]: s["indices"] for s in map(json.loads, (two / "shards.jsonl").read_text().splitlines())}
+    assert shares == {0: [0, 1, 2, 6], 1: [3, 4, 5]}
     assert records(one) == records(two)
     assert not list(two.glob("results.part*.jsonl"))
 

@@ -88,7 +88,7 @@ def test_evaluate_script_two_processes_match_one(tmp_path_factory, tiny_model_di
     def args(out):
         return ["--model", model, "--dataset", dataset, "--max-length", "64", "--n0", "30", "--n", "100",
                 "--p-del", "0.7", "--recipes", "deepwordbug", "--attack-target", "both", "--attack-n", "10",
-                "--confirm-n", "100", "--output-dir", str(out)]
+                "--confirm-n", "100", "--chunk-size", "2", "--output-dir", str(out)]
 
     one = subprocess.run([sys.executable, script, *args(tmp_path / "one")], env=env, cwd=root, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-3000:]
