@@ -95,10 +95,10 @@ def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
     from tqdm.auto import tqdm
 
     from .deletion import check_deletion_args
-
-    started = time.time()
     from .fishr import check_fishr_args
     from .results import ResultsStore, write_json
+
+    started = time.time()
 
     check_dg_args(dg, smooth)
     check_deletion_args(smooth.p_del, smooth.unit, allow_zero=True)
