@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .arguments import dispatch, parse
 
@@ -129,7 +129,7 @@ class QuickstartArguments:
     epochs: float = field(default=1.0, metadata={"help": "Training epochs."})
     max_length: int = field(default=128, metadata={"help": "Tokens the model sees."})
     certify_examples: int = field(default=60, metadata={"help": "Held-out examples to certify."})
-    n0: int = field(default=64, metadata={"help": "Selection samples."})
+    n0: Optional[int] = field(default=None, metadata={"help": "Selection samples (default: the certification protocol's)."})
     n: int = field(default=1000, metadata={"help": "Estimation samples (at most)."})
     seed: int = field(default=0, metadata={"help": "Seed for training and certification."})
 
