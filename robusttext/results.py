@@ -213,12 +213,12 @@ class Run:
         state, store = self.state, self.store
         finished = store.finished()
         state.wait_for_everyone()  # every process plans from the same snapshot, before any writes a record
-        todo = [i for i in range(num_items) if i not in finished]
         if fixed_chunks:
             blocks = [list(range(s, min(s + chunk_size, num_items))) for s in range(0, num_items, chunk_size)]
             blocks = [b for b in blocks if any(i not in finished for i in b)][state.process_index :: state.num_processes]
             chunks = [[i for i in b if i not in finished] for b in blocks]
         else:
+            todo = [i for i in range(num_items) if i not in finished]
             mine = todo[state.process_index :: state.num_processes]
             chunks = [mine[s : s + chunk_size] for s in range(0, len(mine), chunk_size)]
         mine = [i for c in chunks for i in c]

@@ -65,10 +65,12 @@ def reach(records: list[dict], threshold: float) -> float:
     return best
 
 
-def golden_section(f: Callable[[float], float], lo: float, hi: float, iterations: int) -> tuple[float, list[tuple]]:
-    """Maximise ``f`` over [lo, hi] (log scale) with ``iterations`` golden-section steps; returns the best
-    point evaluated and every (x, f(x))."""
-    seen: dict[float, float] = {}
+def golden_section(
+    f: Callable[[float], float], lo: float, hi: float, iterations: int, also: tuple[float, ...] = ()
+) -> tuple[float, list[tuple]]:
+    """Maximise ``f`` over [lo, hi] (log scale) with ``iterations`` golden-section steps, also evaluating the
+    points ``also``; returns the best point evaluated (ties: the smallest) and every (x, f(x))."""
+    seen: dict[float, float] = {float(x): f(float(x)) for x in also}
 
     def g(u: float) -> float:
         x = float(math.exp(u))
@@ -125,10 +127,9 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
             logger.info("bin %d value %.3f: reach %.2f", b, v, score)
             return score
 
-        values[b], evaluations = golden_section(objective, *ranges[b], tune.iterations)
-        if tune.p_lb:  # the fixed rate p_lb over the whole bin is one candidate (RS-Del's schedule)
-            evaluations = sorted({**dict(evaluations), ranges[b][1]: objective(ranges[b][1])}.items())
-            values[b] = max(dict(evaluations), key=lambda x: (dict(evaluations)[x], -x))
+        # with a floor, the fixed rate p_lb over the whole bin (its range's upper end) is one candidate
+        fixed_end = (ranges[b][1],) if tune.p_lb else ()
+        values[b], evaluations = golden_section(objective, *ranges[b], tune.iterations, also=fixed_end)
         report.append({"bin": b, "inputs": len(idx), "value": values[b], "reach": dict(evaluations)[values[b]],
                        "evaluations": evaluations})
     schedule = BinnedRate(edges, tuple(values), tune.p_lb)
