@@ -166,6 +166,13 @@ class TuneArguments:
     p_lb: float = field(default=0.9, metadata={
         "help": "Floor of every bin's rate, p(L) = max(p_lb, 1 - v/L), so the fixed rate p_lb is a candidate of every "
                 "bin; 0: the paper's unfloored 1 - v/L."})
+    objective: str = field(default="reach", metadata={
+        "help": "What each bin's value maximises on its validation inputs: reach (the paper's: the largest radius whose "
+                "certified accuracy is >= --threshold) or mean-radius (mean certified radius, wrong or abstained = -1).",
+        "choices": ["reach", "mean-radius"]})
+    max_drop: Optional[float] = field(default=None, metadata={
+        "help": "Guard, in [0, 1): refuse a value whose certified accuracy at radius 0 on the bin's validation inputs is "
+                "more than this below that of the bin's fixed rate p_lb (e.g. 0.03); needs --p-lb > 0. Default: no guard."})
 
 
 @dataclass

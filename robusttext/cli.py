@@ -67,9 +67,11 @@ def cmd_tune_rates(argv: Sequence[str]) -> int:
         defaults={"split": "validation", "n": 500},
     )
     result = tune_rates(data, smooth, cert, tune)
-    print(f"{'bin':<5} {'inputs':>6} {'value v':>8} {'reach':>6}")
+    fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
+    print(f"{'bin':<5} {'inputs':>6} {'value v':>8} {result['objective']:>11} {'acc r=0':>8} {'fixed acc r=0':>13}")
     for b in result["bins"]:
-        print(f"{b['bin']:<5} {b['inputs']:>6} {b['value']:>8.3f} {'-' if b['reach'] is None else format(b['reach'], '.2f'):>6}")
+        print(f"{b['bin']:<5} {b['inputs']:>6} {b['value']:>8.3f} {fmt(b['score'], '.2f'):>11} "
+              f"{fmt(b['accuracy_at_0'], '.3f'):>8} {fmt(b['fixed_rate_accuracy_at_0'], '.3f'):>13}")
     print(f"{result['describe']}\nwrote {data.model}/rate_schedule.json, tune_rates.json")
     return 0
 

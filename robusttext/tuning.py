@@ -4,14 +4,23 @@ AdaptDel+ (Huang, Marchant, Ohrimenko, Rubinstein, NeurIPS 2025, arXiv 2511.0931
 length bins and gives bin i the rate p(L) = 1 - v_i / L (:class:`robusttext.rates.BinnedRate`: the bin
 keeps v_i units on average), here by default floored at p_lb = 0.9, p(L) = max(p_lb, 1 - v_i / L), so that
 RS-Del's fixed rate is one of the candidates of every bin (also of bins of short texts, where 1 - v/L
-alone cannot be 0.9 at every length). Each v_i is chosen to maximise the *reach* of its bin: the largest radius at
-which the bin's certified accuracy on validation inputs is still at least ``threshold``. The search is a
-golden-section search over log v_i per bin (:func:`bin_range`; with a floor, plus the bin's fixed-rate
-end point), longest bins first (a short
-bin's certificates look at neighbouring lengths, so the long bins are settled before them). Only the
-split named by ``--split`` is used, and a split called ``test`` is refused: the rates are part of the
-model, chosen without test data. The result is written into the model folder as ``rate_schedule.json``
-(certify's default from then on) and ``tune_rates.json`` (every evaluation).
+alone cannot be 0.9 at every length).
+
+Each v_i maximises an objective on the bin's validation inputs: the paper's *reach* (the largest radius
+at which the bin's certified accuracy is still at least ``threshold``) or the *mean certified radius*
+(a wrong or abstained input counts -1, so the mean is the area under the certified-accuracy curve minus
+1). Either can be *guarded* (``max_drop``): a value whose certified accuracy at radius 0 is more than
+``max_drop`` below that of the bin's fixed rate p_lb is refused (scored below every admissible value),
+so no bin buys radius with more accuracy than that; the fixed rate itself is always admissible. Without
+the guard, reach at threshold 0.5 on a balanced two-class task is maximised by near-total deletion (a
+constant prediction is certified at every radius on half the inputs).
+
+The search is a golden-section search over log v_i per bin (:func:`bin_range`; with a floor, plus the
+bin's fixed-rate end point), longest bins first (a short bin's certificates look at neighbouring lengths,
+so the long bins are settled before them). Only the split named by ``--split`` is used, and a split
+called ``test`` is refused: the rates are part of the model, chosen without test data. The result is
+written into the model folder as ``rate_schedule.json`` (certify's default from then on) and
+``tune_rates.json`` (every evaluation).
 """
 
 from __future__ import annotations
@@ -65,6 +74,29 @@ def reach(records: list[dict], threshold: float) -> float:
     return best
 
 
+OBJECTIVES = ("reach", "mean-radius")
+
+
+def accuracy_at_zero(records: list[dict]) -> float:
+    """Certified accuracy at radius 0 of ``records``: the share correct and not abstained."""
+    return sum(1 for x in records if x["correct"] and x["radius"] >= 0) / max(1, len(records))
+
+
+def mean_radius(records: list[dict]) -> float:
+    """Mean certified radius of ``records``, a wrong or abstained input counting -1."""
+    return sum(x["radius"] if x["correct"] and x["radius"] >= 0 else -1 for x in records) / max(1, len(records))
+
+
+def bin_score(records: list[dict], objective: str, threshold: float, floor: float | None = None) -> float:
+    """One bin's objective (``reach`` or ``mean-radius``, both >= -1), or, when its certified accuracy at
+    radius 0 is below ``floor``, ``-2 - shortfall``: below every admissible value, and less bad the
+    smaller the shortfall (so the search still moves towards admissible values)."""
+    acc0 = accuracy_at_zero(records)
+    if floor is not None and acc0 < floor - 1e-12:
+        return -2.0 - (floor - acc0)
+    return reach(records, threshold) if objective == "reach" else mean_radius(records)
+
+
 def golden_section(
     f: Callable[[float], float], lo: float, hi: float, iterations: int, also: tuple[float, ...] = ()
 ) -> tuple[float, list[tuple]]:
@@ -93,7 +125,8 @@ def golden_section(
 
 def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, tune: TuneArguments) -> dict:
     """Choose AdaptDel+ bin values for ``data.model`` on ``data.split``; writes them into the model folder
-    and returns ``{"schedule", "bins": [{"lengths", "inputs", "value", "reach", "evaluations"}]}``."""
+    and returns ``{"schedule", "objective", "threshold", "max_drop", "split", "describe", "bins": [{"bin", "inputs",
+    "value", "score", "accuracy_at_0", "fixed_rate_accuracy_at_0", "evaluations"}]}``."""
     from .pipelines import load_examples, load_smoothed_classifier, validate_certify_args
 
     if str(data.split).lower().startswith("test"):
@@ -102,6 +135,11 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
         raise ValueError(f"--model {data.model}: tune-rates writes rate_schedule.json into a local model folder")
     if not 0.0 < tune.threshold <= 1.0 or tune.iterations < 1 or tune.max_per_bin < 1:
         raise ValueError("--threshold must be in (0, 1], --iterations and --max-per-bin >= 1")
+    if tune.objective not in OBJECTIVES:
+        raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {tune.objective!r}")
+    if tune.max_drop is not None and not (0.0 <= tune.max_drop < 1.0 and tune.p_lb > 0):
+        raise ValueError(f"--max-drop must be in [0, 1) and needs --p-lb > 0 (the guard compares each value with the "
+                         f"bin's fixed rate p_lb), got --max-drop {tune.max_drop} --p-lb {tune.p_lb}")
     edges = parse_edges(tune.edges)
     protocol = validate_certify_args(data, smooth, cert)
     clf = load_smoothed_classifier(data, smooth, cert)
@@ -116,25 +154,44 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
     for b in reversed(range(len(edges) + 1)):
         idx = bins[b][: tune.max_per_bin]
         if not idx:
-            report.append({"bin": b, "inputs": 0, "value": values[b], "reach": None, "evaluations": []})
+            report.append({"bin": b, "inputs": 0, "value": values[b], "score": None, "accuracy_at_0": None,
+                           "fixed_rate_accuracy_at_0": None, "evaluations": []})
             continue
-
-        def objective(v: float, b: int = b, idx: list = idx) -> float:
-            clf.set_rate(BinnedRate(edges, tuple(v if j == b else values[j] for j in range(len(values))), tune.p_lb))
-            certs = clf.certify([ds.texts[i] for i in idx], protocol, indices=idx)
-            recs = [{"radius": c.radius, "correct": c.prediction == ds.labels[i]} for i, c in zip(idx, certs)]
-            score = reach(recs, tune.threshold)
-            logger.info("bin %d value %.3f: reach %.2f", b, v, score)
-            return score
-
-        # with a floor, the fixed rate p_lb over the whole bin (its range's upper end) is one candidate
-        fixed_end = (ranges[b][1],) if tune.p_lb else ()
-        values[b], evaluations = golden_section(objective, *ranges[b], tune.iterations, also=fixed_end)
-        report.append({"bin": b, "inputs": len(idx), "value": values[b], "reach": dict(evaluations)[values[b]],
-                       "evaluations": evaluations})
+        values[b], entry = _tune_bin(clf, ds, protocol, edges, values, b, idx, ranges[b], tune)
+        report.append(entry)
     schedule = BinnedRate(edges, tuple(values), tune.p_lb)
     schedule.save(data.model)
-    result = {"schedule": schedule.to_dict(), "threshold": tune.threshold, "split": data.split,
+    result = {"schedule": schedule.to_dict(), "objective": tune.objective, "threshold": tune.threshold,
+              "max_drop": tune.max_drop, "split": data.split,
               "bins": sorted(report, key=lambda r: r["bin"]), "describe": schedule.describe()}
     (Path(data.model) / "tune_rates.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b: int, idx: list[int],
+              value_range: tuple[float, float], tune: TuneArguments) -> tuple[float, dict]:
+    """Bin ``b``'s value, the other bins held at ``values``, certified on validation inputs ``idx``;
+    returns it and the bin's report entry."""
+    runs: dict[float, list[dict]] = {}
+
+    def records_at(v: float) -> list[dict]:
+        if v not in runs:
+            clf.set_rate(BinnedRate(edges, tuple(v if j == b else values[j] for j in range(len(values))), tune.p_lb))
+            certs = clf.certify([ds.texts[i] for i in idx], protocol, indices=idx)
+            runs[v] = [{"radius": c.radius, "correct": c.prediction == ds.labels[i]} for i, c in zip(idx, certs)]
+        return runs[v]
+
+    # with a floor, the fixed rate p_lb over the whole bin (its range's upper end) is one candidate
+    fixed_end = (value_range[1],) if tune.p_lb else ()
+    floor = None if tune.max_drop is None else accuracy_at_zero(records_at(fixed_end[0])) - tune.max_drop
+
+    def objective(v: float) -> float:
+        score = bin_score(records_at(v), tune.objective, tune.threshold, floor)
+        logger.info("bin %d value %.3f: %s %.2f", b, v, tune.objective, score)
+        return score
+
+    best, evaluations = golden_section(objective, *value_range, tune.iterations, also=fixed_end)
+    return best, {"bin": b, "inputs": len(idx), "value": best, "score": dict(evaluations)[best],
+                  "accuracy_at_0": accuracy_at_zero(runs[best]),
+                  "fixed_rate_accuracy_at_0": accuracy_at_zero(runs[fixed_end[0]]) if fixed_end else None,
+                  "evaluations": evaluations}

@@ -12,7 +12,7 @@ from scipy import stats
 from robusttext.cli import main
 from robusttext.deletion import DeletionCollator, DeletionMechanism
 from robusttext.rates import AdaptiveRate, BinnedRate, FixedRate, UniformRate
-from robusttext.tuning import golden_section, reach
+from robusttext.tuning import accuracy_at_zero, bin_score, golden_section, mean_radius, reach
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,26 @@ def test_reach_is_the_largest_radius_with_accuracy_at_the_threshold():
     assert reach(recs, 0.8) == -1.0
 
 
+def test_mean_radius_and_accuracy_at_zero_count_wrong_and_abstained_inputs_as_minus_one():
+    # radii 5, 3, 0 correct; 2 wrong; abstained (-1) counted wrong whatever "correct" says
+    recs = [{"radius": r, "correct": c} for r, c in ((5, True), (3, True), (0, True), (2, False), (-1, True))]
+    assert mean_radius(recs) == pytest.approx((5 + 3 + 0 - 1 - 1) / 5)
+    assert accuracy_at_zero(recs) == pytest.approx(3 / 5)
+
+
+def test_the_guard_ranks_a_value_that_loses_accuracy_below_every_admissible_one():
+    fixed = [{"radius": r, "correct": True} for r in (2, 2, 3, 3)] + [{"radius": 1, "correct": False}]  # acc0 4/5
+    greedy = [{"radius": 40, "correct": True}] * 3 + [{"radius": -1, "correct": False}] * 2  # acc0 3/5, huge radii
+    for objective in ("reach", "mean-radius"):
+        unguarded = bin_score(greedy, objective, 0.5)
+        assert unguarded > bin_score(fixed, objective, 0.5)  # without the guard, near-total deletion wins
+        floor = accuracy_at_zero(fixed) - 0.1  # max_drop 0.1: 3/5 is 0.2 below 4/5
+        assert bin_score(greedy, objective, 0.5, floor) == pytest.approx(-2.0 - 0.1)
+        assert bin_score(fixed, objective, 0.5, floor) == bin_score(fixed, objective, 0.5) >= -1
+        # a drop within max_drop is admissible and keeps its objective
+        assert bin_score(greedy, objective, 0.5, accuracy_at_zero(fixed) - 0.2) == unguarded
+
+
 def test_tune_rates_refuses_test_data_and_writes_a_valid_binned_schedule(tiny_model_dir, tmp_path, capsys):
     import shutil
 
@@ -130,6 +150,17 @@ def test_tune_rates_refuses_test_data_and_writes_a_valid_binned_schedule(tiny_mo
               "--n0", "10", "--iterations", "2", "--max-per-bin", "3", "--p-del", "0.9"]
     assert main([*common, "--split", "test"]) == 2
     assert "never on test data" in capsys.readouterr().err
+    for bad in (["--max-drop", "1.5"], ["--max-drop", "0.1", "--p-lb", "0"]):
+        assert main([*common, "--split", "validation", *bad]) == 2
+        assert "--max-drop must be in [0, 1) and needs --p-lb > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # argparse's choices: exit 2, the option named
+        main([*common, "--split", "validation", "--objective", "area"])
+    assert stop.value.code == 2 and "--objective" in capsys.readouterr().err
+    assert main([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0"]) == 0
+    guarded = json.loads((model / "tune_rates.json").read_text())
+    assert guarded["objective"] == "mean-radius" and guarded["max_drop"] == 0.0
+    for b in guarded["bins"]:  # each chosen value keeps at least the fixed rate's accuracy at radius 0
+        assert b["accuracy_at_0"] >= b["fixed_rate_accuracy_at_0"], b
     assert main([*common, "--split", "validation"]) == 0
     sched = json.loads((model / "rate_schedule.json").read_text())
     rate = BinnedRate(tuple(sched["edges"]), tuple(sched["values"]), sched["p_lb"])  # validates every bin's value
