@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+from _signals import sigint_default
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -202,7 +203,7 @@ def test_ctrl_c_exits_130_with_the_resume_hint(tmp_path, tiny_model_dir):
     proc = subprocess.Popen(
         [sys.executable, "-m", "robusttext.cli", "certify", "--model", tiny_model_dir, "--dataset", "many.tsv",
          "--n", "100000", "--chunk-size", "1", "--output-dir", "out"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default,
     )
     deadline = time.monotonic() + 600
     while not (tmp_path / "out" / "run_config.json").exists():  # the command is running (imports done)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from _multiprocess import assert_two_shares, launch_two
+from _signals import sigint_default
 from robusttext.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,7 +194,8 @@ def test_ctrl_c_keeps_finished_records_and_the_rerun_completes_them(tiny_model_d
             "--n0", "20", "--n", "3000", "--looks", "none", "--exact-budget", "0", "--chunk-size", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "robusttext.cli", *args, "--output-dir", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
     part = out / "results.part0.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and (not part.exists() or len(part.read_text().splitlines()) < 2):
