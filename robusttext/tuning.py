@@ -35,6 +35,7 @@ import numpy as np
 
 from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TuneArguments
 from .rates import BinnedRate
+from .report import certified_accuracy_curve, certified_radii
 
 logger = logging.getLogger("robusttext")
 
@@ -79,12 +80,12 @@ OBJECTIVES = ("reach", "mean-radius")
 
 def accuracy_at_zero(records: list[dict]) -> float:
     """Certified accuracy at radius 0 of ``records``: the share correct and not abstained."""
-    return sum(1 for x in records if x["correct"] and x["radius"] >= 0) / max(1, len(records))
+    return certified_accuracy_curve(records, [0])["0"]
 
 
 def mean_radius(records: list[dict]) -> float:
-    """Mean certified radius of ``records``, a wrong or abstained input counting -1."""
-    return sum(x["radius"] if x["correct"] and x["radius"] >= 0 else -1 for x in records) / max(1, len(records))
+    """Mean certified radius of ``records``, a wrong or abstained input counting -1 (as in ``summary.json``)."""
+    return float(np.mean(certified_radii(records))) if records else -1.0
 
 
 def bin_score(records: list[dict], objective: str, threshold: float, floor: float | None = None) -> float:

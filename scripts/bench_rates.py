@@ -24,6 +24,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -56,9 +57,9 @@ class BenchRatesArguments:
     tune_n: int = field(default=300)
     threshold: float = field(default=0.5)
     objective: str = field(default="reach", metadata={"help": "AdaptDel+ tuning objective: reach or mean-radius."})
-    max_drop: float = field(default=-1.0, metadata={
+    max_drop: Optional[float] = field(default=None, metadata={
         "help": "AdaptDel+ guard: refuse bin values losing more than this certified accuracy at radius 0 against the "
-                "fixed rate on validation inputs (robusttext tune-rates --max-drop); < 0: no guard."})
+                "fixed rate on validation inputs (robusttext tune-rates --max-drop); default: no guard."})
     arms: str = field(default="fixed,adaptive,adaptive_plus")
     seed: int = field(default=0)
     output_dir: str = field(default="runs/bench_rates")
@@ -154,7 +155,7 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
                    CertifyArguments(n0=args.n0, n=args.tune_n, alpha=args.alpha, seed=args.seed),
                    TuneArguments(edges=args.edges, threshold=args.threshold, iterations=args.tune_iterations,
                                  max_per_bin=args.tune_per_bin, start_k=args.k, objective=args.objective,
-                                 max_drop=args.max_drop if args.max_drop >= 0 else None))
+                                 max_drop=args.max_drop))
         timings["tune_seconds"] = time.perf_counter() - start
     finished = (out / arm / "certify" / "summary.json").exists()
     start = time.perf_counter()
