@@ -52,15 +52,17 @@ def parse_edges(text: str) -> tuple[int, ...]:
     return edges
 
 
-def bin_range(edges: tuple[int, ...], i: int, p_lb: float = 0.0, longest: int = 0) -> tuple[float, float]:
+def bin_range(edges: tuple[int, ...], i: int, p_lb: float = 0.0, longest: int = 0, shortest: int = 0) -> tuple[float, float]:
     """The search interval of bin i's value v (units kept on average). Without a floor: p = 1 - v/L stays
-    in [0.01, 0.99] at the bin's shortest length. With a floor ``p_lb``: from p = 0.99 at the shortest
-    length up to v = (1 - p_lb) * ``longest`` (the bin's longest input), where the whole bin has the fixed
-    rate p_lb."""
+    in [0.01, 0.99] at the bin's shortest length. With a floor ``p_lb``: from p = 0.99 at the bin's shortest
+    input (``shortest``, else its lower edge) up to v = (1 - p_lb) * ``longest`` (the bin's longest input),
+    where the whole bin has the fixed rate p_lb. (Starting at the lower edge wastes the search on values
+    no input sees: for a first bin of 100-250-word articles the edge is 1, and v = 0.01 keeps nothing.)"""
     low = 1 if i == 0 else edges[i - 1]
     if not p_lb:
         return 0.01 * low, 0.99 * low
-    return 0.01 * low, max((1.0 - p_lb) * max(longest, low), 0.02 * low)
+    top = max((1.0 - p_lb) * max(longest, low), 0.02 * low)
+    return min(0.01 * max(shortest, low), top / 2.0), top
 
 
 def reach(records: list[dict], threshold: float) -> float:
@@ -149,7 +151,8 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
     lengths = [clf.num_units(t) for t in ds.texts]
     which = [probe.bin_of(n) for n in lengths]
     bins = [[i for i, w in enumerate(which) if w == b] for b in range(len(edges) + 1)]
-    ranges = [bin_range(edges, b, tune.p_lb, max((lengths[i] for i in bins[b]), default=0)) for b in range(len(bins))]
+    ranges = [bin_range(edges, b, tune.p_lb, max((lengths[i] for i in bins[b]), default=0),
+                         min((lengths[i] for i in bins[b]), default=0)) for b in range(len(bins))]
     values = [float(np.clip(tune.start_k, *ranges[b])) for b in range(len(edges) + 1)]
     report = []
     for b in reversed(range(len(edges) + 1)):

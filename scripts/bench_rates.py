@@ -49,6 +49,9 @@ class BenchRatesArguments:
     n0: int = field(default=50)
     n: int = field(default=1000)
     alpha: float = field(default=0.05)
+    top2: str = field(default="complement", metadata={
+        "help": "Runner-up bound of every arm's certificate and of AdaptDel+'s tuning (robusttext certify --top2).",
+        "choices": ["complement", "bonferroni"]})
     k: float = field(default=13.0)
     p_lb: float = field(default=0.9)
     edges: str = field(default="100|200|400")
@@ -152,7 +155,7 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
         start = time.perf_counter()
         tune_rates(ModelDataArguments(model=str(model_dir), dataset=val_file, split="validation", max_length=args.max_length),
                    SmoothingArguments(rate_schedule=f"adaptive:k={args.k},p_lb={args.p_lb}"),
-                   CertifyArguments(n0=args.n0, n=args.tune_n, alpha=args.alpha, seed=args.seed),
+                   CertifyArguments(n0=args.n0, n=args.tune_n, alpha=args.alpha, top2=args.top2, seed=args.seed),
                    TuneArguments(edges=args.edges, threshold=args.threshold, iterations=args.tune_iterations,
                                  max_per_bin=args.tune_per_bin, start_k=args.k, objective=args.objective,
                                  max_drop=args.max_drop))
@@ -164,7 +167,7 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
             ModelDataArguments(model=str(model_dir), dataset=test_source, split=test_split,
                                max_examples=args.certify_examples, max_length=args.max_length),
             SmoothingArguments(),  # the schedule the model folder records
-            CertifyArguments(n0=args.n0, n=args.n, alpha=args.alpha, seed=args.seed, output_dir=str(out / arm / "certify")),
+            CertifyArguments(n0=args.n0, n=args.n, alpha=args.alpha, top2=args.top2, seed=args.seed, output_dir=str(out / arm / "certify")),
         )
     if not finished:
         timings.update(certify_seconds=time.perf_counter() - start, certificate_seconds=cert_seconds[0])

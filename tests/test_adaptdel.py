@@ -12,7 +12,7 @@ from scipy import stats
 from robusttext.cli import main
 from robusttext.deletion import DeletionCollator, DeletionMechanism
 from robusttext.rates import AdaptiveRate, BinnedRate, FixedRate, UniformRate
-from robusttext.tuning import accuracy_at_zero, bin_score, golden_section, mean_radius, reach
+from robusttext.tuning import accuracy_at_zero, bin_range, bin_score, golden_section, mean_radius, reach
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,18 @@ def test_golden_section_finds_the_maximum_of_a_unimodal_function():
     best, seen = golden_section(lambda v: -(math.log(v) - math.log(7.0)) ** 2, 0.5, 50.0, 12)
     assert abs(best - 7.0) / 7.0 < 0.05
     assert len(seen) <= 14
+
+
+def test_a_floored_bin_is_searched_from_p_099_at_its_shortest_input_to_p_lb_at_its_longest():
+    # first bin of articles 120-240 units long (edge 250): v = 1.2 is p = 0.99 at 120 units, v = 24 is
+    # p = 0.9 at 240; the lower edge (1 unit) would start the search at v = 0.01, which keeps nothing
+    assert bin_range((250, 350), 0, 0.9, longest=240, shortest=120) == pytest.approx((1.2, 24.0))
+    # an inner bin whose inputs start above its edge: the same rule
+    assert bin_range((250, 350), 1, 0.9, longest=340, shortest=300) == pytest.approx((3.0, 34.0))
+    # no inputs seen: the lower edge for both ends
+    assert bin_range((250, 350), 1, 0.9) == pytest.approx((2.5, 25.0))
+    # no floor: p in [0.01, 0.99] at the bin's lower edge, whatever the inputs
+    assert bin_range((250, 350), 1, 0.0, longest=340, shortest=300) == pytest.approx((2.5, 247.5))
 
 
 def test_reach_is_the_largest_radius_with_accuracy_at_the_threshold():
