@@ -173,6 +173,10 @@ class TuneArguments:
     max_drop: Optional[float] = field(default=None, metadata={
         "help": "Guard, in [0, 1): refuse a value whose certified accuracy at radius 0 on the bin's validation inputs is "
                 "more than this below that of the bin's fixed rate p_lb (e.g. 0.03); needs --p-lb > 0. Default: no guard."})
+    guard: str = field(default="per-bin", metadata={
+        "help": "Where --max-drop applies: per-bin (each bin on its own) or pooled (to the whole validation split, bins "
+                "weighted by their share of it: the drop is spent in the bins where it buys the most mean radius; "
+                "needs --objective mean-radius).", "choices": ["per-bin", "pooled"]})
 
 
 @dataclass

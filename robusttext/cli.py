@@ -72,6 +72,9 @@ def cmd_tune_rates(argv: Sequence[str]) -> int:
     for b in result["bins"]:
         print(f"{b['bin']:<5} {b['inputs']:>6} {b['value']:>8.3f} {fmt(b['score'], '.2f'):>11} "
               f"{fmt(b['accuracy_at_0'], '.3f'):>8} {fmt(b['fixed_rate_accuracy_at_0'], '.3f'):>13}")
+    if "pooled_drop" in result:
+        print(f"pooled drop of certified accuracy at r=0 against the fixed rate on {data.split} (bins weighted by their "
+              f"share): {100 * result['pooled_drop']:.1f} points, allowed {100 * result['max_drop']:.1f}")
     print(f"{result['describe']}\nwrote {data.model}/rate_schedule.json, tune_rates.json")
     return 0
 
@@ -127,12 +130,19 @@ class QuickstartArguments:
     output_dir: str = field(default="runs/quickstart", metadata={"help": "Where the model and the report go."})
     model: str = field(default="embedded:minilm-l6", metadata={"help": "Model to fine-tune (Hub id or folder)."})
     dataset: str = field(default="embedded:bbc-news", metadata={"help": "Dataset (Hub id, file or folder)."})
-    p_del: float = field(default=0.9, metadata={"help": "Deletion probability (word unit)."})
-    epochs: float = field(default=1.0, metadata={"help": "Training epochs."})
+    rate_schedule: str = field(default="adaptive:k=13,p_lb=0.9", metadata={
+        "help": "Word-deletion rate for training and certification: AdaptDel's max(0.9, 1 - 13/L) keeps about 13 "
+                "words of an L-word article; 'fixed:0.9' is RS-Del's constant rate (see docs/benchmarks.md 12)."})
+    epochs: float = field(default=3.0, metadata={"help": "Training epochs (3 of AdaptDel's ~13-word inputs cost "
+                                                         "about 1 of fixed 0.9's)."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Adam learning rate."})
     max_length: int = field(default=128, metadata={"help": "Tokens the model sees."})
     certify_examples: int = field(default=60, metadata={"help": "Held-out examples to certify."})
     n0: Optional[int] = field(default=None, metadata={"help": "Selection samples (default: the certification protocol's)."})
     n: int = field(default=1000, metadata={"help": "Estimation samples (at most)."})
+    top2: str = field(default="bonferroni", metadata={
+        "help": "Runner-up bound: bonferroni bounds the runner-up class's own share (tighter with 5 classes), "
+                "complement uses 1 - the top class's lower bound.", "choices": ["complement", "bonferroni"]})
     seed: int = field(default=0, metadata={"help": "Seed for training and certification."})
 
 
@@ -148,14 +158,15 @@ def cmd_quickstart(argv: Sequence[str]) -> int:
 
     (q,) = parse((QuickstartArguments,), argv, "robusttext quickstart")
     model_dir = str(Path(q.output_dir) / "model")
-    smooth = SmoothingArguments(p_del=q.p_del, unit="word")
-    args = TrainingArguments(**{**training_defaults(model_dir), "num_train_epochs": q.epochs, "seed": q.seed})
+    smooth = SmoothingArguments(rate_schedule=q.rate_schedule, unit="word")
+    args = TrainingArguments(**{**training_defaults(model_dir), "num_train_epochs": q.epochs,
+                                "learning_rate": q.learning_rate, "seed": q.seed})
     data = ModelDataArguments(model=q.model, dataset=q.dataset, split="train", max_length=q.max_length)
     train_classifier(data, smooth, TrainArguments(), args)
     data = ModelDataArguments(
         model=model_dir, dataset=q.dataset, split="test", max_length=q.max_length, max_examples=q.certify_examples
     )
-    cert = CertifyArguments(n0=q.n0, n=q.n, seed=q.seed, output_dir=str(Path(q.output_dir) / "certify"))
+    cert = CertifyArguments(n0=q.n0, n=q.n, top2=q.top2, seed=q.seed, output_dir=str(Path(q.output_dir) / "certify"))
     summary = certify_dataset(data, smooth, cert)
     print_summary(summary, cert.output_dir)
     return 0
@@ -165,8 +176,8 @@ def print_summary(summary: dict, output_dir: str) -> None:
     """Print the headline numbers of a certification summary."""
     labelled = summary.get("certified_accuracy") is not None
     what = "certified accuracy" if labelled else "certified fraction (no labels)"
-    curve = ", ".join(f"r>={r}: {v:.3f}" for r, v in (summary["certified_accuracy"] if labelled
-                                                       else summary["certified_fraction"]).items())
+    points = summary["certified_accuracy"] if labelled else summary["certified_fraction"]
+    curve = ", ".join(f"r>={r}: {v:.3f}" for r, v in sorted(points.items(), key=lambda kv: int(kv[0])))  # JSON: str keys
     clean, smoothed = summary.get("clean_accuracy"), summary.get("smoothed_accuracy")
     print(
         f"examples={summary['num_examples']} clean_accuracy={clean if clean is None else round(clean, 4)} "

@@ -49,8 +49,8 @@ def certification_rate(smooth: SmoothingArguments, model: str) -> "RateSchedule"
         raise ValueError(f"--rate-schedule {rate.describe()} is for training only; certify with a fixed, adaptive "
                          "or binned schedule (robusttext tune-rates writes a binned one into the model folder)")
     if recorded is not None and rate != recorded:
-        logger.warning("smoothing with %s, while %s records %s (its training schedule)", rate.describe(), model,
-                       recorded.describe())
+        logger.warning("smoothing with %s, while %s records %s (its rate_schedule.json: the training schedule, "
+                       "or the one tune-rates chose)", rate.describe(), model, recorded.describe())
     return rate
 
 

@@ -13,7 +13,12 @@ at which the bin's certified accuracy is still at least ``threshold``) or the *m
 ``max_drop`` below that of the bin's fixed rate p_lb is refused (scored below every admissible value),
 so no bin buys radius with more accuracy than that; the fixed rate itself is always admissible. Without
 the guard, reach at threshold 0.5 on a balanced two-class task is maximised by near-total deletion (a
-constant prediction is certified at every radius on half the inputs).
+constant prediction is certified at every radius on half the inputs). The *pooled* guard (``guard =
+"pooled"``, mean-radius only) bounds the drop of the whole validation split instead, each bin weighted by
+its share w_b of the validation inputs: every bin is searched unguarded, then one evaluated value per bin
+is chosen to maximise sum_b w_b * mean radius_b subject to sum_b w_b * (drop of bin b) <= max_drop
+(:func:`pooled_choice`, exact). A per-bin guard on a few dozen inputs moves in steps of one input and
+leaves most of its allowance unspent; the pooled one spends it where it buys the most radius.
 
 The search is a golden-section search over log v_i per bin (:func:`bin_range`; with a floor, plus the
 bin's fixed-rate end point), longest bins first (a short bin's certificates look at neighbouring lengths,
@@ -78,6 +83,7 @@ def reach(records: list[dict], threshold: float) -> float:
 
 
 OBJECTIVES = ("reach", "mean-radius")
+GUARDS = ("per-bin", "pooled")
 
 
 def accuracy_at_zero(records: list[dict]) -> float:
@@ -98,6 +104,32 @@ def bin_score(records: list[dict], objective: str, threshold: float, floor: floa
     if floor is not None and acc0 < floor - 1e-12:
         return -2.0 - (floor - acc0)
     return reach(records, threshold) if objective == "reach" else mean_radius(records)
+
+
+def pooled_choice(
+    candidates: list[list[tuple[float, float, float]]], budget: float
+) -> tuple[tuple[float, ...], float, float]:
+    """One candidate per bin maximising the summed gain with the summed loss <= ``budget``.
+
+    ``candidates[b]`` lists bin b's ``(value, loss, gain)``; at least one candidate of every bin must have
+    loss <= 0 (the fixed rate: loss 0) so that a choice exists. Exact: the bins are merged one at a time
+    and only the Pareto front of (summed loss, summed gain) is kept (a partial choice with more loss and no
+    more gain than another can never complete to a better one). Returns (values, loss, gain); ties go to
+    the smaller loss."""
+    front: list[tuple[float, float, tuple[float, ...]]] = [(0.0, 0.0, ())]
+    # the most the bins after b can give back (a value may gain accuracy: a negative loss)
+    rest = [sum(min(0.0, *(dl for _, dl, _ in options)) for options in candidates[b + 1:]) for b in range(len(candidates))]
+    for b, options in enumerate(candidates):
+        merged = sorted(((loss + dl, gain + dg, chosen + (v,)) for loss, gain, chosen in front for v, dl, dg in options
+                         if loss + dl + rest[b] <= budget + 1e-12), key=lambda m: (m[0], -m[1]))
+        front = []
+        for m in merged:
+            if not front or m[1] > front[-1][1] + 1e-12:
+                front.append(m)
+        if not front:
+            raise ValueError("no choice within the budget: every bin needs a candidate of loss <= 0 (its fixed rate)")
+    loss, gain, values = max((m for m in front if m[0] <= budget + 1e-12), key=lambda m: (m[1], -m[0]))
+    return values, loss, gain
 
 
 def golden_section(
@@ -143,6 +175,12 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
     if tune.max_drop is not None and not (0.0 <= tune.max_drop < 1.0 and tune.p_lb > 0):
         raise ValueError(f"--max-drop must be in [0, 1) and needs --p-lb > 0 (the guard compares each value with the "
                          f"bin's fixed rate p_lb), got --max-drop {tune.max_drop} --p-lb {tune.p_lb}")
+    if tune.guard not in GUARDS:
+        raise ValueError(f"--guard must be one of {', '.join(GUARDS)}, got {tune.guard!r}")
+    pooled = tune.guard == "pooled"
+    if pooled and (tune.max_drop is None or tune.objective != "mean-radius"):
+        raise ValueError("--guard pooled needs --max-drop (the validation split's allowed drop) and --objective "
+                         f"mean-radius (a sum over bins), got --max-drop {tune.max_drop} --objective {tune.objective}")
     edges = parse_edges(tune.edges)
     protocol = validate_certify_args(data, smooth, cert)
     clf = load_smoothed_classifier(data, smooth, cert)
@@ -154,28 +192,41 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
     ranges = [bin_range(edges, b, tune.p_lb, max((lengths[i] for i in bins[b]), default=0),
                          min((lengths[i] for i in bins[b]), default=0)) for b in range(len(bins))]
     values = [float(np.clip(tune.start_k, *ranges[b])) for b in range(len(edges) + 1)]
-    report = []
+    report, runs = [], {}
     for b in reversed(range(len(edges) + 1)):
         idx = bins[b][: tune.max_per_bin]
         if not idx:
             report.append({"bin": b, "inputs": 0, "value": values[b], "score": None, "accuracy_at_0": None,
                            "fixed_rate_accuracy_at_0": None, "evaluations": []})
             continue
-        values[b], entry = _tune_bin(clf, ds, protocol, edges, values, b, idx, ranges[b], tune)
+        values[b], entry, runs[b] = _tune_bin(clf, ds, protocol, edges, values, b, idx, ranges[b], tune, not pooled)
         report.append(entry)
+    extra = {}
+    if pooled:  # one evaluated value per bin, the drop bounded over the whole validation split
+        total = sum(len(bins[b]) for b in runs)
+        entries = {e["bin"]: e for e in report}
+        order = sorted(runs)
+        options = [[(v, len(bins[b]) / total * (entries[b]["fixed_rate_accuracy_at_0"] - accuracy_at_zero(recs)),
+                     len(bins[b]) / total * mean_radius(recs)) for v, recs in runs[b].items()] for b in order]
+        chosen, drop, _ = pooled_choice(options, tune.max_drop)
+        for b, v in zip(order, chosen):
+            values[b] = v
+            entries[b].update(value=v, score=mean_radius(runs[b][v]), accuracy_at_0=accuracy_at_zero(runs[b][v]))
+        extra = {"pooled_drop": drop, "weights": {str(b): len(bins[b]) / total for b in order}}
     schedule = BinnedRate(edges, tuple(values), tune.p_lb)
     schedule.save(data.model)
     result = {"schedule": schedule.to_dict(), "objective": tune.objective, "threshold": tune.threshold,
-              "max_drop": tune.max_drop, "split": data.split,
+              "max_drop": tune.max_drop, "guard": tune.guard, **extra, "split": data.split,
               "bins": sorted(report, key=lambda r: r["bin"]), "describe": schedule.describe()}
     (Path(data.model) / "tune_rates.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
 
 def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b: int, idx: list[int],
-              value_range: tuple[float, float], tune: TuneArguments) -> tuple[float, dict]:
-    """Bin ``b``'s value, the other bins held at ``values``, certified on validation inputs ``idx``;
-    returns it and the bin's report entry."""
+              value_range: tuple[float, float], tune: TuneArguments, guarded: bool = True) -> tuple[float, dict, dict]:
+    """Bin ``b``'s value, the other bins held at ``values``, certified on validation inputs ``idx`` (with
+    ``guarded``, under the per-bin guard ``tune.max_drop``); returns it, the bin's report entry and the
+    records of every value evaluated."""
     runs: dict[float, list[dict]] = {}
 
     def records_at(v: float) -> list[dict]:
@@ -187,7 +238,9 @@ def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b:
 
     # with a floor, the fixed rate p_lb over the whole bin (its range's upper end) is one candidate
     fixed_end = (value_range[1],) if tune.p_lb else ()
-    floor = None if tune.max_drop is None else accuracy_at_zero(records_at(fixed_end[0])) - tune.max_drop
+    floor = None
+    if tune.max_drop is not None and guarded:
+        floor = accuracy_at_zero(records_at(fixed_end[0])) - tune.max_drop
 
     def objective(v: float) -> float:
         score = bin_score(records_at(v), tune.objective, tune.threshold, floor)
@@ -198,4 +251,4 @@ def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b:
     return best, {"bin": b, "inputs": len(idx), "value": best, "score": dict(evaluations)[best],
                   "accuracy_at_0": accuracy_at_zero(runs[best]),
                   "fixed_rate_accuracy_at_0": accuracy_at_zero(runs[fixed_end[0]]) if fixed_end else None,
-                  "evaluations": evaluations}
+                  "evaluations": evaluations}, runs

@@ -63,6 +63,9 @@ class BenchRatesArguments:
     max_drop: Optional[float] = field(default=None, metadata={
         "help": "AdaptDel+ guard: refuse bin values losing more than this certified accuracy at radius 0 against the "
                 "fixed rate on validation inputs (robusttext tune-rates --max-drop); default: no guard."})
+    guard: str = field(default="per-bin", metadata={
+        "help": "Where --max_drop applies: per-bin or pooled over the validation split (robusttext tune-rates --guard).",
+        "choices": ["per-bin", "pooled"]})
     arms: str = field(default="fixed,adaptive,adaptive_plus")
     seed: int = field(default=0)
     output_dir: str = field(default="runs/bench_rates")
@@ -158,7 +161,7 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
                    CertifyArguments(n0=args.n0, n=args.tune_n, alpha=args.alpha, top2=args.top2, seed=args.seed),
                    TuneArguments(edges=args.edges, threshold=args.threshold, iterations=args.tune_iterations,
                                  max_per_bin=args.tune_per_bin, start_k=args.k, objective=args.objective,
-                                 max_drop=args.max_drop))
+                                 max_drop=args.max_drop, guard=args.guard))
         timings["tune_seconds"] = time.perf_counter() - start
     finished = (out / arm / "certify" / "summary.json").exists()
     start = time.perf_counter()

@@ -12,7 +12,7 @@ from scipy import stats
 from robusttext.cli import main
 from robusttext.deletion import DeletionCollator, DeletionMechanism
 from robusttext.rates import AdaptiveRate, BinnedRate, FixedRate, UniformRate
-from robusttext.tuning import accuracy_at_zero, bin_range, bin_score, golden_section, mean_radius, reach
+from robusttext.tuning import accuracy_at_zero, bin_range, bin_score, golden_section, mean_radius, pooled_choice, reach
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +151,35 @@ def test_the_guard_ranks_a_value_that_loses_accuracy_below_every_admissible_one(
         assert bin_score(greedy, objective, 0.5, accuracy_at_zero(fixed) - 0.2) == unguarded
 
 
+def test_pooled_choice_is_the_best_combination_within_the_budget_by_enumeration():
+    import itertools
+    import random
+
+    rng = random.Random(0)
+    for case in range(300):
+        bins = rng.randint(1, 4)
+        # each bin: its fixed rate (loss 0) and 1-5 other values with losses in units of 1/20 (some negative)
+        candidates = [[(0.0, 0.0, rng.uniform(-1, 2))] + [(float(v), rng.randint(-2, 6) / 20, rng.uniform(-1, 8))
+                                                          for v in range(1, rng.randint(2, 6))] for _ in range(bins)]
+        budget = rng.choice([0.0, 0.05, 0.1, 0.2])
+        best = max((sum(c[2] for c in combo), -sum(c[1] for c in combo)) for combo in itertools.product(*candidates)
+                   if sum(c[1] for c in combo) <= budget + 1e-12)
+        values, loss, gain = pooled_choice(candidates, budget)
+        assert (gain, -loss) == pytest.approx(best), case
+        picked = [next(c for c in cands if c[0] == v) for cands, v in zip(candidates, values)]
+        assert sum(c[1] for c in picked) == pytest.approx(loss) and sum(c[2] for c in picked) == pytest.approx(gain)
+
+
+def test_the_pooled_guard_spends_the_drop_where_a_per_bin_guard_cannot():
+    # two bins of equal weight, max_drop 0.03 over the split: bin 0 can buy 3 units of mean radius for a drop of
+    # 0.05 in that bin (0.025 of the split); a per-bin guard at 0.03 refuses it, the pooled one takes it
+    options = [[(10.0, 0.0, 0.5), (4.0, 0.5 * 0.05, 0.5 * 4.0)], [(20.0, 0.0, 0.5 * 2.0), (8.0, 0.5 * 0.04, 0.5 * 2.5)]]
+    values, loss, gain = pooled_choice(options, 0.03)
+    assert values == (4.0, 20.0) and loss == pytest.approx(0.025) and gain == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="fixed rate"):
+        pooled_choice([[(1.0, 0.1, 5.0)]], 0.03)
+
+
 def test_tune_rates_refuses_test_data_and_writes_a_valid_binned_schedule(tiny_model_dir, tmp_path, capsys):
     import shutil
 
@@ -168,6 +197,17 @@ def test_tune_rates_refuses_test_data_and_writes_a_valid_binned_schedule(tiny_mo
     with pytest.raises(SystemExit) as stop:  # argparse's choices: exit 2, the option named
         main([*common, "--split", "validation", "--objective", "area"])
     assert stop.value.code == 2 and "--objective" in capsys.readouterr().err
+    for bad in (["--guard", "pooled"], ["--guard", "pooled", "--max-drop", "0.1"]):  # no drop; reach is no sum
+        assert main([*common, "--split", "validation", *bad]) == 2
+        assert "--guard pooled needs --max-drop" in capsys.readouterr().err
+    assert main([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0.1",
+                 "--guard", "pooled"]) == 0
+    pooled = json.loads((model / "tune_rates.json").read_text())
+    weights = {int(b): w for b, w in pooled["weights"].items()}
+    assert sum(weights.values()) == pytest.approx(1.0) and pooled["guard"] == "pooled"
+    drop = sum(weights[b["bin"]] * (b["fixed_rate_accuracy_at_0"] - b["accuracy_at_0"]) for b in pooled["bins"] if b["inputs"])
+    assert drop == pytest.approx(pooled["pooled_drop"]) and drop <= 0.1 + 1e-12
+    assert [b["value"] for b in pooled["bins"]] == pytest.approx(pooled["schedule"]["values"])
     assert main([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0"]) == 0
     guarded = json.loads((model / "tune_rates.json").read_text())
     assert guarded["objective"] == "mean-radius" and guarded["max_drop"] == 0.0

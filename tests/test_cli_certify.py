@@ -249,3 +249,24 @@ def test_resume_is_refused_when_the_model_or_the_data_changed(tiny_model_dir, tm
     assert "the examples changed" in capsys.readouterr().err
     assert (out / "results.jsonl").read_text() == before
     assert run_cli(*args, "--overwrite-output-dir") == 0
+
+
+def test_the_quickstart_config_is_the_quickstart_defaults():
+    # configs/quickstart.yaml says it holds the defaults of `robusttext quickstart`: every key must be an
+    # option of the command and every value its default (the README's first command runs the defaults)
+    from robusttext.arguments import parse
+    from robusttext.cli import QuickstartArguments
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    (from_yaml,) = parse((QuickstartArguments,), ["--config", str(config)], "robusttext quickstart")
+    assert from_yaml == QuickstartArguments()
+
+
+def test_the_printed_curve_runs_in_radius_order_past_radius_9(capsys):
+    from robusttext.cli import print_summary
+
+    curve = {"0": 0.95, "1": 0.9, "10": 0.5, "11": 0.4, "2": 0.8}  # as summary.json's sorted string keys give it
+    print_summary({"num_examples": 60, "clean_accuracy": 0.95, "smoothed_accuracy": 0.95, "abstain_rate": 0.0,
+                   "median_certified_radius": 9.5, "unit": "word", "certified_accuracy": curve}, "out")
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("certified accuracy"))
+    assert line == "certified accuracy: r>=0: 0.950, r>=1: 0.900, r>=2: 0.800, r>=10: 0.500, r>=11: 0.400"
