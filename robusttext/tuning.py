@@ -15,9 +15,9 @@ so no bin buys radius with more accuracy than that; the fixed rate itself is alw
 the guard, reach at threshold 0.5 on a balanced two-class task is maximised by near-total deletion (a
 constant prediction is certified at every radius on half the inputs). The *pooled* guard (``guard =
 "pooled"``, mean-radius only) bounds the drop of the whole validation split instead, each bin weighted by
-its share w_b of the validation inputs: every bin is searched unguarded, then one evaluated value per bin
-is chosen to maximise sum_b w_b * mean radius_b subject to sum_b w_b * (drop of bin b) <= max_drop
-(:func:`pooled_choice`, exact). A per-bin guard on a few dozen inputs moves in steps of one input and
+its share w_b of the validation inputs: bin b is searched under the per-bin guard max_drop / w_b (no value
+losing more fits the budget), then one evaluated value per bin is chosen to maximise sum_b w_b * mean
+radius_b subject to sum_b w_b * (drop of bin b) <= max_drop (:func:`pooled_choice`, exact). A per-bin guard on a few dozen inputs moves in steps of one input and
 leaves most of its allowance unspent; the pooled one spends it where it buys the most radius.
 
 The search is a golden-section search over log v_i per bin (:func:`bin_range`; with a floor, plus the
@@ -199,11 +199,13 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
             report.append({"bin": b, "inputs": 0, "value": values[b], "score": None, "accuracy_at_0": None,
                            "fixed_rate_accuracy_at_0": None, "evaluations": []})
             continue
-        values[b], entry, runs[b] = _tune_bin(clf, ds, protocol, edges, values, b, idx, ranges[b], tune, not pooled)
+        # pooled: no value losing more than max_drop / w_b in bin b fits the budget, so the search stays inside that
+        allowed = tune.max_drop if not pooled else tune.max_drop * len(ds.texts) / len(bins[b])
+        values[b], entry, runs[b] = _tune_bin(clf, ds, protocol, edges, values, b, idx, ranges[b], tune, allowed)
         report.append(entry)
     extra = {}
     if pooled:  # one evaluated value per bin, the drop bounded over the whole validation split
-        total = sum(len(bins[b]) for b in runs)
+        total = len(ds.texts)
         entries = {e["bin"]: e for e in report}
         order = sorted(runs)
         options = [[(v, len(bins[b]) / total * (entries[b]["fixed_rate_accuracy_at_0"] - accuracy_at_zero(recs)),
@@ -223,10 +225,10 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
 
 
 def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b: int, idx: list[int],
-              value_range: tuple[float, float], tune: TuneArguments, guarded: bool = True) -> tuple[float, dict, dict]:
-    """Bin ``b``'s value, the other bins held at ``values``, certified on validation inputs ``idx`` (with
-    ``guarded``, under the per-bin guard ``tune.max_drop``); returns it, the bin's report entry and the
-    records of every value evaluated."""
+              value_range: tuple[float, float], tune: TuneArguments, max_drop: float | None) -> tuple[float, dict, dict]:
+    """Bin ``b``'s value, the other bins held at ``values``, certified on validation inputs ``idx``, refusing
+    values that lose more than ``max_drop`` (None: no guard) of certified accuracy at radius 0 against the
+    bin's fixed rate; returns it, the bin's report entry and the records of every value evaluated."""
     runs: dict[float, list[dict]] = {}
 
     def records_at(v: float) -> list[dict]:
@@ -238,9 +240,7 @@ def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b:
 
     # with a floor, the fixed rate p_lb over the whole bin (its range's upper end) is one candidate
     fixed_end = (value_range[1],) if tune.p_lb else ()
-    floor = None
-    if tune.max_drop is not None and guarded:
-        floor = accuracy_at_zero(records_at(fixed_end[0])) - tune.max_drop
+    floor = None if max_drop is None else accuracy_at_zero(records_at(fixed_end[0])) - max_drop
 
     def objective(v: float) -> float:
         score = bin_score(records_at(v), tune.objective, tune.threshold, floor)
