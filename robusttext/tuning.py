@@ -203,18 +203,8 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
         allowed = tune.max_drop if not pooled else tune.max_drop * len(ds.texts) / len(bins[b])
         values[b], entry, runs[b] = _tune_bin(clf, ds, protocol, edges, values, b, idx, ranges[b], tune, allowed)
         report.append(entry)
-    extra = {}
-    if pooled:  # one evaluated value per bin, the drop bounded over the whole validation split
-        total = len(ds.texts)
-        entries = {e["bin"]: e for e in report}
-        order = sorted(runs)
-        options = [[(v, len(bins[b]) / total * (entries[b]["fixed_rate_accuracy_at_0"] - accuracy_at_zero(recs)),
-                     len(bins[b]) / total * mean_radius(recs)) for v, recs in runs[b].items()] for b in order]
-        chosen, drop, _ = pooled_choice(options, tune.max_drop)
-        for b, v in zip(order, chosen):
-            values[b] = v
-            entries[b].update(value=v, score=mean_radius(runs[b][v]), accuracy_at_0=accuracy_at_zero(runs[b][v]))
-        extra = {"pooled_drop": drop, "weights": {str(b): len(bins[b]) / total for b in order}}
+    weights = {b: len(bins[b]) / len(ds.texts) for b in runs}
+    extra = _choose_pooled(report, runs, weights, values, tune.max_drop) if pooled else {}
     schedule = BinnedRate(edges, tuple(values), tune.p_lb)
     schedule.save(data.model)
     result = {"schedule": schedule.to_dict(), "objective": tune.objective, "threshold": tune.threshold,
@@ -222,6 +212,22 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
               "bins": sorted(report, key=lambda r: r["bin"]), "describe": schedule.describe()}
     (Path(data.model) / "tune_rates.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _choose_pooled(report: list[dict], runs: dict[int, dict], weights: dict[int, float], values: list[float],
+                   max_drop: float) -> dict:
+    """The pooled guard's choice: one evaluated value per bin (``runs[b]``: value -> records), bins weighted by
+    ``weights``, the weighted drop against each bin's fixed rate <= ``max_drop``; updates ``values`` and the
+    bins' ``report`` entries in place and returns ``{"pooled_drop", "weights"}``."""
+    entries = {e["bin"]: e for e in report}
+    order = sorted(runs)
+    options = [[(v, weights[b] * (entries[b]["fixed_rate_accuracy_at_0"] - accuracy_at_zero(recs)),
+                 weights[b] * mean_radius(recs)) for v, recs in runs[b].items()] for b in order]
+    chosen, drop, _ = pooled_choice(options, max_drop)
+    for b, v in zip(order, chosen):
+        values[b] = v
+        entries[b].update(value=v, score=mean_radius(runs[b][v]), accuracy_at_0=accuracy_at_zero(runs[b][v]))
+    return {"pooled_drop": drop, "weights": {str(b): weights[b] for b in order}}
 
 
 def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b: int, idx: list[int],
