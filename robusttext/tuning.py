@@ -17,8 +17,9 @@ constant prediction is certified at every radius on half the inputs). The *poole
 "pooled"``, mean-radius only) bounds the drop of the whole validation split instead, each bin weighted by
 its share w_b of the validation inputs: bin b is searched under the per-bin guard max_drop / w_b (no value
 losing more fits the budget), then one evaluated value per bin is chosen to maximise sum_b w_b * mean
-radius_b subject to sum_b w_b * (drop of bin b) <= max_drop (:func:`pooled_choice`, exact). A per-bin guard on a few dozen inputs moves in steps of one input and
-leaves most of its allowance unspent; the pooled one spends it where it buys the most radius.
+radius_b subject to sum_b w_b * (drop of bin b) <= max_drop (:func:`pooled_choice`, exact). A per-bin
+guard on a few dozen inputs moves in steps of one input and leaves most of its allowance unspent; the
+pooled one spends it where it buys the most radius.
 
 The search is a golden-section search over log v_i per bin (:func:`bin_range`; with a floor, plus the
 bin's fixed-rate end point), longest bins first (a short bin's certificates look at neighbouring lengths,
