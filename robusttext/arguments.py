@@ -177,6 +177,10 @@ class TuneArguments:
         "help": "Where --max-drop applies: per-bin (each bin on its own) or pooled (to the whole validation split, bins "
                 "weighted by their share of it: the drop is spent in the bins where it buys the most mean radius; "
                 "needs --objective mean-radius).", "choices": ["per-bin", "pooled"]})
+    guard_metric: str = field(default="accuracy", metadata={
+        "help": "What --max-drop bounds: accuracy (certified accuracy at radius 0) or balanced (its mean over classes, so "
+                "a bin cannot pass the guard by predicting its majority class for every input).",
+        "choices": ["accuracy", "balanced"]})
 
 
 @dataclass

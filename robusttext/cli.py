@@ -68,12 +68,13 @@ def cmd_tune_rates(argv: Sequence[str]) -> int:
     )
     result = tune_rates(data, smooth, cert, tune)
     fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
-    print(f"{'bin':<5} {'inputs':>6} {'value v':>8} {result['objective']:>11} {'acc r=0':>8} {'fixed acc r=0':>13}")
+    acc = "bal acc r=0" if result["guard_metric"] == "balanced" else "acc r=0"
+    print(f"{'bin':<5} {'inputs':>6} {'value v':>8} {result['objective']:>11} {acc:>11} {'fixed ' + acc:>17}")
     for b in result["bins"]:
         print(f"{b['bin']:<5} {b['inputs']:>6} {b['value']:>8.3f} {fmt(b['score'], '.2f'):>11} "
-              f"{fmt(b['accuracy_at_0'], '.3f'):>8} {fmt(b['fixed_rate_accuracy_at_0'], '.3f'):>13}")
+              f"{fmt(b['accuracy_at_0'], '.3f'):>11} {fmt(b['fixed_rate_accuracy_at_0'], '.3f'):>17}")
     if "pooled_drop" in result:
-        print(f"pooled drop of certified accuracy at r=0 against the fixed rate on {data.split} (bins weighted by their "
+        print(f"pooled drop of {'balanced ' if result['guard_metric'] == 'balanced' else ''}certified accuracy at r=0 against the fixed rate on {data.split} (bins weighted by their "
               f"share): {100 * result['pooled_drop']:.1f} points, allowed {100 * result['max_drop']:.1f}")
     print(f"{result['describe']}\nwrote {data.model}/rate_schedule.json, tune_rates.json")
     return 0

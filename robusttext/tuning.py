@@ -19,7 +19,11 @@ its share w_b of the validation inputs: bin b is searched under the per-bin guar
 losing more fits the budget), then one evaluated value per bin is chosen to maximise sum_b w_b * mean
 radius_b subject to sum_b w_b * (drop of bin b) <= max_drop (:func:`pooled_choice`, exact). A per-bin
 guard on a few dozen inputs moves in steps of one input and leaves most of its allowance unspent; the
-pooled one spends it where it buys the most radius.
+pooled one spends it where it buys the most radius. Either guard can compare *balanced* accuracy
+(``guard_metric = "balanced"``: the mean over classes of each class's certified accuracy at radius 0): a
+bin whose fixed-rate model is near chance loses almost no plain accuracy by predicting its majority class
+for every input, and gains the radius of a constant prediction (unbounded, and worthless); balanced
+accuracy charges that at 1 / (number of classes).
 
 The search is a golden-section search over log v_i per bin (:func:`bin_range`; with a floor, plus the
 bin's fixed-rate end point), longest bins first (a short bin's certificates look at neighbouring lengths,
@@ -85,11 +89,17 @@ def reach(records: list[dict], threshold: float) -> float:
 
 OBJECTIVES = ("reach", "mean-radius")
 GUARDS = ("per-bin", "pooled")
+GUARD_METRICS = ("accuracy", "balanced")
 
 
-def accuracy_at_zero(records: list[dict]) -> float:
-    """Certified accuracy at radius 0 of ``records``: the share correct and not abstained."""
-    return certified_accuracy_curve(records, [0])["0"]
+def accuracy_at_zero(records: list[dict], balanced: bool = False) -> float:
+    """Certified accuracy at radius 0 of ``records``: the share correct and not abstained. ``balanced``: the
+    mean over the labels present of each label's share (records carry ``label``), so that predicting one
+    class for every input scores 1 / (number of labels) whatever the class balance."""
+    if not balanced:
+        return certified_accuracy_curve(records, [0])["0"]
+    labels = sorted({rec["label"] for rec in records})
+    return float(np.mean([accuracy_at_zero([rec for rec in records if rec["label"] == y]) for y in labels])) if labels else 0.0
 
 
 def mean_radius(records: list[dict]) -> float:
@@ -97,11 +107,13 @@ def mean_radius(records: list[dict]) -> float:
     return float(np.mean(certified_radii(records))) if records else -1.0
 
 
-def bin_score(records: list[dict], objective: str, threshold: float, floor: float | None = None) -> float:
+def bin_score(records: list[dict], objective: str, threshold: float, floor: float | None = None,
+              balanced: bool = False) -> float:
     """One bin's objective (``reach`` or ``mean-radius``, both >= -1), or, when its certified accuracy at
-    radius 0 is below ``floor``, ``-2 - shortfall``: below every admissible value, and less bad the
-    smaller the shortfall (so the search still moves towards admissible values)."""
-    acc0 = accuracy_at_zero(records)
+    radius 0 (``balanced``: over classes, :func:`accuracy_at_zero`) is below ``floor``, ``-2 - shortfall``:
+    below every admissible value, and less bad the smaller the shortfall (so the search still moves towards
+    admissible values)."""
+    acc0 = accuracy_at_zero(records, balanced)
     if floor is not None and acc0 < floor - 1e-12:
         return -2.0 - (floor - acc0)
     return reach(records, threshold) if objective == "reach" else mean_radius(records)
@@ -176,8 +188,9 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
     if tune.max_drop is not None and not (0.0 <= tune.max_drop < 1.0 and tune.p_lb > 0):
         raise ValueError(f"--max-drop must be in [0, 1) and needs --p-lb > 0 (the guard compares each value with the "
                          f"bin's fixed rate p_lb), got --max-drop {tune.max_drop} --p-lb {tune.p_lb}")
-    if tune.guard not in GUARDS:
-        raise ValueError(f"--guard must be one of {', '.join(GUARDS)}, got {tune.guard!r}")
+    if tune.guard not in GUARDS or tune.guard_metric not in GUARD_METRICS:
+        raise ValueError(f"--guard must be one of {', '.join(GUARDS)} and --guard-metric one of {', '.join(GUARD_METRICS)}, "
+                         f"got {tune.guard!r} and {tune.guard_metric!r}")
     pooled = tune.guard == "pooled"
     if pooled and (tune.max_drop is None or tune.objective != "mean-radius"):
         raise ValueError("--guard pooled needs --max-drop (the validation split's allowed drop) and --objective "
@@ -205,29 +218,30 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
         values[b], entry, runs[b] = _tune_bin(clf, ds, protocol, edges, values, b, idx, ranges[b], tune, allowed)
         report.append(entry)
     weights = {b: len(bins[b]) / len(ds.texts) for b in runs}
-    extra = _choose_pooled(report, runs, weights, values, tune.max_drop) if pooled else {}
+    extra = _choose_pooled(report, runs, weights, values, tune.max_drop, tune.guard_metric == "balanced") if pooled else {}
     schedule = BinnedRate(edges, tuple(values), tune.p_lb)
     schedule.save(data.model)
     result = {"schedule": schedule.to_dict(), "objective": tune.objective, "threshold": tune.threshold,
-              "max_drop": tune.max_drop, "guard": tune.guard, **extra, "split": data.split,
+              "max_drop": tune.max_drop, "guard": tune.guard,
+              "guard_metric": tune.guard_metric, **extra, "split": data.split,
               "bins": sorted(report, key=lambda r: r["bin"]), "describe": schedule.describe()}
     (Path(data.model) / "tune_rates.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
 
 def _choose_pooled(report: list[dict], runs: dict[int, dict], weights: dict[int, float], values: list[float],
-                   max_drop: float) -> dict:
+                   max_drop: float, balanced: bool) -> dict:
     """The pooled guard's choice: one evaluated value per bin (``runs[b]``: value -> records), bins weighted by
     ``weights``, the weighted drop against each bin's fixed rate <= ``max_drop``; updates ``values`` and the
     bins' ``report`` entries in place and returns ``{"pooled_drop", "weights"}``."""
     entries = {e["bin"]: e for e in report}
     order = sorted(runs)
-    options = [[(v, weights[b] * (entries[b]["fixed_rate_accuracy_at_0"] - accuracy_at_zero(recs)),
+    options = [[(v, weights[b] * (entries[b]["fixed_rate_accuracy_at_0"] - accuracy_at_zero(recs, balanced)),
                  weights[b] * mean_radius(recs)) for v, recs in runs[b].items()] for b in order]
     chosen, drop, _ = pooled_choice(options, max_drop)
     for b, v in zip(order, chosen):
         values[b] = v
-        entries[b].update(value=v, score=mean_radius(runs[b][v]), accuracy_at_0=accuracy_at_zero(runs[b][v]))
+        entries[b].update(value=v, score=mean_radius(runs[b][v]), accuracy_at_0=accuracy_at_zero(runs[b][v], balanced))
     return {"pooled_drop": drop, "weights": {str(b): weights[b] for b in order}}
 
 
@@ -242,20 +256,22 @@ def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b:
         if v not in runs:
             clf.set_rate(BinnedRate(edges, tuple(v if j == b else values[j] for j in range(len(values))), tune.p_lb))
             certs = clf.certify([ds.texts[i] for i in idx], protocol, indices=idx)
-            runs[v] = [{"radius": c.radius, "correct": c.prediction == ds.labels[i]} for i, c in zip(idx, certs)]
+            runs[v] = [{"radius": c.radius, "correct": c.prediction == ds.labels[i], "label": ds.labels[i]}
+                       for i, c in zip(idx, certs)]
         return runs[v]
 
     # with a floor, the fixed rate p_lb over the whole bin (its range's upper end) is one candidate
     fixed_end = (value_range[1],) if tune.p_lb else ()
-    floor = None if max_drop is None else accuracy_at_zero(records_at(fixed_end[0])) - max_drop
+    balanced = tune.guard_metric == "balanced"
+    floor = None if max_drop is None else accuracy_at_zero(records_at(fixed_end[0]), balanced) - max_drop
 
     def objective(v: float) -> float:
-        score = bin_score(records_at(v), tune.objective, tune.threshold, floor)
+        score = bin_score(records_at(v), tune.objective, tune.threshold, floor, balanced)
         logger.info("bin %d value %.3f: %s %.2f", b, v, tune.objective, score)
         return score
 
     best, evaluations = golden_section(objective, *value_range, tune.iterations, also=fixed_end)
     return best, {"bin": b, "inputs": len(idx), "value": best, "score": dict(evaluations)[best],
-                  "accuracy_at_0": accuracy_at_zero(runs[best]),
-                  "fixed_rate_accuracy_at_0": accuracy_at_zero(runs[fixed_end[0]]) if fixed_end else None,
+                  "accuracy_at_0": accuracy_at_zero(runs[best], balanced),
+                  "fixed_rate_accuracy_at_0": accuracy_at_zero(runs[fixed_end[0]], balanced) if fixed_end else None,
                   "evaluations": evaluations}, runs

@@ -66,6 +66,9 @@ class BenchRatesArguments:
     guard: str = field(default="per-bin", metadata={
         "help": "Where --max_drop applies: per-bin or pooled over the validation split (robusttext tune-rates --guard).",
         "choices": ["per-bin", "pooled"]})
+    guard_metric: str = field(default="accuracy", metadata={
+        "help": "What --max_drop bounds: accuracy or balanced (mean over classes; robusttext tune-rates --guard-metric).",
+        "choices": ["accuracy", "balanced"]})
     arms: str = field(default="fixed,adaptive,adaptive_plus")
     seed: int = field(default=0)
     output_dir: str = field(default="runs/bench_rates")
@@ -161,7 +164,7 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
                    CertifyArguments(n0=args.n0, n=args.tune_n, alpha=args.alpha, top2=args.top2, seed=args.seed),
                    TuneArguments(edges=args.edges, threshold=args.threshold, iterations=args.tune_iterations,
                                  max_per_bin=args.tune_per_bin, start_k=args.k, objective=args.objective,
-                                 max_drop=args.max_drop, guard=args.guard))
+                                 max_drop=args.max_drop, guard=args.guard, guard_metric=args.guard_metric))
         timings["tune_seconds"] = time.perf_counter() - start
     finished = (out / arm / "certify" / "summary.json").exists()
     start = time.perf_counter()

@@ -151,6 +151,47 @@ def test_the_guard_ranks_a_value_that_loses_accuracy_below_every_admissible_one(
         assert bin_score(greedy, objective, 0.5, accuracy_at_zero(fixed) - 0.2) == unguarded
 
 
+def _recs(rows):
+    return [{"radius": r, "correct": c, "label": y} for r, c, y in rows]
+
+
+def test_balanced_accuracy_at_zero_is_the_mean_over_classes():
+    # class 1: 3 of 4 certified correct (one abstained); class 0: 1 of 2
+    recs = _recs([(2, True, 1), (0, True, 1), (5, True, 1), (-1, True, 1), (1, True, 0), (3, False, 0)])
+    assert accuracy_at_zero(recs) == pytest.approx(4 / 6)
+    assert accuracy_at_zero(recs, balanced=True) == pytest.approx((3 / 4 + 1 / 2) / 2)
+    # one class for every input scores 1 / (number of classes) balanced, its class share plain
+    constant = _recs([(40, y == 1, y) for y in (1, 1, 1, 0)])
+    assert accuracy_at_zero(constant) == pytest.approx(0.75) and accuracy_at_zero(constant, balanced=True) == 0.5
+
+
+# a bin where the fixed rate is barely above chance (6 of 10 right, balanced (4/6 + 2/4) / 2 = 0.583) and a value
+# that predicts class 1 for every input (6 of 10 right, balanced 0.5) with radius 40
+_NEAR_CHANCE = _recs([(1, True, 1)] * 4 + [(1, False, 1)] * 2 + [(1, True, 0)] * 2 + [(1, False, 0)] * 2)
+_CONSTANT = _recs([(40, True, 1)] * 6 + [(40, False, 0)] * 4)
+
+
+def test_the_balanced_guard_refuses_a_constant_prediction_that_the_plain_guard_admits():
+    for balanced in (False, True):
+        floor = accuracy_at_zero(_NEAR_CHANCE, balanced) - 0.05
+        score = bin_score(_CONSTANT, "mean-radius", 0.5, floor, balanced)
+        if balanced:
+            assert score == pytest.approx(-2.0 - (floor - 0.5))  # 0.583 - 0.05 - 0.5 short of the floor
+        else:  # no plain accuracy lost: admitted, and its radius beats the fixed rate's
+            assert score == pytest.approx((6 * 40 - 4) / 10)
+            assert score > bin_score(_NEAR_CHANCE, "mean-radius", 0.5, floor)
+
+
+def test_the_pooled_choice_charges_a_constant_prediction_its_balanced_drop():
+    from robusttext.tuning import _choose_pooled
+
+    for balanced, expected in ((False, 1.0), (True, 10.0)):  # 1.0: the constant value, 10.0: the fixed rate
+        report = [{"bin": 0, "fixed_rate_accuracy_at_0": accuracy_at_zero(_NEAR_CHANCE, balanced)}]
+        values = [10.0]
+        _choose_pooled(report, {0: {10.0: _NEAR_CHANCE, 1.0: _CONSTANT}}, {0: 1.0}, values, 0.05, balanced)
+        assert values == [expected] and report[0]["value"] == expected
+
+
 def test_pooled_choice_is_the_best_combination_within_the_budget_by_enumeration():
     import itertools
     import random
@@ -208,6 +249,15 @@ def test_tune_rates_refuses_test_data_and_writes_a_valid_binned_schedule(tiny_mo
     drop = sum(weights[b["bin"]] * (b["fixed_rate_accuracy_at_0"] - b["accuracy_at_0"]) for b in pooled["bins"] if b["inputs"])
     assert drop == pytest.approx(pooled["pooled_drop"]) and drop <= 0.1 + 1e-12
     assert [b["value"] for b in pooled["bins"]] == pytest.approx(pooled["schedule"]["values"])
+    assert main([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0",
+                 "--guard-metric", "balanced"]) == 0
+    balanced = json.loads((model / "tune_rates.json").read_text())
+    assert balanced["guard_metric"] == "balanced"
+    for b in balanced["bins"]:
+        assert b["accuracy_at_0"] is None or b["accuracy_at_0"] >= b["fixed_rate_accuracy_at_0"], b
+    with pytest.raises(SystemExit) as stop:
+        main([*common, "--split", "validation", "--guard-metric", "macro"])
+    assert stop.value.code == 2 and "--guard_metric" in capsys.readouterr().err
     assert main([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0"]) == 0
     guarded = json.loads((model / "tune_rates.json").read_text())
     assert guarded["objective"] == "mean-radius" and guarded["max_drop"] == 0.0
