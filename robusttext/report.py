@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -139,10 +140,10 @@ def certification_markdown(summary: dict[str, Any], unit: str) -> str:
             f"(CERT-ED / AdaptDel count, vocabulary K = {summary['cardinality_vocab_size']}). "
             "Radius by input length (`radius_by_length.png`):",
             "",
-            f"| length ({unit_name}) | inputs | mean radius | median radius | certified (r >= 0) |",
-            "|---|---|---|---|---|",
+            f"| length ({unit_name}) | inputs | mean radius | median radius | certified (r >= 0) | most frequent class |",
+            "|---|---|---|---|---|---|",
             *(f"| {b['lengths']} | {b['inputs']} | {b['mean_radius']:.2f} | {b['median_radius']:g} | "
-              f"{_pct(b['certified_at_0'])} |" for b in summary["radius_by_length"]),
+              f"{_pct(b['certified_at_0'])} | {_pct(b.get('top_class_share'))} |" for b in summary["radius_by_length"]),
             "",
         ]
     return "\n".join(lines)
@@ -159,7 +160,10 @@ def summarize_lengths(records: Sequence[dict], unit: str, vocab_size: int | None
     """Radius per input length and the certified region's size, for a run whose records carry ``length``.
 
     ``radius_by_length``: for each length bin (:data:`LENGTH_EDGES`), the inputs, their mean and median
-    certified radius (wrong or abstained = -1) and their certified accuracy at radius 0.
+    certified radius (wrong or abstained = -1), their certified accuracy at radius 0, and ``top_class_share``,
+    the share of the bin's non-abstained inputs given its most frequent class (None if all abstained): 100%
+    with several classes in the data flags a constant prediction, whose radius says nothing about the text
+    (near-total deletion certifies the majority class at any radius).
     ``median_log10_cardinality``: the median over inputs of log10 V(n, r, K), the number of strings the
     certificate covers as the CERT-ED / AdaptDel papers count it (:func:`robusttext.stats.edit_ball_log10_cardinality`:
     V = sum_{i<=r} (K-1)^i sum_{j=i-r}^{r} C(n+j, i), n = the input's length, r = its certified radius),
@@ -185,9 +189,15 @@ def summarize_lengths(records: Sequence[dict], unit: str, vocab_size: int | None
         rs = [radii[i] for i in idx]
         bins.append({"lengths": f"{lo}-{hi - 1}" if hi is not None else f">={lo}", "inputs": len(idx),
                      "mean_radius": float(np.mean(rs)), "median_radius": float(np.median(rs)),
-                     "certified_at_0": sum(r >= 0 for r in rs) / len(idx)})
+                     "certified_at_0": sum(r >= 0 for r in rs) / len(idx), "top_class_share": _top_class_share(
+                         [records[i]["prediction"] for i in idx if records[i]["radius"] >= 0])})
     return {"radius_by_length": bins, "median_log10_cardinality": median if math.isfinite(median) else None,
             "cardinality_vocab_size": k, "median_length": float(np.median(lengths))}
+
+
+def _top_class_share(predictions: Sequence[int]) -> float | None:
+    """The share of ``predictions`` equal to the most frequent one (None when there are none)."""
+    return max(Counter(predictions).values()) / len(predictions) if predictions else None
 
 
 def plot_radius_by_length(records: Sequence[dict], path: str | Path, unit: str) -> None:

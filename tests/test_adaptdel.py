@@ -92,6 +92,24 @@ def test_certify_uses_the_model_folder_schedule_and_certifies_beyond_the_fixed_r
     assert any("smoothing with fixed p_del=0.9" in m and "adaptive" in m for m in caplog.messages)
 
 
+def test_the_length_table_shows_each_bins_most_frequent_class_so_a_constant_prediction_stands_out():
+    from robusttext.report import certification_markdown, summarize_certification, summarize_lengths
+
+    # lengths 30-39: class 1 for all three predicted inputs (one abstains); 60-69: classes 0, 1, 0, 0
+    rows = [(30, 1, 40, True), (31, 1, 35, False), (32, -1, -1, False), (33, 1, 40, True),
+            (60, 0, 2, True), (61, 1, 1, False), (62, 0, 3, True), (63, 0, 0, True)]
+    records = [{"length": n, "prediction": y, "radius": r, "correct": c, "label": 0, "n_queries": 100}
+               for n, y, r, c in rows]
+    lengths = summarize_lengths(records, "word")
+    table = {b["lengths"]: b for b in lengths["radius_by_length"]}
+    assert table["20-49"]["top_class_share"] == 1.0 and table["50-99"]["top_class_share"] == 0.75
+    assert summarize_lengths([{**records[2], "length": 5}], "word")["radius_by_length"][0]["top_class_share"] is None
+    report = certification_markdown({**summarize_certification(records, {}, [0, 1]), **lengths}, "word")
+    # radii (wrong or abstained = -1): 40, -1, -1, 40 -> mean and median 19.5, 2 of 4 certified, class 1 for 3 of 3
+    assert "| 20-49 | 4 | 19.50 | 19.5 | 50.0% | 100.0% |" in report
+    assert "| 50-99 | 4 | 1.00 | 1 | 75.0% | 75.0% |" in report
+
+
 def test_training_records_the_schedule_and_refuses_to_certify_with_a_training_only_one(tiny_model_dir, tmp_path, capsys):
     data = tmp_path / "t.jsonl"
     data.write_text("".join(json.dumps({"text": words(3 + i % 7), "label": i % 2}) + "\n" for i in range(16)))
