@@ -74,8 +74,9 @@ def cmd_tune_rates(argv: Sequence[str]) -> int:
         print(f"{b['bin']:<5} {b['inputs']:>6} {b['value']:>8.3f} {fmt(b['score'], '.2f'):>11} "
               f"{fmt(b['accuracy_at_0'], '.3f'):>11} {fmt(b['fixed_rate_accuracy_at_0'], '.3f'):>17}")
     if "pooled_drop" in result:
-        print(f"pooled drop of {'balanced ' if result['guard_metric'] == 'balanced' else ''}certified accuracy at r=0 against the fixed rate on {data.split} (bins weighted by their "
-              f"share): {100 * result['pooled_drop']:.1f} points, allowed {100 * result['max_drop']:.1f}")
+        what = "balanced certified accuracy" if result["guard_metric"] == "balanced" else "certified accuracy"
+        print(f"pooled drop of {what} at r=0 against the fixed rate on {data.split} (bins weighted by their share): "
+              f"{100 * result['pooled_drop']:.1f} points, allowed {100 * result['max_drop']:.1f}")
     print(f"{result['describe']}\nwrote {data.model}/rate_schedule.json, tune_rates.json")
     return 0
 

@@ -173,8 +173,9 @@ def golden_section(
 
 def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, tune: TuneArguments) -> dict:
     """Choose AdaptDel+ bin values for ``data.model`` on ``data.split``; writes them into the model folder
-    and returns ``{"schedule", "objective", "threshold", "max_drop", "split", "describe", "bins": [{"bin", "inputs",
-    "value", "score", "accuracy_at_0", "fixed_rate_accuracy_at_0", "evaluations"}]}``."""
+    and returns ``{"schedule", "objective", "threshold", "max_drop", "guard", "guard_metric", "split", "describe",
+    "bins": [{"bin", "inputs", "value", "score", "accuracy_at_0", "fixed_rate_accuracy_at_0", "evaluations"}]}``
+    (the two accuracies in the guard's metric), plus ``"pooled_drop"`` and ``"weights"`` with the pooled guard."""
     from .pipelines import load_examples, load_smoothed_classifier, validate_certify_args
 
     if str(data.split).lower().startswith("test"):
