@@ -192,6 +192,9 @@ class TrainArguments:
         default="erm", metadata={"help": "erm (plain) or fishr (domain generalization).", "choices": ["erm", "fishr"]}
     )
     ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a classification head of another size."})
+    freeze_encoder: bool = field(
+        default=False, metadata={"help": "Train only the classification head on the frozen pretrained encoder (linear probe)."}
+    )
     test_domains: Optional[list[str]] = field(
         default=None,
         metadata={"help": "Domains held out of training (and evaluated unless --eval-split is given); needs --domain-column."},
@@ -221,6 +224,9 @@ class DGArguments:
         default=0,
         metadata={"help": "Random hyper-parameter trials per cell besides the given values (robusttext.hparams_registry); "
                           "selection picks among them."},
+    )
+    freeze_encoder: bool = field(
+        default=False, metadata={"help": "Train only the classification head on the frozen pretrained encoder (linear probe)."}
     )
     spurious: Optional[str] = field(
         default=None,

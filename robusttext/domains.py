@@ -71,7 +71,7 @@ def _load(data: Any, dg: Any, args: Any) -> tuple[dict[str, Any], list[str], lis
 
 
 def _params(data: Any, smooth: Any, dg: Any, args: Any, heldout: list, algorithms: list, seeds: list) -> dict:
-    keys = ("val_fraction", "max_per_domain", "max_test_examples", "hparam_trials", "spurious", "spurious_agreements",
+    keys = ("val_fraction", "max_per_domain", "max_test_examples", "hparam_trials", "freeze_encoder", "spurious", "spurious_agreements",
             "spurious_label_noise", "spurious_seed", "certify", "certify_n", "certify_alpha", "certify_max_examples")
     return {
         "model": data.model, "dataset": data.dataset, "split": data.split, "max_length": data.max_length,
@@ -218,6 +218,7 @@ def train_heldout(
     trainer = build_trainer(
         data.model, train_ds, full.label_names, smooth, run_args, algorithm="fishr", eval_dataset=sets,
         max_length=data.max_length, compute_metrics=accuracy_metric(), domains=train_domains,
+        train_head_only=dg.freeze_encoder,
     )
     trainer.train()
     if not any(h.get("step") == trainer.state.global_step and "eval_val_accuracy" in h for h in trainer.state.log_history):

@@ -52,6 +52,19 @@ def trainer_class(algorithm: str) -> type:
     raise ValueError(f"--algorithm must be 'erm' or 'fishr', got {algorithm!r}")
 
 
+def freeze_encoder(model: Any) -> int:
+    """Freeze the pretrained encoder of a ``transformers`` sequence classifier so that training fits only
+    its classification head (a linear probe for BERT-style models; the whole head, e.g. RoBERTa's dense +
+    ``out_proj``, otherwise). The encoder is ``model.base_model`` (the module named by the model class's
+    ``base_model_prefix``); its dropout still runs in training mode. Returns the number of trainable
+    parameters left; a model without a separate encoder is a ``ValueError``."""
+    encoder = getattr(model, "base_model", model)
+    if encoder is model:
+        raise ValueError(f"--freeze-encoder: {type(model).__name__} has no separate encoder (base_model) to freeze")
+    encoder.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def build_trainer(
     model_name: str,
     train_dataset: Any,
@@ -64,9 +77,11 @@ def build_trainer(
     compute_metrics: Any = None,
     domains: list[str] | None = None,
     ignore_mismatched_sizes: bool = False,
+    train_head_only: bool = False,
 ) -> Any:
     """The Trainer of ``algorithm`` for ``model_name`` with a :class:`DeletionCollator` in the data path
-    (``smooth.p_del = 0``: clean batches). ``domains`` (Fishr) fixes the training domains' id order."""
+    (``smooth.p_del = 0``: clean batches). ``domains`` (Fishr) fixes the training domains' id order;
+    ``train_head_only`` freezes the encoder (:func:`freeze_encoder`)."""
     from transformers import Trainer, set_seed
 
     from .models import load_classifier
@@ -75,6 +90,8 @@ def build_trainer(
     # a randomly initialised one, which the Trainer's own seeding, done later, would leave unseeded.
     set_seed(args.seed)
     model, tokenizer = load_classifier(model_name, label_names=label_names, ignore_mismatched_sizes=ignore_mismatched_sizes)
+    if train_head_only:
+        freeze_encoder(model)
     collator = DeletionCollator(tokenizer, smooth.training_rate(), smooth.unit, max_length, seed=args.seed)
     args.remove_unused_columns = False
     cls = trainer_class(algorithm)
@@ -168,6 +185,7 @@ def save_training_info(
         "rate_schedule": None if isinstance(rate, float) else rate.to_dict(),
         "unit": smooth.unit,
         "algorithm": train.algorithm,
+        "freeze_encoder": bool(getattr(train, "freeze_encoder", False)),
         "test_domains": list(getattr(train, "test_domains", None) or []),
         "label_names": label_names,
         "world_size": args.world_size,  # processes that trained it (torchrun / accelerate launch)
@@ -192,7 +210,7 @@ def train_classifier(
         data.model, train_ds, train_data.label_names, smooth, args, algorithm=train.algorithm,
         eval_dataset=eval_ds, max_length=data.max_length,
         compute_metrics=accuracy_metric() if eval_ds is not None else None,
-        ignore_mismatched_sizes=train.ignore_mismatched_sizes,
+        ignore_mismatched_sizes=train.ignore_mismatched_sizes, train_head_only=train.freeze_encoder,
     )
     if augment is not None and augment.augment:
         from .augment import AugmentingCollator

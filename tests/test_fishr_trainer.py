@@ -156,3 +156,43 @@ def test_new_classification_head_is_seeded(tmp_path, tiny_model_dir):
              for i, seed in enumerate((7, 7, 8))]
     assert torch.equal(heads[0], heads[1])
     assert not torch.equal(heads[0], heads[2])
+
+
+def test_freeze_encoder_trains_only_the_head(tiny_model_dir, tmp_path):
+    # `robusttext train --freeze-encoder`: the saved encoder is bit-for-bit the starting one, the head moved;
+    # the same run without the flag moves the encoder too (so the comparison can fail).
+    from transformers import BertForSequenceClassification
+
+    from robusttext.cli import main
+
+    data = _write_domain_folder(tmp_path / "data")
+    start = BertForSequenceClassification.from_pretrained(tiny_model_dir)
+    common = ["--model", tiny_model_dir, "--dataset", str(data), "--max-steps", "3", "--p-del", "0",
+              "--learning-rate", "1e-2", "--per-device-train-batch-size", "4", "--use-cpu", "--report-to", "none",
+              "--save-strategy", "no"]
+    moved = {}
+    for flag in (True, False):
+        out = tmp_path / f"out{flag}"
+        assert main(["train", "--output-dir", str(out), *common, *(["--freeze-encoder"] if flag else [])]) == 0
+        done = BertForSequenceClassification.from_pretrained(out)
+        moved[flag] = {name for name, p in done.named_parameters() if not torch.equal(p, start.get_parameter(name))}
+    assert moved[True] == {"classifier.weight", "classifier.bias"}
+    assert json.loads((tmp_path / "outTrue" / "robusttext_training.json").read_text())["freeze_encoder"] is True
+    assert any(name.startswith("bert.encoder.") for name in moved[False])
+
+
+def test_freeze_encoder_with_fishr(tiny_model_dir, tmp_path):
+    from robusttext.arguments import SmoothingArguments
+    from robusttext.training import build_trainer
+
+    args = FishrTrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=6, max_steps=3, learning_rate=1e-2, report_to=[],
+        save_strategy="no", logging_steps=1, seed=7, use_cpu=True, disable_tqdm=True, fishr_lambda=1000.0,
+    )
+    trainer = build_trainer(tiny_model_dir, datasets.Dataset.from_dict(toy_rows()), ["0", "1"],
+                            SmoothingArguments(p_del=0.0, unit="word"), args, algorithm="fishr", train_head_only=True)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved == {"classifier.weight", "classifier.bias"}
+    assert [h["fishr_weight"] for h in trainer.state.log_history if "fishr_weight" in h][-1] == 1000.0
