@@ -60,7 +60,9 @@ def freeze_encoder(model: Any) -> int:
     parameters left; a model without a separate encoder is a ``ValueError``."""
     encoder = getattr(model, "base_model", model)
     if encoder is model:
-        raise ValueError(f"--freeze-encoder: {type(model).__name__} has no separate encoder (base_model) to freeze")
+        raise ValueError(
+            f"--freeze-encoder: {type(model).__name__} has no separate encoder (base_model) to freeze; drop the flag to train it whole"
+        )
     encoder.requires_grad_(False)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
