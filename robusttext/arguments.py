@@ -193,7 +193,7 @@ class TrainArguments:
     )
     ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a classification head of another size."})
     freeze_encoder: bool = field(
-        default=False, metadata={"help": "Train only the classification head on the frozen pretrained encoder (linear probe)."}
+        default=False, metadata={"help": "Train only the classification head, on standardized features of the frozen pretrained encoder (a linear probe)."}
     )
     test_domains: Optional[list[str]] = field(
         default=None,
@@ -226,7 +226,7 @@ class DGArguments:
                           "selection picks among them."},
     )
     freeze_encoder: bool = field(
-        default=False, metadata={"help": "Train only the classification head on the frozen pretrained encoder (linear probe)."}
+        default=False, metadata={"help": "Train only the classification head, on standardized features of the frozen pretrained encoder (a linear probe)."}
     )
     spurious: Optional[str] = field(
         default=None,

@@ -52,21 +52,6 @@ def trainer_class(algorithm: str) -> type:
     raise ValueError(f"--algorithm must be 'erm' or 'fishr', got {algorithm!r}")
 
 
-def freeze_encoder(model: Any) -> int:
-    """Freeze the pretrained encoder of a ``transformers`` sequence classifier so that training fits only
-    its classification head (a linear probe for BERT-style models; the whole head, e.g. RoBERTa's dense +
-    ``out_proj``, otherwise). The encoder is ``model.base_model`` (the module named by the model class's
-    ``base_model_prefix``); its dropout still runs in training mode. Returns the number of trainable
-    parameters left; a model without a separate encoder is a ``ValueError``."""
-    encoder = getattr(model, "base_model", model)
-    if encoder is model:
-        raise ValueError(
-            f"--freeze-encoder: {type(model).__name__} has no separate encoder (base_model) to freeze; drop the flag to train it whole"
-        )
-    encoder.requires_grad_(False)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def build_trainer(
     model_name: str,
     train_dataset: Any,
@@ -83,7 +68,8 @@ def build_trainer(
 ) -> Any:
     """The Trainer of ``algorithm`` for ``model_name`` with a :class:`DeletionCollator` in the data path
     (``smooth.p_del = 0``: clean batches). ``domains`` (Fishr) fixes the training domains' id order;
-    ``train_head_only`` freezes the encoder (:func:`freeze_encoder`)."""
+    ``train_head_only`` freezes the encoder and standardizes the head's inputs on the training texts
+    (:mod:`robusttext.linear_probe`)."""
     from transformers import Trainer, set_seed
 
     from .models import load_classifier
@@ -93,7 +79,10 @@ def build_trainer(
     set_seed(args.seed)
     model, tokenizer = load_classifier(model_name, label_names=label_names, ignore_mismatched_sizes=ignore_mismatched_sizes)
     if train_head_only:
+        from .linear_probe import freeze_encoder, standardize_head
+
         freeze_encoder(model)
+        standardize_head(model.to(args.device), tokenizer, train_dataset["text"], max_length)
     collator = DeletionCollator(tokenizer, smooth.training_rate(), smooth.unit, max_length, seed=args.seed)
     args.remove_unused_columns = False
     cls = trainer_class(algorithm)
@@ -224,6 +213,9 @@ def train_classifier(
     metrics = dict(result.metrics)
     if eval_ds is not None:
         metrics.update(trainer.evaluate())
+    from .linear_probe import unstandardize_head
+
+    unstandardize_head(trainer.model)  # a plain head in the saved folder (--freeze-encoder)
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
         save_training_info(data, smooth, train, args, rate, train_data.label_names, metrics)

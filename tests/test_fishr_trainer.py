@@ -194,5 +194,56 @@ def test_freeze_encoder_with_fishr(tiny_model_dir, tmp_path):
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
-    assert moved == {"classifier.weight", "classifier.bias"}
+    assert moved == {"classifier.linear.weight", "classifier.linear.bias"}  # the standardized head
     assert [h["fishr_weight"] for h in trainer.state.log_history if "fishr_weight" in h][-1] == 1000.0
+
+
+def test_standardized_head_folds_into_the_same_linear_head():
+    from robusttext.linear_probe import StandardizedHead
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(5, 3).double()
+    mean, std = torch.randn(5).double(), torch.rand(5).double() + 0.1
+    h = torch.randn(7, 5).double()
+    wrapped = StandardizedHead(lin, mean, std)
+    expected = (h - mean) / std @ lin.weight.T + lin.bias  # the closed form, written out
+    assert torch.allclose(wrapped(h), expected, atol=1e-12)
+    assert torch.allclose(wrapped.fold()(h), expected, atol=1e-12)
+
+
+def test_freeze_encoder_standardizes_the_head_inputs_and_saves_a_plain_head(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from robusttext.arguments import SmoothingArguments
+    from robusttext.linear_probe import StandardizedHead, unstandardize_head
+    from robusttext.training import build_trainer
+
+    rows = toy_rows()
+    args = FishrTrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=6, max_steps=3, learning_rate=1e-2, report_to=[],
+        save_strategy="no", seed=7, use_cpu=True, disable_tqdm=True, fishr_lambda=1000.0,
+    )
+    trainer = build_trainer(tiny_model_dir, datasets.Dataset.from_dict(rows), ["0", "1"],
+                            SmoothingArguments(p_del=0.0, unit="word"), args, algorithm="fishr", train_head_only=True)
+    model = trainer.model
+    assert isinstance(model.classifier, StandardizedHead)
+    # The statistics are those of the pooled features of the training texts, computed here through the encoder.
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    batch = tok(rows["text"], padding=True, return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        pooled = model.bert(**batch).pooler_output.double()
+    assert torch.allclose(model.classifier.mean.double(), pooled.mean(0), atol=1e-5)
+    assert torch.allclose(model.classifier.std.double(), pooled.std(0, unbiased=False), atol=1e-5)
+    trainer.train()
+    model.eval()
+    with torch.no_grad():
+        trained = model(**batch).logits
+    assert unstandardize_head(model) and isinstance(model.classifier, torch.nn.Linear)
+    # float32 tolerance: the random tiny model's pooled features vary by ~1e-4, so the folded weights are ~1e4 x
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, trained, atol=1e-4)
+    trainer.save_model(str(tmp_path / "saved"))
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "saved").eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**batch).logits, trained, atol=1e-4)
