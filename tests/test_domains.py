@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,3 +291,18 @@ def test_dg_certify_reports_certified_accuracy_per_radius_for_each_algorithm(tin
     assert "## Certified accuracy on the held-out domain" in (out / "dg_report.md").read_text()
     assert main([*argv[:argv.index("--p-del")], *argv[argv.index("--p-del") + 2:], "--output-dir", str(tmp_path / "x")]) == 2
     assert "--certify needs training under deletion noise" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["dg_amazon", "dg_sentiment", "dg_spurious", "dg_spurious_probe"])
+def test_dg_configs_parse(name):
+    # Every key of a shipped dg config is an option of `robusttext dg` (a typo would only fail at run time).
+    from robusttext.arguments import DGArguments, ModelDataArguments, SmoothingArguments, parse
+    from robusttext.fishr import FishrTrainingArguments
+
+    config = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    data, smooth, dg, args = parse(
+        (ModelDataArguments, SmoothingArguments, DGArguments, FishrTrainingArguments), ["--config", str(config)],
+        "robusttext dg",
+    )
+    assert dg.freeze_encoder is (name == "dg_spurious_probe")
+    assert args.output_dir.startswith("runs/")
