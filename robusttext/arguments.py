@@ -183,6 +183,10 @@ class TuneArguments:
         "choices": ["accuracy", "balanced"]})
 
 
+#: ``--freeze-encoder`` of ``robusttext train`` and ``robusttext dg`` (robusttext.linear_probe).
+FREEZE_ENCODER_HELP = "Train only the classification head, on standardized features of the frozen pretrained encoder (a linear probe)."
+
+
 @dataclass
 class TrainArguments:
     """Training under deletion noise (and, with --algorithm fishr, across domains)."""
@@ -192,9 +196,7 @@ class TrainArguments:
         default="erm", metadata={"help": "erm (plain) or fishr (domain generalization).", "choices": ["erm", "fishr"]}
     )
     ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a classification head of another size."})
-    freeze_encoder: bool = field(
-        default=False, metadata={"help": "Train only the classification head, on standardized features of the frozen pretrained encoder (a linear probe)."}
-    )
+    freeze_encoder: bool = field(default=False, metadata={"help": FREEZE_ENCODER_HELP})
     test_domains: Optional[list[str]] = field(
         default=None,
         metadata={"help": "Domains held out of training (and evaluated unless --eval-split is given); needs --domain-column."},
@@ -225,9 +227,7 @@ class DGArguments:
         metadata={"help": "Random hyper-parameter trials per cell besides the given values (robusttext.hparams_registry); "
                           "selection picks among them."},
     )
-    freeze_encoder: bool = field(
-        default=False, metadata={"help": "Train only the classification head, on standardized features of the frozen pretrained encoder (a linear probe)."}
-    )
+    freeze_encoder: bool = field(default=False, metadata={"help": FREEZE_ENCODER_HELP})
     spurious: Optional[str] = field(
         default=None,
         metadata={"help": "Two marker words 'A,B': build the constructed spurious-marker benchmark from the dataset's "

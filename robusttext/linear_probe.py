@@ -6,8 +6,8 @@ then :func:`standardize_head`:
 * the encoder (``model.base_model``) is frozen; the classification head alone trains;
 * the head's input features are standardized: the head ``z = W h + b`` is trained as
   ``z = W' (h - mu) / sigma + b'`` with ``mu``, ``sigma`` the per-feature mean and standard deviation of
-  ``h`` over the clean training texts (encoder in eval mode; at most ``MAX_STATS_TEXTS``, evenly spaced), a :class:`StandardizedHead`. This is the same
-  function class (an affine reparameterization), but every feature enters at unit scale, so the
+  ``h`` over the clean training texts (encoder in eval mode; at most ``MAX_STATS_TEXTS``, evenly spaced),
+  a :class:`StandardizedHead`. This is the same function class (an affine reparameterization), but every feature enters at unit scale, so the
   optimizer's steps, weight decay and the Fishr penalty (computed on the standardized features the head
   sees) do not favour features for their raw scale: the ``StandardScaler`` + ``LogisticRegression`` of a
   classical linear probe. Features that are constant on the training texts (``sigma < 1e-6``) are centred,
@@ -30,19 +30,18 @@ MIN_STD = 1e-6
 MAX_STATS_TEXTS = 10_000
 
 
-def freeze_encoder(model: Any) -> int:
+def freeze_encoder(model: Any) -> None:
     """Freeze the pretrained encoder of a ``transformers`` sequence classifier so that training fits only
     its classification head (a linear layer for BERT-style models; the whole head, e.g. RoBERTa's dense +
     ``out_proj``, otherwise). The encoder is ``model.base_model`` (the module named by the model class's
-    ``base_model_prefix``); its dropout still runs in training mode. Returns the number of trainable
-    parameters left; a model without a separate encoder is a ``ValueError``."""
+    ``base_model_prefix``); its dropout still runs in training mode. A model without a separate encoder is a
+    ``ValueError``."""
     encoder = getattr(model, "base_model", model)
     if encoder is model:
         raise ValueError(
             f"--freeze-encoder: {type(model).__name__} has no separate encoder (base_model) to freeze; drop the flag to train it whole"
         )
     encoder.requires_grad_(False)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 class StandardizedHead(nn.Module):
@@ -72,28 +71,21 @@ class StandardizedHead(nn.Module):
         return out
 
 
-def _head_name(model: nn.Module) -> str:
-    from .fishr import find_head
-
-    head = find_head(model)
-    return next(name for name, m in model.named_modules() if m is head)
-
-
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, leaf, module)
 
 
 @torch.no_grad()
-def head_input_stats(model: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int | None,
+def head_input_stats(model: nn.Module, head: nn.Linear, tokenizer: Any, texts: Sequence[str], max_length: int | None,
                      batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-feature mean and standard deviation (population) of the head's input over ``texts``, the model in
-    eval mode (no dropout); restores the model's mode."""
-    from .fishr import HeadCapture, find_head
+    """Per-feature mean and standard deviation (population) of the input of ``model``'s linear ``head`` over
+    ``texts``, the model in eval mode (no dropout); restores the model's mode."""
+    from .fishr import HeadCapture
 
     if not texts:
         raise ValueError("--freeze-encoder: no training texts to standardize the head's features on")
-    capture = HeadCapture(find_head(model))
+    capture = HeadCapture(head)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -112,17 +104,19 @@ def head_input_stats(model: nn.Module, tokenizer: Any, texts: Sequence[str], max
         model.train(was_training)
     mean = total / len(texts)
     std = (total_sq / len(texts) - mean * mean).clamp_min(0.0).sqrt()
-    dtype = find_head(model).weight.dtype
-    return mean.to(dtype), std.to(dtype)
+    return mean.to(head.weight.dtype), std.to(head.weight.dtype)
 
 
 def standardize_head(model: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int | None) -> StandardizedHead:
     """Replace the classification head by a :class:`StandardizedHead` with the statistics of ``texts``."""
+    from .fishr import find_head
+
+    head = find_head(model)
     step = max(1, -(-len(texts) // MAX_STATS_TEXTS))
-    mean, std = head_input_stats(model, tokenizer, list(texts)[::step], max_length)
+    mean, std = head_input_stats(model, head, tokenizer, list(texts)[::step], max_length)
     std = torch.where(std < MIN_STD, torch.ones_like(std), std)
-    name = _head_name(model)
-    wrapped = StandardizedHead(model.get_submodule(name), mean, std)
+    name = next(n for n, m in model.named_modules() if m is head)
+    wrapped = StandardizedHead(head, mean, std)
     _replace(model, name, wrapped)
     return wrapped
 
