@@ -3,7 +3,8 @@
 ``robusttext train --freeze-encoder`` and ``robusttext dg --freeze-encoder`` call :func:`freeze_encoder` and
 then :func:`standardize_head`:
 
-* the encoder (``model.base_model``) is frozen; the classification head alone trains;
+* the encoder (``model.base_model``) is frozen and kept in eval mode (no dropout); the classification head
+  alone trains;
 * the head's input features are standardized: the head ``z = W h + b`` is trained as
   ``z = W' (h - mu) / sigma + b'`` with ``mu``, ``sigma`` the per-feature mean and standard deviation of
   ``h`` over the clean training texts (encoder in eval mode; at most ``MAX_STATS_TEXTS``, evenly spaced),
@@ -30,18 +31,27 @@ MIN_STD = 1e-6
 MAX_STATS_TEXTS = 10_000
 
 
+def _stay_in_eval(module: nn.Module, args: Any) -> None:
+    if module.training:
+        module.eval()
+
+
 def freeze_encoder(model: Any) -> None:
     """Freeze the pretrained encoder of a ``transformers`` sequence classifier so that training fits only
     its classification head (a linear layer for BERT-style models; the whole head, e.g. RoBERTa's dense +
     ``out_proj``, otherwise). The encoder is ``model.base_model`` (the module named by the model class's
-    ``base_model_prefix``); its dropout still runs in training mode. A model without a separate encoder is a
-    ``ValueError``."""
+    ``base_model_prefix``). It also stays in eval mode (no dropout) when the Trainer switches the model to
+    training, so the head trains on the deterministic pretrained features it is evaluated on, as a classical
+    linear probe does; the head's own dropout (BERT's classifier dropout) still applies. A model without a
+    separate encoder is a ``ValueError``."""
     encoder = getattr(model, "base_model", model)
     if encoder is model:
         raise ValueError(
             f"--freeze-encoder: {type(model).__name__} has no separate encoder (base_model) to freeze; drop the flag to train it whole"
         )
     encoder.requires_grad_(False)
+    encoder.eval()
+    encoder.register_forward_pre_hook(_stay_in_eval)
 
 
 class StandardizedHead(nn.Module):

@@ -198,6 +198,29 @@ def test_freeze_encoder_with_fishr(tiny_model_dir, tmp_path):
     assert [h["fishr_weight"] for h in trainer.state.log_history if "fishr_weight" in h][-1] == 1000.0
 
 
+def test_frozen_encoder_stays_in_eval_mode_while_the_head_trains(tiny_model_dir, tmp_path):
+    # A linear probe trains on the features it is evaluated on: with the model in training mode the frozen
+    # encoder's output is deterministic (no dropout), while the head's own dropout still acts.
+    from robusttext.arguments import SmoothingArguments
+    from robusttext.training import build_trainer
+
+    args = FishrTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, disable_tqdm=True, seed=7)
+    model = build_trainer(tiny_model_dir, datasets.Dataset.from_dict(toy_rows()), ["0", "1"],
+                          SmoothingArguments(p_del=0.0, unit="word"), args, train_head_only=True).model
+    assert model.config.hidden_dropout_prob > 0  # otherwise this test could not fail
+    from transformers import AutoTokenizer
+
+    batch = AutoTokenizer.from_pretrained(tiny_model_dir)(toy_rows()["text"][:6], padding=True, return_tensors="pt")
+    model.train()  # what the Trainer does before every step
+    with torch.no_grad():
+        first, second = model.bert(**batch).pooler_output, model.bert(**batch).pooler_output
+        assert torch.equal(first, second)
+        model.eval()
+        assert torch.equal(model.bert(**batch).pooler_output, first)
+        model.train()
+        assert not torch.equal(model.dropout(first), first)  # the head's dropout is on
+
+
 def test_standardized_head_folds_into_the_same_linear_head():
     from robusttext.linear_probe import StandardizedHead
 
