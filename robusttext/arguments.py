@@ -66,7 +66,7 @@ class SmoothingArguments:
         default=None,
         metadata={"help": "Deletion rate as a function of the input's length (replaces --p-del): e.g. "
                           "'adaptive:k=13,p_lb=0.9' (AdaptDel), 'binned:edges=20|50,values=2|5|13' (AdaptDel+), "
-                          "'uniform:0.7,0.99' (training only), or a JSON file; see robusttext.rates."},
+                          "'uniform:0.7,0.99' or 'uniform_keep:low=5,high=25,p_lb=0.9' (training only), or a JSON file; see robusttext.rates."},
     )
     unit: str = field(default="word", metadata={"help": "Deletion unit: word, char or token.", "choices": ["word", "char", "token"]})
 

@@ -15,6 +15,8 @@ deleted; ``schedule.sample(length, rng)`` is the rate the training collator uses
 * :class:`CallableRate` ``(fn, name)``: any Python function of the length (not saved to JSON).
 * :class:`UniformRate` ``(low, high)``: AdaptDel+'s training recipe, a rate drawn uniformly per example.
   It has no certificate: calling it raises; only :meth:`UniformRate.sample` works.
+* :class:`UniformKeep` ``(low, high, p_lb)``: a training recipe drawing the units kept, ``k ~ U[low, high]``,
+  then ``max(p_lb, 1 - k / L)``; training only, like :class:`UniformRate`.
 
 Every schedule is a frozen, hashable dataclass (the certificate caches per ``(schedule, length)``),
 round-trips through :meth:`RateSchedule.to_dict` / :func:`from_dict`, is saved beside a model's
@@ -39,7 +41,7 @@ class RateSchedule:
     """Base class: ``self(length) -> p_del`` in (0, 1) for an input of ``length >= 0`` units.
 
     ``certifiable`` says whether a certificate can be computed for the schedule (False only for
-    :class:`UniformRate`). ``sample(length, rng)`` is the training collator's rate for one example; for a
+    :class:`UniformRate` and :class:`UniformKeep`). ``sample(length, rng)`` is the training collator's rate for one example; for a
     deterministic schedule it is ``self(length)`` and does not touch ``rng``.
     """
 
@@ -78,6 +80,13 @@ def _check_length(length: int) -> int:
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
         raise ValueError(f"length must be an integer >= 0 (units of the input), got {length!r}")
     return int(length)
+
+
+def _no_certificate(schedule: RateSchedule) -> ValueError:
+    return ValueError(
+        f"{schedule.describe()} is a training-only schedule with no certificate; "
+        "certify with a fixed, adaptive or binned schedule (--rate-schedule)"
+    )
 
 
 def _check_open_unit(name: str, value: float, hint: str) -> float:
@@ -263,10 +272,7 @@ class UniformRate(RateSchedule):
             raise ValueError(f"low must be < high, got low={self.low!r}, high={self.high!r}; {self._hint}")
 
     def __call__(self, length: int) -> float:
-        raise ValueError(
-            f"{self.describe()} is a training-only schedule with no certificate; "
-            "certify with a fixed, adaptive or binned schedule (--rate-schedule)"
-        )
+        raise _no_certificate(self)
 
     def sample(self, length: int, rng: np.random.Generator) -> float:
         _check_length(length)
@@ -279,7 +285,51 @@ class UniformRate(RateSchedule):
         return f"uniform p_del~U[{self.low:g}, {self.high:g}] (training only)"
 
 
-_KINDS: dict[str, type] = {"fixed": FixedRate, "adaptive": AdaptiveRate, "binned": BinnedRate, "uniform": UniformRate}
+@dataclass(frozen=True)
+class UniformKeep(RateSchedule):
+    """A training recipe that draws the number of units kept instead of the rate: each example draws
+    ``k ~ U[low, high]`` and uses AdaptDel's ``p(L) = max(p_lb, 1 - k / L)`` (``p(0) = p_lb``), 0 < low < high.
+
+    Inputs up to ``low / (1 - p_lb)`` units always train at ``p_lb`` (as a fixed-rate model does); a long
+    input keeps between ``low`` and ``high`` units on average. Unlike :class:`UniformRate`, a short input
+    never trains at rates that leave it almost nothing (U[0.7, 0.99] keeps 0.3-9 of 30 words). Training
+    only: ``self(length)`` raises; certify with a fixed, adaptive or binned schedule.
+    """
+
+    low: float
+    high: float
+    p_lb: float
+    kind: ClassVar[str] = "uniform_keep"
+    certifiable: ClassVar[bool] = False
+    _hint: ClassVar[str] = "e.g. uniform_keep:low=5,high=25,p_lb=0.9"
+
+    def __post_init__(self) -> None:
+        for name in ("low", "high"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 < float(v) < math.inf):
+                raise ValueError(f"{name} must be a number > 0 (units kept on average), got {v!r}; {self._hint}")
+            object.__setattr__(self, name, float(v))
+        if not self.low < self.high:
+            raise ValueError(f"low must be < high, got low={self.low!r}, high={self.high!r}; {self._hint}")
+        object.__setattr__(self, "p_lb", _check_open_unit("p_lb", self.p_lb, self._hint))
+
+    def __call__(self, length: int) -> float:
+        raise _no_certificate(self)
+
+    def sample(self, length: int, rng: np.random.Generator) -> float:
+        length = _check_length(length)
+        k = float(rng.uniform(self.low, self.high))
+        return self.p_lb if length == 0 else max(self.p_lb, 1.0 - k / length)
+
+    def params(self) -> dict:
+        return {"low": self.low, "high": self.high, "p_lb": self.p_lb}
+
+    def describe(self) -> str:
+        return f"p_del=max({self.p_lb:g}, 1 - k/L), k~U[{self.low:g}, {self.high:g}] (training only)"
+
+
+_KINDS: dict[str, type] = {"fixed": FixedRate, "adaptive": AdaptiveRate, "binned": BinnedRate, "uniform": UniformRate,
+                           "uniform_keep": UniformKeep}
 
 
 def from_dict(data: dict) -> RateSchedule:
@@ -356,6 +406,7 @@ def parse_rate_schedule(text: str) -> RateSchedule:
         binned:edges=20|50|100,values=0.5|4|8|13    AdaptDel+ (len(values) = len(edges) + 1)
         binned:edges=20|50,values=2|5|13,p_lb=0.9   AdaptDel+ with a floor: max(0.9, 1 - v/L)
         uniform:0.7,0.99                      training only (AdaptDel+ recipe)
+        uniform_keep:low=5,high=25,p_lb=0.9   training only: k ~ U[5, 25] units kept, max(0.9, 1 - k/L)
         path/to/schedule.json                 a to_dict() JSON file
         path/to/model_dir                     the folder's rate_schedule.json
 
@@ -380,6 +431,9 @@ def parse_rate_schedule(text: str) -> RateSchedule:
             if len(parts) != 2:
                 raise ValueError(f"rate schedule {spec!r}: uniform needs low,high, e.g. uniform:0.7,0.99")
             return UniformRate(*(_numbers(p, name, spec)[0] for p, name in zip(parts, ("low", "high"))))
+        if kind == "uniform_keep":
+            kw = _keywords(body, spec, ("low", "high", "p_lb"))
+            return UniformKeep(*(_numbers(kw[name], name, spec)[0] for name in ("low", "high", "p_lb")))
         if kind == "adaptive":
             kw = _keywords(body, spec, ("k", "p_lb"))
             return AdaptiveRate(_numbers(kw["k"], "k", spec)[0], _numbers(kw["p_lb"], "p_lb", spec)[0])

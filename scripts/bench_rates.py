@@ -5,8 +5,9 @@ the same test inputs with the same protocol:
 
 * ``fixed``    - train and certify at p_del = 0.9 (RS-Del / CERT-ED);
 * ``adaptive`` - AdaptDel, p(L) = max(p_lb, 1 - k/L) (default k = 13, p_lb = 0.9) for training and certification;
-* ``adaptive_plus`` - AdaptDel+: train with p drawn uniformly from [0.7, 0.99] per example, choose per-bin
-  values on a validation slice of the training split (``robusttext tune-rates``), certify with them.
+* ``adaptive_plus`` - AdaptDel+: train with p drawn uniformly from [0.7, 0.99] per example (or another training
+  recipe, ``--plus_training``, e.g. ``uniform_keep:low=5,high=25,p_lb=0.9``), choose per-bin values on a
+  validation slice of the training split (``robusttext tune-rates``), certify with them.
 
 Prints, per arm: clean accuracy, certified accuracy at several radii, mean and median certified radius
 (wrong or abstained = -1), the median log10 size of the certified region, forward passes and seconds per
@@ -20,6 +21,7 @@ input, and ratios against ``fixed``. Resumable: a finished model or certificatio
 from __future__ import annotations
 
 import json
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,11 +72,13 @@ class BenchRatesArguments:
         "help": "What --max_drop bounds: accuracy or balanced (mean over classes; robusttext tune-rates --guard-metric).",
         "choices": ["accuracy", "balanced"]})
     arms: str = field(default="fixed,adaptive,adaptive_plus")
+    plus_training: str = field(default="uniform:0.7,0.99", metadata={
+        "help": "The adaptive_plus arm's training schedule (a --rate-schedule spec), e.g. uniform_keep:low=5,high=25,p_lb=0.9."})
     seed: int = field(default=0)
     output_dir: str = field(default="runs/bench_rates")
 
 
-SCHEDULES = {"fixed": "fixed:{p}", "adaptive": "adaptive:k={k},p_lb={p_lb}", "adaptive_plus": "uniform:0.7,0.99"}
+SCHEDULES = {"fixed": "fixed:{p}", "adaptive": "adaptive:k={k},p_lb={p_lb}", "adaptive_plus": "{plus_training}"}
 
 
 def write_splits(args: BenchRatesArguments, out: Path) -> tuple[str, str, str, str]:
@@ -143,15 +147,21 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
     from robusttext.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TrainArguments, TuneArguments
     from robusttext.cli import training_defaults
     from robusttext.pipelines import certify_dataset
+    from robusttext.rates import parse_rate_schedule
     from robusttext.training import train_classifier
     from robusttext.tuning import tune_rates
 
     train_file, val_file, test_source, test_split = splits
     model_dir, timings_file = out / arm / "model", out / arm / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}  # of the steps a resumed run skips
-    if not (model_dir / "robusttext_training.json").exists():
+    schedule = SCHEDULES[arm].format(p=args.p_lb, k=args.k, p_lb=args.p_lb, plus_training=args.plus_training)
+    record = model_dir / "robusttext_training.json"
+    if record.exists() and json.loads(record.read_text())["rate_schedule"] != parse_rate_schedule(schedule).to_dict():
+        print(f"bench_rates: {model_dir} was trained under {json.loads(record.read_text())['rate_schedule']}, not {schedule}; "
+              "use another --output_dir", file=sys.stderr)
+        raise SystemExit(2)
+    if not record.exists():
         start = time.perf_counter()
-        schedule = SCHEDULES[arm].format(p=args.p_lb, k=args.k, p_lb=args.p_lb)
         targs = TrainingArguments(**{**training_defaults(str(model_dir)), "num_train_epochs": args.epochs,
                                      "learning_rate": args.learning_rate, "max_steps": args.max_steps, "seed": args.seed, "save_strategy": "no"})
         train_classifier(ModelDataArguments(model=args.model, dataset=train_file, split="train", max_length=args.max_length),

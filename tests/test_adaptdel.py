@@ -11,7 +11,7 @@ from scipy import stats
 
 from robusttext.cli import main
 from robusttext.deletion import DeletionCollator, DeletionMechanism
-from robusttext.rates import AdaptiveRate, BinnedRate, FixedRate, UniformRate
+from robusttext.rates import AdaptiveRate, BinnedRate, FixedRate, UniformKeep, UniformRate
 from robusttext.tuning import accuracy_at_zero, bin_range, bin_score, golden_section, mean_radius, pooled_choice, reach
 
 
@@ -58,6 +58,10 @@ def test_collator_draws_each_example_at_its_schedule(tokenizer):
     uni = DeletionCollator(tokenizer, UniformRate(0.7, 0.99), "word", seed=2)([{"text": words(40), "label": 0}] * 600)
     share = (uni["attention_mask"].sum(1).numpy() - 2) / 40
     assert abs(share.mean() - 0.155) < 0.01 and share.std() > 0.07  # a fixed p = 0.845 would give std 0.057
+    # the keep-count recipe: k ~ U[2, 8] units kept of 40 (p = 1 - k/40 >= 0.8 > p_lb), i.e. 5 on average
+    keep = DeletionCollator(tokenizer, UniformKeep(2, 8, 0.5), "word", seed=3)([{"text": words(40), "label": 0}] * 600)
+    kept = keep["attention_mask"].sum(1).numpy() - 2
+    assert abs(kept.mean() - 5) < 0.3 and kept.max() <= 20
 
 
 def test_certify_uses_the_model_folder_schedule_and_certifies_beyond_the_fixed_rate_cap(tiny_model_dir, tmp_path, caplog):

@@ -15,6 +15,7 @@ from robusttext.rates import (
     BinnedRate,
     CallableRate,
     FixedRate,
+    UniformKeep,
     UniformRate,
     as_schedule,
     from_dict,
@@ -85,6 +86,22 @@ def test_callable_rate_and_uniform_rate():
     assert rng.bit_generator.state == state
 
 
+def test_uniform_keep_draws_the_units_kept():
+    s = UniformKeep(5, 25, 0.9)
+    rng = np.random.default_rng(0)
+    # up to low / (1 - p_lb) = 50 units every draw is p_lb, as for a fixed-rate model
+    assert {s.sample(n, rng) for n in (0, 1, 30, 50) for _ in range(50)} == {0.9}
+    # at 500 units, 1 - p is k / 500 with k ~ U[5, 25]: p in [0.95, 0.99], mean units kept 15
+    kept = np.array([500 * (1 - s.sample(500, rng)) for _ in range(4000)])
+    assert 5 - 1e-9 <= kept.min() and kept.max() <= 25 + 1e-9 and abs(kept.mean() - 15) < 0.3
+    # at 100 units: p = max(0.9, 1 - k/100), so draws with k >= 10 (3/4 of them) give 0.9
+    at100 = np.array([s.sample(100, rng) for _ in range(4000)])
+    assert abs((at100 == 0.9).mean() - 0.75) < 0.03 and at100.max() <= 0.95 + 1e-12
+    with pytest.raises(ValueError, match="training-only"):
+        s(100)
+    assert not s.certifiable
+
+
 def test_schedules_are_hashable_values():
     assert AdaptiveRate(k=13, p_lb=0.9) == AdaptiveRate(k=13.0, p_lb=0.9)
     assert hash(AdaptiveRate(k=13, p_lb=0.9)) == hash(AdaptiveRate(k=13.0, p_lb=0.9))
@@ -111,6 +128,8 @@ SPELLINGS = [
     ("binned: edges = 3 , values = 0.2 | 1.5", BinnedRate((3,), (0.2, 1.5))),
     ("uniform:0.7,0.99", UniformRate(0.7, 0.99)),
     ("uniform: 0, 0.5", UniformRate(0.0, 0.5)),
+    ("uniform_keep:low=5,high=25,p_lb=0.9", UniformKeep(5, 25, 0.9)),
+    ("uniform_keep: p_lb = 0.5, high = 3, low = 1", UniformKeep(1, 3, 0.5)),
 ]
 
 
@@ -143,6 +162,7 @@ def test_rate_schedule_json_format_as_written():
     assert AdaptiveRate(13, 0.9).to_dict() == {"kind": "adaptive", "k": 13.0, "p_lb": 0.9}
     assert BinnedRate((20, 50), (0.5, 4, 8)).to_dict() == {"kind": "binned", "edges": [20, 50], "values": [0.5, 4.0, 8.0]}
     assert UniformRate(0.7, 0.99).to_dict() == {"kind": "uniform", "low": 0.7, "high": 0.99}
+    assert UniformKeep(5, 25, 0.9).to_dict() == {"kind": "uniform_keep", "low": 5.0, "high": 25.0, "p_lb": 0.9}
 
 
 def test_folder_without_a_schedule(tmp_path):
@@ -198,6 +218,10 @@ BAD_SPECS = [
     ("uniform:0.99,0.7", r"low must be < high"),
     ("uniform:0.7", r"uniform needs low,high"),
     ("uniform:0.7,1.0", r"high must be in \[0, 1\)"),
+    ("uniform_keep:low=25,high=5,p_lb=0.9", r"low must be < high"),
+    ("uniform_keep:low=0,high=5,p_lb=0.9", r"low must be a number > 0"),
+    ("uniform_keep:low=1,high=5,p_lb=1", r"p_lb must be in \(0, 1\)"),
+    ("uniform_keep:low=1,high=5", r"is missing p_lb"),
     # not a schedule at all
     ("", r"rate schedule is empty"),
     ("gaussian:0.5", r"not a number, a known kind"),
@@ -254,6 +278,7 @@ def test_bad_schedule_file_is_a_clear_error_naming_the_file_and_field(tmp_path, 
         (lambda: FixedRate(float("nan")), r"p must be in \[0, 1\)"),
         (lambda: UniformRate(0.5, 0.5), r"low must be < high"),
         (lambda: UniformRate(-0.1, 0.5), r"low must be in \[0, 1\)"),
+        (lambda: UniformKeep(1, float("inf"), 0.9), r"high must be a number > 0"),
         (lambda: CallableRate(0.5), r"fn must be callable"),
         (lambda: from_dict({"kind": "callable", "name": "x"}), r"kind must be one of"),
         (lambda: as_schedule("0.9"), r"rate must be a number in \[0, 1\) or a RateSchedule"),

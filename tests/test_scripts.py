@@ -172,6 +172,13 @@ def test_bench_rates(tmp_path, tiny_model_dir, text_data):
     assert re.search(r"^adaptive vs fixed: median radius \S+x, mean radius \S+x, certified accuracy at r=0 [+-][0-9.]+ points$",
                      proc.stdout, re.M)
     assert set(json.loads((out / "bench_rates.json").read_text())) == {"fixed", "adaptive", "adaptive_plus"}
+    training = json.loads((out / "adaptive_plus" / "model" / "robusttext_training.json").read_text())["rate_schedule"]
+    assert training == {"kind": "uniform", "low": 0.7, "high": 0.99}
+    # a finished arm is never reused for another training recipe
+    again = run_script("bench_rates.py", "--model", tiny_model_dir, "--dataset", str(text_data), "--arms", "adaptive_plus",
+                       "--plus_training", "uniform_keep:low=1,high=3,p_lb=0.5", "--output_dir", str(out), cwd=tmp_path, check=False)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.strip().endswith("not uniform_keep:low=1,high=3,p_lb=0.5; use another --output_dir"), again.stderr
 
 
 def test_bench_rates_holds_out_the_same_share_of_every_domain(tmp_path):
