@@ -40,9 +40,10 @@ FILENAME = "rate_schedule.json"
 class RateSchedule:
     """Base class: ``self(length) -> p_del`` in (0, 1) for an input of ``length >= 0`` units.
 
-    ``certifiable`` says whether a certificate can be computed for the schedule (False only for
-    :class:`UniformRate` and :class:`UniformKeep`). ``sample(length, rng)`` is the training collator's rate for one example; for a
-    deterministic schedule it is ``self(length)`` and does not touch ``rng``.
+    ``certifiable`` says whether a certificate can be computed for the schedule (False only for the
+    training recipes :class:`UniformRate` and :class:`UniformKeep`). ``sample(length, rng)`` is the training
+    collator's rate for one example; for a deterministic schedule it is ``self(length)`` and does not touch
+    ``rng``.
     """
 
     kind: ClassVar[str] = ""
