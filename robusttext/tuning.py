@@ -176,6 +176,8 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
     and returns ``{"schedule", "objective", "threshold", "max_drop", "guard", "guard_metric", "split", "describe",
     "bins": [{"bin", "inputs", "value", "score", "accuracy_at_0", "fixed_rate_accuracy_at_0", "evaluations"}]}``
     (the two accuracies in the guard's metric), plus ``"pooled_drop"`` and ``"weights"`` with the pooled guard."""
+    from tqdm.auto import tqdm
+
     from .pipelines import load_examples, load_smoothed_classifier, validate_certify_args
 
     if str(data.split).lower().startswith("test"):
@@ -208,6 +210,9 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
                          min((lengths[i] for i in bins[b]), default=0)) for b in range(len(bins))]
     values = [float(np.clip(tune.start_k, *ranges[b])) for b in range(len(edges) + 1)]
     report, runs = [], {}
+    # at most iterations + 3 values per bin (the fixed rate, the two first golden-section points, one per step)
+    per_value = sum(min(len(x), tune.max_per_bin) for x in bins)
+    bar = tqdm(total=per_value * (tune.iterations + 3), desc="tune-rates", unit="input")
     for b in reversed(range(len(edges) + 1)):
         idx = bins[b][: tune.max_per_bin]
         if not idx:
@@ -216,8 +221,10 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
             continue
         # pooled: no value losing more than max_drop / w_b in bin b fits the budget, so the search stays inside that
         allowed = tune.max_drop if not pooled else tune.max_drop * len(ds.texts) / len(bins[b])
-        values[b], entry, runs[b] = _tune_bin(clf, ds, protocol, edges, values, b, idx, ranges[b], tune, allowed)
+        values[b], entry, runs[b] = _tune_bin(clf, ds, protocol, edges, values, b, idx, ranges[b], tune, allowed, bar)
         report.append(entry)
+    bar.total = bar.n  # values the search met twice were certified once
+    bar.close()
     weights = {b: len(bins[b]) / len(ds.texts) for b in runs}
     extra = _choose_pooled(report, runs, weights, values, tune.max_drop, tune.guard_metric == "balanced") if pooled else {}
     schedule = BinnedRate(edges, tuple(values), tune.p_lb)
@@ -247,16 +254,18 @@ def _choose_pooled(report: list[dict], runs: dict[int, dict], weights: dict[int,
 
 
 def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b: int, idx: list[int],
-              value_range: tuple[float, float], tune: TuneArguments, max_drop: float | None) -> tuple[float, dict, dict]:
+              value_range: tuple[float, float], tune: TuneArguments, max_drop: float | None, bar: Any) -> tuple[float, dict, dict]:
     """Bin ``b``'s value, the other bins held at ``values``, certified on validation inputs ``idx``, refusing
     values that lose more than ``max_drop`` (None: no guard) of certified accuracy at radius 0 against the
-    bin's fixed rate; returns it, the bin's report entry and the records of every value evaluated."""
+    bin's fixed rate; returns it, the bin's report entry and the records of every value evaluated. ``bar``
+    (a progress bar) moves by one per certified input."""
     runs: dict[float, list[dict]] = {}
 
     def records_at(v: float) -> list[dict]:
         if v not in runs:
             clf.set_rate(BinnedRate(edges, tuple(v if j == b else values[j] for j in range(len(values))), tune.p_lb))
-            certs = clf.certify([ds.texts[i] for i in idx], protocol, indices=idx)
+            bar.set_postfix(bin=b, value=f"{v:.3g}")
+            certs = clf.certify([ds.texts[i] for i in idx], protocol, indices=idx, on_done=lambda i, c: bar.update(1))
             runs[v] = [{"radius": c.radius, "correct": c.prediction == ds.labels[i], "label": ds.labels[i]}
                        for i, c in zip(idx, certs)]
         return runs[v]
