@@ -210,9 +210,9 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
                          min((lengths[i] for i in bins[b]), default=0)) for b in range(len(bins))]
     values = [float(np.clip(tune.start_k, *ranges[b])) for b in range(len(edges) + 1)]
     report, runs = [], {}
-    # at most iterations + 3 values per bin (the fixed rate, the two first golden-section points, one per step)
+    # at most max(1, iterations) + 2 values per bin: the fixed rate, golden section's first two points, one per further step
     per_value = sum(min(len(x), tune.max_per_bin) for x in bins)
-    bar = tqdm(total=per_value * (tune.iterations + 3), desc="tune-rates", unit="input")
+    bar = tqdm(total=per_value * (max(1, tune.iterations) + 2), desc="tune-rates", unit="input")
     for b in reversed(range(len(edges) + 1)):
         idx = bins[b][: tune.max_per_bin]
         if not idx:
