@@ -179,7 +179,8 @@ class TuneArguments:
                 "needs --objective mean-radius).", "choices": ["per-bin", "pooled"]})
     guard_metric: str = field(default="accuracy", metadata={
         "help": "What --max-drop bounds: accuracy (certified accuracy at radius 0) or balanced (its mean over classes, so "
-                "a bin cannot pass the guard by predicting its majority class for every input).",
+                "a bin cannot pass the guard by predicting its majority class for every input; a value under which a "
+                "bin's smoothed classifier gives one class to every input is refused outright, unless the fixed rate does too).",
         "choices": ["accuracy", "balanced"]})
 
 

@@ -102,6 +102,21 @@ def accuracy_at_zero(records: list[dict], balanced: bool = False) -> float:
     return float(np.mean([accuracy_at_zero([rec for rec in records if rec["label"] == y]) for y in labels])) if labels else 0.0
 
 
+def one_class(records: list[dict]) -> bool:
+    """Whether every non-abstained input of ``records`` gets the same class (``prediction``) while their labels
+    hold several: a smoothed classifier that is constant on these inputs, whose radii say nothing about them."""
+    predicted = {rec["prediction"] for rec in records if rec["radius"] >= 0}
+    return len(predicted) == 1 and len({rec["label"] for rec in records}) > 1
+
+
+def refused_one_class(runs: dict[float, list[dict]], fixed_value: float | None) -> set[float]:
+    """The balanced guard's outright refusals in one bin: the values (keys of ``runs``, value -> records) under
+    which the bin's predictions are :func:`one_class`, unless the fixed rate's (``fixed_value``) are too."""
+    if fixed_value is None or one_class(runs[fixed_value]):
+        return set()
+    return {v for v, recs in runs.items() if one_class(recs)}
+
+
 def mean_radius(records: list[dict]) -> float:
     """Mean certified radius of ``records``, a wrong or abstained input counting -1 (as in ``summary.json``)."""
     return float(np.mean(certified_radii(records))) if records else -1.0
@@ -244,8 +259,9 @@ def _choose_pooled(report: list[dict], runs: dict[int, dict], weights: dict[int,
     bins' ``report`` entries in place and returns ``{"pooled_drop", "weights"}``."""
     entries = {e["bin"]: e for e in report}
     order = sorted(runs)
+    refused = {b: refused_one_class(runs[b], entries[b].get("fixed_value")) if balanced else set() for b in order}
     options = [[(v, weights[b] * (entries[b]["fixed_rate_accuracy_at_0"] - accuracy_at_zero(recs, balanced)),
-                 weights[b] * mean_radius(recs)) for v, recs in runs[b].items()] for b in order]
+                 weights[b] * mean_radius(recs)) for v, recs in runs[b].items() if v not in refused[b]] for b in order]
     chosen, drop, _ = pooled_choice(options, max_drop)
     for b, v in zip(order, chosen):
         values[b] = v
@@ -266,8 +282,8 @@ def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b:
             clf.set_rate(BinnedRate(edges, tuple(v if j == b else values[j] for j in range(len(values))), tune.p_lb))
             bar.set_postfix(bin=b, value=f"{v:.3g}")
             certs = clf.certify([ds.texts[i] for i in idx], protocol, indices=idx, on_done=lambda i, c: bar.update(1))
-            runs[v] = [{"radius": c.radius, "correct": c.prediction == ds.labels[i], "label": ds.labels[i]}
-                       for i, c in zip(idx, certs)]
+            runs[v] = [{"radius": c.radius, "correct": c.prediction == ds.labels[i], "label": ds.labels[i],
+                        "prediction": c.prediction} for i, c in zip(idx, certs)]
         return runs[v]
 
     # with a floor, the fixed rate p_lb over the whole bin (its range's upper end) is one candidate
@@ -276,12 +292,16 @@ def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b:
     floor = None if max_drop is None else accuracy_at_zero(records_at(fixed_end[0]), balanced) - max_drop
 
     def objective(v: float) -> float:
+        if balanced and v in refused_one_class({**runs, v: records_at(v)}, fixed_end[0] if fixed_end else None):
+            logger.info("bin %d value %.3f: one class for every input, refused", b, v)
+            return -4.0  # below every admissible value and every shortfall (bin_score's -2 - shortfall >= -3)
         score = bin_score(records_at(v), tune.objective, tune.threshold, floor, balanced)
         logger.info("bin %d value %.3f: %s %.2f", b, v, tune.objective, score)
         return score
 
     best, evaluations = golden_section(objective, *value_range, tune.iterations, also=fixed_end)
     return best, {"bin": b, "inputs": len(idx), "value": best, "score": dict(evaluations)[best],
+                  "fixed_value": fixed_end[0] if fixed_end else None,
                   "accuracy_at_0": accuracy_at_zero(runs[best], balanced),
                   "fixed_rate_accuracy_at_0": accuracy_at_zero(runs[fixed_end[0]], balanced) if fixed_end else None,
                   "evaluations": evaluations}, runs

@@ -174,8 +174,8 @@ def test_the_guard_ranks_a_value_that_loses_accuracy_below_every_admissible_one(
         assert bin_score(greedy, objective, 0.5, accuracy_at_zero(fixed) - 0.2) == unguarded
 
 
-def _recs(rows):
-    return [{"radius": r, "correct": c, "label": y} for r, c, y in rows]
+def _recs(rows):  # two classes: a wrong prediction is the other class
+    return [{"radius": r, "correct": c, "label": y, "prediction": y if c else 1 - y} for r, c, y in rows]
 
 
 def test_balanced_accuracy_at_zero_is_the_mean_over_classes():
@@ -213,6 +213,22 @@ def test_the_pooled_choice_charges_a_constant_prediction_its_balanced_drop():
         values = [10.0]
         _choose_pooled(report, {0: {10.0: _NEAR_CHANCE, 1.0: _CONSTANT}}, {0: 1.0}, values, 0.05, balanced)
         assert values == [expected] and report[0]["value"] == expected
+
+
+def test_the_balanced_guard_refuses_one_class_for_every_input_whatever_the_budget():
+    from robusttext.tuning import _choose_pooled, one_class, refused_one_class
+
+    assert one_class(_CONSTANT) and not one_class(_NEAR_CHANCE)
+    assert one_class(_CONSTANT + _recs([(-1, False, 0)]))  # an abstention is no class
+    assert not one_class(_recs([(3, True, 1), (2, True, 1)]))  # one label: nothing to tell apart
+    assert refused_one_class({10.0: _NEAR_CHANCE, 1.0: _CONSTANT}, 10.0) == {1.0}
+    assert refused_one_class({10.0: _CONSTANT, 1.0: _CONSTANT}, 10.0) == set()  # the fixed rate is no better
+    # a budget of 0.2 balanced points admits the constant value's drop (0.083); balanced, it is refused anyway
+    for balanced, expected in ((False, 1.0), (True, 10.0)):
+        report = [{"bin": 0, "fixed_value": 10.0, "fixed_rate_accuracy_at_0": accuracy_at_zero(_NEAR_CHANCE, balanced)}]
+        values = [10.0]
+        _choose_pooled(report, {0: {10.0: _NEAR_CHANCE, 1.0: _CONSTANT}}, {0: 1.0}, values, 0.2, balanced)
+        assert values == [expected]
 
 
 def test_pooled_choice_is_the_best_combination_within_the_budget_by_enumeration():
