@@ -156,11 +156,11 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}  # of the steps a resumed run skips
     schedule = SCHEDULES[arm].format(p=args.p_lb, k=args.k, p_lb=args.p_lb, plus_training=args.plus_training)
     record = model_dir / "robusttext_training.json"
-    if record.exists() and json.loads(record.read_text())["rate_schedule"] != parse_rate_schedule(schedule).to_dict():
-        print(f"bench_rates: {model_dir} was trained under {json.loads(record.read_text())['rate_schedule']}, not {schedule}; "
-              "use another --output_dir", file=sys.stderr)
+    trained_under = json.loads(record.read_text())["rate_schedule"] if record.exists() else None
+    if trained_under is not None and trained_under != parse_rate_schedule(schedule).to_dict():
+        print(f"bench_rates: {model_dir} was trained under {trained_under}, not {schedule}; use another --output_dir", file=sys.stderr)
         raise SystemExit(2)
-    if not record.exists():
+    if trained_under is None:
         start = time.perf_counter()
         targs = TrainingArguments(**{**training_defaults(str(model_dir)), "num_train_epochs": args.epochs,
                                      "learning_rate": args.learning_rate, "max_steps": args.max_steps, "seed": args.seed, "save_strategy": "no"})
