@@ -195,24 +195,8 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
 
     from .pipelines import load_examples, load_smoothed_classifier, validate_certify_args
 
-    if str(data.split).lower().startswith("test"):
-        raise ValueError(f"--split {data.split}: tune-rates chooses rates on a validation split, never on test data")
-    if not Path(data.model).is_dir():
-        raise ValueError(f"--model {data.model}: tune-rates writes rate_schedule.json into a local model folder")
-    if not 0.0 < tune.threshold <= 1.0 or tune.iterations < 1 or tune.max_per_bin < 1:
-        raise ValueError("--threshold must be in (0, 1], --iterations and --max-per-bin >= 1")
-    if tune.objective not in OBJECTIVES:
-        raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {tune.objective!r}")
-    if tune.max_drop is not None and not (0.0 <= tune.max_drop < 1.0 and tune.p_lb > 0):
-        raise ValueError(f"--max-drop must be in [0, 1) and needs --p-lb > 0 (the guard compares each value with the "
-                         f"bin's fixed rate p_lb), got --max-drop {tune.max_drop} --p-lb {tune.p_lb}")
-    if tune.guard not in GUARDS or tune.guard_metric not in GUARD_METRICS:
-        raise ValueError(f"--guard must be one of {', '.join(GUARDS)} and --guard-metric one of {', '.join(GUARD_METRICS)}, "
-                         f"got {tune.guard!r} and {tune.guard_metric!r}")
+    _check_tune_args(data, tune)
     pooled = tune.guard == "pooled"
-    if pooled and (tune.max_drop is None or tune.objective != "mean-radius"):
-        raise ValueError("--guard pooled needs --max-drop (the validation split's allowed drop) and --objective "
-                         f"mean-radius (a sum over bins), got --max-drop {tune.max_drop} --objective {tune.objective}")
     edges = parse_edges(tune.edges)
     protocol = validate_certify_args(data, smooth, cert)
     clf = load_smoothed_classifier(data, smooth, cert)
@@ -250,6 +234,27 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
               "bins": sorted(report, key=lambda r: r["bin"]), "describe": schedule.describe()}
     (Path(data.model) / "tune_rates.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _check_tune_args(data: ModelDataArguments, tune: TuneArguments) -> None:
+    """A ``ValueError`` naming the option for arguments ``tune_rates`` cannot use."""
+    if str(data.split).lower().startswith("test"):
+        raise ValueError(f"--split {data.split}: tune-rates chooses rates on a validation split, never on test data")
+    if not Path(data.model).is_dir():
+        raise ValueError(f"--model {data.model}: tune-rates writes rate_schedule.json into a local model folder")
+    if not 0.0 < tune.threshold <= 1.0 or tune.iterations < 1 or tune.max_per_bin < 1:
+        raise ValueError("--threshold must be in (0, 1], --iterations and --max-per-bin >= 1")
+    if tune.objective not in OBJECTIVES:
+        raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {tune.objective!r}")
+    if tune.max_drop is not None and not (0.0 <= tune.max_drop < 1.0 and tune.p_lb > 0):
+        raise ValueError(f"--max-drop must be in [0, 1) and needs --p-lb > 0 (the guard compares each value with the "
+                         f"bin's fixed rate p_lb), got --max-drop {tune.max_drop} --p-lb {tune.p_lb}")
+    if tune.guard not in GUARDS or tune.guard_metric not in GUARD_METRICS:
+        raise ValueError(f"--guard must be one of {', '.join(GUARDS)} and --guard-metric one of {', '.join(GUARD_METRICS)}, "
+                         f"got {tune.guard!r} and {tune.guard_metric!r}")
+    if tune.guard == "pooled" and (tune.max_drop is None or tune.objective != "mean-radius"):
+        raise ValueError("--guard pooled needs --max-drop (the validation split's allowed drop) and --objective "
+                         f"mean-radius (a sum over bins), got --max-drop {tune.max_drop} --objective {tune.objective}")
 
 
 def _choose_pooled(report: list[dict], runs: dict[int, dict], weights: dict[int, float], values: list[float],
