@@ -185,7 +185,8 @@ class TuneArguments:
 
 
 #: ``--freeze-encoder`` of ``robusttext train`` and ``robusttext dg`` (robusttext.linear_probe).
-FREEZE_ENCODER_HELP = "Train only the classification head, on standardized features of the frozen pretrained encoder (a linear probe)."
+FREEZE_ENCODER_HELP = ("Train only the classification head, on standardized features of the frozen pretrained encoder, "
+                       "kept in eval mode (a linear probe).")
 
 
 @dataclass

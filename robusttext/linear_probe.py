@@ -8,10 +8,10 @@ then :func:`standardize_head`:
 * the head's input features are standardized: the head ``z = W h + b`` is trained as
   ``z = W' (h - mu) / sigma + b'`` with ``mu``, ``sigma`` the per-feature mean and standard deviation of
   ``h`` over the clean training texts (encoder in eval mode; at most ``MAX_STATS_TEXTS``, evenly spaced),
-  a :class:`StandardizedHead`. This is the same function class (an affine reparameterization), but every feature enters at unit scale, so the
-  optimizer's steps, weight decay and the Fishr penalty (computed on the standardized features the head
-  sees) do not favour features for their raw scale: the ``StandardScaler`` + ``LogisticRegression`` of a
-  classical linear probe. Features that are constant on the training texts (``sigma < 1e-6``) are centred,
+  a :class:`StandardizedHead`. This is the same function class (an affine reparameterization), but every
+  feature enters at unit scale, so the optimizer's steps, weight decay and the Fishr penalty (computed on the
+  standardized features the head sees) do not favour features for their raw scale: the ``StandardScaler`` +
+  ``LogisticRegression`` of a classical linear probe. Features that are constant on the training texts (``sigma < 1e-6``) are centred,
   not scaled.
 * Before saving, :func:`unstandardize_head` folds the scaling back into a plain ``nn.Linear``
   (``W = W' / sigma``, ``b = b' - W mu``), so the saved folder is an ordinary ``transformers`` model with the

@@ -90,6 +90,18 @@ def _no_certificate(schedule: RateSchedule) -> ValueError:
     )
 
 
+def _check_low_high(schedule: Any, in_range: Callable[[float], bool], what: str) -> None:
+    """Validate and store as floats the ``low`` < ``high`` fields of a training recipe (``what``: their range, in
+    words, for the error)."""
+    for name in ("low", "high"):
+        v = getattr(schedule, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not in_range(float(v)):
+            raise ValueError(f"{name} must be {what}, got {v!r}; {schedule._hint}")
+        object.__setattr__(schedule, name, float(v))
+    if not schedule.low < schedule.high:
+        raise ValueError(f"low must be < high, got low={schedule.low!r}, high={schedule.high!r}; {schedule._hint}")
+
+
 def _check_open_unit(name: str, value: float, hint: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < float(value) < 1.0):
         raise ValueError(f"{name} must be in (0, 1), got {value!r}; {hint}")
@@ -264,13 +276,7 @@ class UniformRate(RateSchedule):
     _hint: ClassVar[str] = "e.g. uniform:0.7,0.99 (AdaptDel+)"
 
     def __post_init__(self) -> None:
-        for name in ("low", "high"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= float(v) < 1.0):
-                raise ValueError(f"{name} must be in [0, 1), got {v!r}; {self._hint}")
-            object.__setattr__(self, name, float(v))
-        if not self.low < self.high:
-            raise ValueError(f"low must be < high, got low={self.low!r}, high={self.high!r}; {self._hint}")
+        _check_low_high(self, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
     def __call__(self, length: int) -> float:
         raise _no_certificate(self)
@@ -305,13 +311,7 @@ class UniformKeep(RateSchedule):
     _hint: ClassVar[str] = "e.g. uniform_keep:low=5,high=25,p_lb=0.9"
 
     def __post_init__(self) -> None:
-        for name in ("low", "high"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 < float(v) < math.inf):
-                raise ValueError(f"{name} must be a number > 0 (units kept on average), got {v!r}; {self._hint}")
-            object.__setattr__(self, name, float(v))
-        if not self.low < self.high:
-            raise ValueError(f"low must be < high, got low={self.low!r}, high={self.high!r}; {self._hint}")
+        _check_low_high(self, lambda v: 0.0 < v < math.inf, "a number > 0 (units kept on average)")
         object.__setattr__(self, "p_lb", _check_open_unit("p_lb", self.p_lb, self._hint))
 
     def __call__(self, length: int) -> float:

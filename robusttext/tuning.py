@@ -109,12 +109,17 @@ def one_class(records: list[dict]) -> bool:
     return len(predicted) == 1 and len({rec["label"] for rec in records}) > 1
 
 
+def refuses_one_class(records: list[dict], fixed_records: list[dict]) -> bool:
+    """The balanced guard's outright refusal of one value in a bin: its ``records`` are :func:`one_class` and
+    the fixed rate's (``fixed_records``) are not."""
+    return one_class(records) and not one_class(fixed_records)
+
+
 def refused_one_class(runs: dict[float, list[dict]], fixed_value: float | None) -> set[float]:
-    """The balanced guard's outright refusals in one bin: the values (keys of ``runs``, value -> records) under
-    which the bin's predictions are :func:`one_class`, unless the fixed rate's (``fixed_value``) are too."""
-    if fixed_value is None or one_class(runs[fixed_value]):
+    """The values (keys of ``runs``, value -> records) of one bin that :func:`refuses_one_class` refuses."""
+    if fixed_value is None:
         return set()
-    return {v for v, recs in runs.items() if one_class(recs)}
+    return {v for v, recs in runs.items() if refuses_one_class(recs, runs[fixed_value])}
 
 
 def mean_radius(records: list[dict]) -> float:
@@ -297,7 +302,7 @@ def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b:
     floor = None if max_drop is None else accuracy_at_zero(records_at(fixed_end[0]), balanced) - max_drop
 
     def objective(v: float) -> float:
-        if balanced and v in refused_one_class({**runs, v: records_at(v)}, fixed_end[0] if fixed_end else None):
+        if balanced and fixed_end and refuses_one_class(records_at(v), records_at(fixed_end[0])):
             logger.info("bin %d value %.3f: one class for every input, refused", b, v)
             return -4.0  # below every admissible value and every shortfall (bin_score's -2 - shortfall >= -3)
         score = bin_score(records_at(v), tune.objective, tune.threshold, floor, balanced)
