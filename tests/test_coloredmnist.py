@@ -95,13 +95,13 @@ def test_paper_penalty_matches_per_sample_autograd():
     assert want > 1e-6 and got.item() == pytest.approx(want, rel=1e-5)
 
 
-def _write_idx(folder, n: int = 300, seed: int = 0) -> None:
+def _write_idx(folder, n: int = 300, seed: int = 0, prefix: str = "t10k", digits: np.ndarray | None = None) -> None:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 10, n, dtype=np.uint8)
-    with gzip.open(folder / "t10k-images-idx3-ubyte.gz", "wb") as fh:
+    labels = rng.integers(0, 10, n, dtype=np.uint8) if digits is None else digits.astype(np.uint8)
+    with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as fh:
         fh.write(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
-    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz", "wb") as fh:
+    with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as fh:
         fh.write(struct.pack(">II", 2049, n) + labels.tobytes())
 
 
@@ -128,6 +128,30 @@ def test_seeds_give_identical_tables_and_reruns_resume(tmp_path):
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["table"]["erm"]["test_accuracy"][0] == pytest.approx(
         np.mean([r["test_accuracy"] for r in one["runs"] if r["algorithm"] == "erm"])
     )
+
+
+def test_mnist_split_chooses_the_idx_files(tmp_path):
+    # the test files hold only digits 0-4 (label 1 before noise), the train files only 5-9 (label 0): with no
+    # label noise every environment's labels say which files it was cut from
+    (tmp_path / "mnist").mkdir()
+    _write_idx(tmp_path / "mnist", n=300, prefix="t10k", digits=np.zeros(300))
+    _write_idx(tmp_path / "mnist", n=400, prefix="train", digits=np.full(400, 9))
+    for split in ("test", "train"):
+        res = run_coloredmnist(_tiny(tmp_path, split, seeds=1, algorithm="erm", mnist_split=split, env_sizes="120,120,60"))
+        assert res["parameters"]["mnist_split"] == split
+        assert f"MNIST {split} split" in (tmp_path / split / "report.md").read_text()
+    from vision.data import load_images
+
+    for split, n, label in (("test", 300, 1), ("train", 400, 0)):
+        mnist = load_images("mnist", split, root=str(tmp_path / "mnist"))
+        envs = make_environments(mnist.images[:, 0], mnist.labels, _tiny(tmp_path, "x", label_noise=0.0), 0)
+        assert len(mnist.labels) == n and all(bool((e.labels == label).all()) for e in envs)
+    with pytest.raises(ValueError, match="--mnist-split"):
+        check_args(ColoredMNISTArguments(mnist_split="validation"))
+    # 350 > 300 test digits, but the train split has 400
+    with pytest.raises(ValueError, match="add up to more"):
+        run_coloredmnist(_tiny(tmp_path, "big", env_sizes="150,150,50"))
+    run_coloredmnist(_tiny(tmp_path, "big_train", seeds=1, algorithm="erm", env_sizes="150,150,50", mnist_split="train"))
 
 
 def test_fishr_differs_from_erm_only_through_the_penalty(tmp_path):

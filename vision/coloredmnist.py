@@ -1,9 +1,10 @@
 """Colored MNIST (Arjovsky, Bottou, Gulrajani, Lopez-Paz 2019, Sec. 5.2) with ERM, Fishr and the grayscale
 oracle, in the IRM protocol, the setting of Fishr's Table 2 (Rame, Dancette, Cord, ICML 2022).
 
-Environments, built from the MNIST **test** split (the only split offline, 10,000 digits): for each
-seed, the 10,000 images are shuffled with that seed and cut into 4,000 / 4,000 / 2,000 (the IRM
-repository's 25,000 / 25,000 / 10,000 of the train split, scaled to what is here). Then, per image
+Environments, built by default from the MNIST **test** split (the only split offline, 10,000 digits): for
+each seed, the images are shuffled with that seed and cut into 4,000 / 4,000 / 2,000 (the IRM repository's
+25,000 / 25,000 / 10,000 of the train split, scaled to what is here; ``--mnist-split train --env-sizes
+25000,25000,10000`` is IRM's own cut where the train split is at hand). Then, per image
 (IRM recipe): 2x subsampling to 14x14; binary label ``digit < 5``, flipped with probability 0.25;
 colour ``c = label XOR Bernoulli(e)`` with ``e = 0.2, 0.1`` in the two training environments and
 ``e = 0.9`` in the test one (colour agrees with the label 80% / 90% / 10% of the time); the image goes
@@ -74,6 +75,11 @@ class ColoredMNISTArguments:
     penalty_weight: float = field(default=91257.18613115903, metadata={"help": "Penalty weight in the paper's units (summed coordinates)."})
     steps: int = field(default=501, metadata={"help": "Full-batch Adam steps."})
     data_root: Optional[str] = field(default=None, metadata={"help": "Folder of the MNIST IDX files (default: shared data)."})
+    mnist_split: str = field(
+        default="test",
+        metadata={"help": "MNIST split the environments are cut from: test (10,000 digits, the one offline here) or train "
+                          "(60,000: IRM's protocol is --mnist-split train --env-sizes 25000,25000,10000)."},
+    )
     output_dir: str = field(default="runs/vision/coloredmnist", metadata={"help": "Where runs.jsonl, summary.json, report.md go."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier runs in output_dir first."})
 
@@ -93,6 +99,8 @@ def check_args(args: ColoredMNISTArguments) -> list[str]:
     algos = [a.strip().lower() for a in str(args.algorithm).split(",") if a.strip()]
     if not algos or any(a not in ALGORITHMS for a in algos):
         raise ValueError(f"--algorithm must be a comma-separated subset of {','.join(ALGORITHMS)}, got {args.algorithm!r}")
+    if args.mnist_split not in ("train", "test"):
+        raise ValueError(f"--mnist-split must be train or test, got {args.mnist_split!r}")
     sizes = _floats(args.env_sizes, "env-sizes", 3)
     if any(s < 2 or s != int(s) for s in sizes):
         raise ValueError(f"--env-sizes must be integers >= 2, got {args.env_sizes!r}")
@@ -247,7 +255,7 @@ def table_markdown(summary: dict, args: ColoredMNISTArguments, n_seeds: int, tra
     names = {"erm": "ERM", "fishr": "Fishr", "gray": "ERM, grayscale (oracle)"}
     rows = [[names[a]] + [f"{100 * s[c][0]:.1f} ± {100 * s[c][1]:.1f}" for c in COLUMNS] + [f"{1000 * s['seconds_per_step'][0]:.1f}"]
             for a, s in summary.items()]
-    head = (f"## Colored MNIST (IRM protocol), {n_seeds} seeds\n\nEnvironments from the MNIST test split, "
+    head = (f"## Colored MNIST (IRM protocol), {n_seeds} seeds\n\nEnvironments from the MNIST {args.mnist_split} split, "
             f"sizes {args.env_sizes}, colour flip {args.color_flip}, label noise {args.label_noise}; MLP width "
             f"{args.hidden_dim}, l2 {l2_weight(args):.6g}, {args.steps} full-batch steps. Accuracy (%), mean ± "
             f"standard error over seeds.\n\n")
@@ -270,7 +278,7 @@ def run_coloredmnist(args: ColoredMNISTArguments) -> dict[str, Any]:
     start = time.perf_counter()
     algos = check_args(args)
     seeds = [args.seed + i for i in range(args.seeds)]
-    mnist = load_images("mnist", "test", root=args.data_root)
+    mnist = load_images("mnist", args.mnist_split, root=args.data_root)
     params = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "overwrite_output_dir", "algorithm", "seeds")}
     store = ResultsStore(args.output_dir, params, name="runs")
     if args.overwrite_output_dir:
