@@ -13,7 +13,8 @@ model-selection rules (:mod:`robusttext.dg_tables`). Options:
   domain (:func:`certify_heldout`), certified accuracy per edit-distance radius side by side.
 
 ERM and Fishr are trained identically (same domain-balanced batches, budget and evaluation schedule)
-except for the penalty: ERM is the Fishr trainer with ``fishr_lambda = 0``.
+except for the penalty: ERM is the Fishr trainer with ``fishr_lambda = 0`` and no warm-up (Fishr's switch
+after ``fishr_anneal_steps`` re-initialises the optimizer, which plain ERM never does).
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def trial_hparams(algorithm: str, hparams_seed: int, args: Any) -> dict:
         h = {k: getattr(args, k) for k in _TRIAL_FIELDS}
     else:
         h = {**{k: getattr(args, k) for k in _TRIAL_FIELDS}, **random_hparams(algo, hparams_seed)}
-    if algo == "erm":
+    if algo == "erm":  # no penalty, and no warm-up: its switch would re-initialise ERM's Adam state
         h["fishr_lambda"] = 0.0
+        h["fishr_anneal_steps"] = 0
     return h
 
 
