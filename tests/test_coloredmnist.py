@@ -131,7 +131,7 @@ def test_seeds_give_identical_tables_and_reruns_resume(tmp_path):
 
 
 def test_mnist_split_chooses_the_idx_files(tmp_path):
-    # the test files hold only digits 0-4 (label 1 before noise), the train files only 5-9 (label 0): with no
+    # the test files hold only the digit 0 (label 1 before noise), the train files only 9 (label 0): with no
     # label noise every environment's labels say which files it was cut from
     (tmp_path / "mnist").mkdir()
     _write_idx(tmp_path / "mnist", n=300, prefix="t10k", digits=np.zeros(300))
