@@ -75,13 +75,18 @@ def _load(data: Any, dg: Any, args: Any) -> tuple[dict[str, Any], list[str], lis
 def _params(data: Any, smooth: Any, dg: Any, args: Any, heldout: list, algorithms: list, seeds: list) -> dict:
     keys = ("val_fraction", "max_per_domain", "max_test_examples", "hparam_trials", "freeze_encoder", "spurious", "spurious_agreements",
             "spurious_label_noise", "spurious_seed", "certify", "certify_n", "certify_alpha", "certify_max_examples")
-    return {
+    params = {
         "model": data.model, "dataset": data.dataset, "split": data.split, "max_length": data.max_length,
         "max_examples": data.max_examples, "p_del": smooth.p_del, "unit": smooth.unit, "algorithms": algorithms,
         "heldout": heldout, "seeds": seeds, **{k: getattr(dg, k) for k in keys}, "eval_steps": args.eval_steps,
         **{k: getattr(args, k) for k in _TRIAL_FIELDS}, "num_train_epochs": args.num_train_epochs,
         "max_steps": args.max_steps, "per_device_train_batch_size": args.per_device_train_batch_size,
     }
+    if args.fishr_anneal_steps > 0 and any(a != "fishr" for a in algorithms):
+        # ERM runs without Fishr's warm-up (trial_hparams); a folder without this key holds ERM runs that took
+        # its switch (Adam re-initialised), so resuming it is refused
+        params["erm_anneal_steps"] = 0
+    return params
 
 
 def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:

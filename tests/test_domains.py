@@ -268,6 +268,12 @@ def test_erm_in_the_sweep_ignores_fishr_warmup(tiny_model_dir, tmp_path):
         runs[anneal] = {r["algorithm"]: [t["loss"] for t in r["loss_trace"]] for r in res}
     assert len(runs["0"]["erm"]) == 4 and runs["2"]["erm"] == runs["0"]["erm"]
     assert runs["2"]["fishr"][3] != runs["0"]["fishr"][3]  # the warm-up does change Fishr
+    # a folder whose ERM runs took the warm-up (written without the key) is not resumed
+    config = tmp_path / "2" / "run_config.json"
+    old = {k: v for k, v in json.loads(config.read_text()).items() if k != "erm_anneal_steps"}
+    config.write_text(json.dumps(old))
+    assert main([*base, "--fishr-anneal-steps", "2", "--output-dir", str(tmp_path / "2")]) == 2
+    assert main([*base, "--fishr-anneal-steps", "0", "--output-dir", str(tmp_path / "0")]) == 0  # resumes
 
 
 def test_sweep_bad_input(tiny_model_dir, tmp_path, capsys):
