@@ -66,6 +66,32 @@ def test_environments_depend_only_on_the_seed():
     assert not torch.equal(a[0].labels, c[0].labels)
 
 
+def test_four_views_are_the_four_subsampling_offsets_with_one_label_and_colour():
+    # pixel (r, c) of digit i holds i * 784 + 28 r + c, so every view pixel names where it came from
+    n = 50
+    digits = (torch.arange(n * 784, dtype=torch.float64).reshape(n, 28, 28))
+    targets = torch.arange(n) % 10
+    one = make_environments(digits, targets, ColoredMNISTArguments(env_sizes="20,20,10"), seed=4)
+    four = make_environments(digits, targets, ColoredMNISTArguments(env_sizes="20,20,10", subsample_views=4), seed=4)
+    order = np.random.default_rng(4).permutation(n)
+    rows, cols = np.arange(14)[:, None], np.arange(14)[None, :]
+    for k in (0, 1):
+        env, base = four[k], one[k]
+        assert len(env.labels) == 4 * 20
+        for v, (dr, dc) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            for j in range(20):
+                pixels = env.images[v * 20 + j].sum(0).numpy()
+                want = order[k * 20 + j] * 784 + 28 * (2 * rows + dr) + (2 * cols + dc)
+                assert np.array_equal(pixels, want)
+            assert torch.equal(env.labels[v * 20 : (v + 1) * 20], base.labels)  # the digit's one noisy label
+            assert torch.equal(env.colors[v * 20 : (v + 1) * 20], base.colors)  # and its one colour
+        assert torch.equal(env.images[:20], base.images)  # view 0 is IRM's subsampling
+    for k in (2, 3):  # test environments: one view, unchanged
+        assert torch.equal(four[k].images, one[k].images) and torch.equal(four[k].labels, one[k].labels)
+    with pytest.raises(ValueError, match="--subsample-views"):
+        check_args(ColoredMNISTArguments(subsample_views=2))
+
+
 def _naive_paper_penalty(features, logit_layer, labels, domains):
     """Fishr's Colored MNIST penalty from per-sample autograd gradients of the BCE w.r.t. the head:
     per environment, the centred variance of each coordinate; sum over coordinates and environments of

@@ -74,6 +74,11 @@ class ColoredMNISTArguments:
     penalty_anneal_iters: int = field(default=190, metadata={"help": "Steps with penalty weight 1 before the full weight."})
     penalty_weight: float = field(default=91257.18613115903, metadata={"help": "Penalty weight in the paper's units (summed coordinates)."})
     steps: int = field(default=501, metadata={"help": "Full-batch Adam steps."})
+    subsample_views: int = field(
+        default=1,
+        metadata={"help": "Views of each training image: 1 (IRM: the 28x28 digit subsampled at row/column offset 0,0) "
+                          "or 4 (offsets 0,0 0,1 1,0 1,1, same label and colour); test environments keep 1."},
+    )
     data_root: Optional[str] = field(default=None, metadata={"help": "Folder of the MNIST IDX files (default: shared data)."})
     mnist_split: str = field(
         default="test",
@@ -108,6 +113,8 @@ def check_args(args: ColoredMNISTArguments) -> list[str]:
         raise ValueError(f"--color-flip must be probabilities in [0, 1], got {args.color_flip!r}")
     if not (0.0 <= args.label_noise < 0.5):
         raise ValueError(f"--label-noise must be in [0, 0.5), got {args.label_noise}")
+    if args.subsample_views not in (1, 4):
+        raise ValueError(f"--subsample-views must be 1 or 4, got {args.subsample_views}")
     for name in ("seeds", "hidden_dim", "steps"):
         if int(getattr(args, name)) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -135,17 +142,25 @@ class Environment:
     colors: torch.Tensor
 
 
+#: Row/column offsets of the 2x subsampling, view by view (IRM's is the first).
+VIEW_OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
 def make_environment(digits: torch.Tensor, targets: torch.Tensor, e: float, label_noise: float,
-                     rng: np.random.Generator, grayscale: bool = False) -> Environment:
+                     rng: np.random.Generator, grayscale: bool = False, views: int = 1) -> Environment:
     """One environment from 28x28 ``digits`` in [0, 1] and their digit ``targets`` (IRM recipe, see
-    the module docstring); ``grayscale``: the digit in both channels, colours drawn all the same."""
+    the module docstring); ``grayscale``: the digit in both channels, colours drawn all the same.
+    ``views`` > 1: each digit enters ``views`` times, subsampled at the first ``views`` of
+    :data:`VIEW_OFFSETS`, with the digit's one noisy label and one colour (view-major order)."""
     n = len(targets)
-    small = digits.reshape(n, 28, 28)[:, ::2, ::2]
     labels = (targets < 5).long() ^ torch.from_numpy(rng.random(n) < label_noise).long()
     colors = labels ^ torch.from_numpy(rng.random(n) < e).long()
+    square = digits.reshape(n, 28, 28)
+    small = torch.cat([square[:, r::2, c::2] for r, c in VIEW_OFFSETS[:views]])
+    labels, colors = labels.repeat(views), colors.repeat(views)
     images = torch.stack([small, small], dim=1).float()
     if not grayscale:
-        images[torch.arange(n), 1 - colors] = 0.0
+        images[torch.arange(len(labels)), 1 - colors] = 0.0
     return Environment(images, labels.float(), colors)
 
 
@@ -162,7 +177,8 @@ def make_environments(digits: torch.Tensor, targets: torch.Tensor, args: Colored
     envs = []
     for k in range(3):
         idx = order[bounds[k] : bounds[k + 1]]
-        envs.append(make_environment(digits[idx], targets[idx], flips[k], args.label_noise, rng))
+        views = args.subsample_views if k < 2 else 1
+        envs.append(make_environment(digits[idx], targets[idx], flips[k], args.label_noise, rng, views=views))
     test = envs[2]
     gray = test.images.sum(dim=1, keepdim=True).expand(-1, 2, -1, -1).clone()
     envs.append(Environment(gray, test.labels, test.colors))
@@ -255,9 +271,10 @@ def table_markdown(summary: dict, args: ColoredMNISTArguments, n_seeds: int, tra
     names = {"erm": "ERM", "fishr": "Fishr", "gray": "ERM, grayscale (oracle)"}
     rows = [[names[a]] + [f"{100 * s[c][0]:.1f} ± {100 * s[c][1]:.1f}" for c in COLUMNS] + [f"{1000 * s['seconds_per_step'][0]:.1f}"]
             for a, s in summary.items()]
+    views = f", {args.subsample_views} subsampling views per training image" if args.subsample_views > 1 else ""
     head = (f"## Colored MNIST (IRM protocol), {n_seeds} seeds\n\nEnvironments from the MNIST {args.mnist_split} split, "
             f"sizes {args.env_sizes}, colour flip {args.color_flip}, label noise {args.label_noise}; MLP width "
-            f"{args.hidden_dim}, l2 {l2_weight(args):.6g}, {args.steps} full-batch steps. Accuracy (%), mean ± "
+            f"{args.hidden_dim}, l2 {l2_weight(args):.6g}, {args.steps} full-batch steps{views}. Accuracy (%), mean ± "
             f"standard error over seeds.\n\n")
     table = markdown_table(["Algorithm", "Train acc.", "Test acc.", "Gray test acc.", "ms / step"], rows)
     ratio = "\n"
@@ -280,6 +297,8 @@ def run_coloredmnist(args: ColoredMNISTArguments) -> dict[str, Any]:
     seeds = [args.seed + i for i in range(args.seeds)]
     mnist = load_images("mnist", args.mnist_split, root=args.data_root)
     params = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "overwrite_output_dir", "algorithm", "seeds")}
+    if args.subsample_views == 1:  # IRM's one view: folders written before the option resume
+        del params["subsample_views"]
     store = ResultsStore(args.output_dir, params, name="runs")
     if args.overwrite_output_dir:
         store.clear()
