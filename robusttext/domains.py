@@ -13,8 +13,9 @@ model-selection rules (:mod:`robusttext.dg_tables`). Options:
   domain (:func:`certify_heldout`), certified accuracy per edit-distance radius side by side.
 
 ERM and Fishr are trained identically (same domain-balanced batches, budget and evaluation schedule)
-except for the penalty: ERM is the Fishr trainer with ``fishr_lambda = 0`` and no warm-up (Fishr's switch
-after ``fishr_anneal_steps`` re-initialises the optimizer, which plain ERM never does).
+except for the penalty: ERM is the Fishr trainer with ``fishr_lambda = 0`` and no warm-up (its recorded
+hyper-parameters say 0; Fishr's switch after ``fishr_anneal_steps`` re-initialises the optimizer, which plain
+ERM never does, and the trainer takes no switch at ``fishr_lambda = 0``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def trial_hparams(algorithm: str, hparams_seed: int, args: Any) -> dict:
         h = {k: getattr(args, k) for k in _TRIAL_FIELDS}
     else:
         h = {**{k: getattr(args, k) for k in _TRIAL_FIELDS}, **random_hparams(algo, hparams_seed)}
-    if algo == "erm":  # no penalty, and no warm-up: its switch would re-initialise ERM's Adam state
+    if algo == "erm":  # no penalty and no warm-up (ERM has none; its Adam state is never re-initialised)
         h["fishr_lambda"] = 0.0
         h["fishr_anneal_steps"] = 0
     return h

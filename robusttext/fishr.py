@@ -332,11 +332,13 @@ class FishrTrainer(Trainer):
     # ---------------------------------------------------------------- loss
     def penalty_weight(self) -> float:
         """``fishr_lambda`` once ``fishr_anneal_steps`` optimizer steps are done, else 0; resets the
-        optimizer state on the first batch after the switch (paper code: Adam re-initialised)."""
+        optimizer state on the first batch after the switch (paper code: Adam re-initialised). With
+        ``fishr_lambda = 0`` there is no switch: no reset, the run is plain ERM whatever the warm-up."""
         step = self.state.global_step
         if step < self.fishr_anneal_steps:
             return 0.0
-        if step == self.fishr_anneal_steps and self.fishr_anneal_steps > 0 and self._reset_done_at != step:
+        switch = step == self.fishr_anneal_steps and self.fishr_anneal_steps > 0 and self.fishr_lambda > 0
+        if switch and self._reset_done_at != step:
             self._reset_done_at = step
             reset_optimizer_state(self.optimizer)
         return self.fishr_lambda

@@ -71,6 +71,17 @@ def test_warmup_is_erm_then_penalty_with_optimizer_reset(tiny_model_dir, tmp_pat
     assert all(h["fishr_penalty"] >= 0 for h in logged)
 
 
+def test_lambda_zero_with_a_warmup_is_plain_erm(tiny_model_dir, tmp_path):
+    # no penalty to switch on, so no Adam reset at the end of the warm-up: the same model as ERM
+    erm = make_trainer(tiny_model_dir, tmp_path / "erm", fishr_lambda=0.0)
+    erm.train()
+    warm = make_trainer(tiny_model_dir, tmp_path / "warm", fishr_lambda=0.0, fishr_anneal_steps=2)
+    warm.train()
+    for a, b in zip(params(erm), params(warm)):
+        assert torch.equal(a, b)
+    assert {int(s["step"]) for s in warm.optimizer.state.values()} == {4}
+
+
 def test_every_batch_is_domain_balanced(tiny_model_dir, tmp_path):
     trainer = make_trainer(tiny_model_dir, tmp_path, p_del=0.0)
     loader = trainer.get_train_dataloader()
