@@ -27,8 +27,7 @@ averages, so they need no rescaling. The width H defaults to 128 instead of IRM'
 only (4x cheaper per step on a CPU; ``--hidden-dim 390`` for the original; the two widths are compared
 in ``docs/benchmarks.md``). ``--subsample-views 4`` (not IRM's) puts each training digit in 4 times, subsampled
 at the four row/column offsets of the 2x grid, with its one noisy label and colour (N above counts digits,
-not views); the test environments
-keep IRM's offset.
+not views); the test environments keep IRM's offset.
 
 The Fishr penalty is the core's :class:`robusttext.fishr.FishrPenalty` (EMA off: full batch) on the
 two-logit view ``[0, z]`` of the single logit, whose softmax cross-entropy is the binary one. Its
