@@ -149,6 +149,8 @@ def test_seeds_give_identical_tables_and_reruns_resume(tmp_path):
     again = run_coloredmnist(_tiny(tmp_path, "a"))  # resumes: nothing retrained, same records
     assert (tmp_path / "a" / "runs.jsonl").read_text().splitlines() == lines
     assert again["runs"] == one["runs"]
+    with pytest.raises(ValueError, match="subsample_views"):  # other training images: never mixed in
+        run_coloredmnist(_tiny(tmp_path, "a", subsample_views=4))
     md = (tmp_path / "a" / "report.md").read_text()
     assert "| Fishr |" in md and "Gray test acc." in md and "Fishr / ERM step time" in md and "wall time" in md
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["table"]["erm"]["test_accuracy"][0] == pytest.approx(
