@@ -203,6 +203,14 @@ class TrainArguments:
         default=None,
         metadata={"help": "Domains held out of training (and evaluated unless --eval-split is given); needs --domain-column."},
     )
+    noise_copies: int = field(default=1, metadata={
+        "help": "Noisy copies of each training example per batch (consistency training, robusttext.consistency; "
+                "--per-device-train-batch-size counts examples). Jeong & Shin use 2."})
+    consistency_weight: float = field(default=0.0, metadata={
+        "help": "Weight lambda of the KL term pulling each copy's prediction to the copies' mean (needs "
+                "--noise-copies >= 2; Jeong & Shin: 5-20)."})
+    entropy_weight: float = field(default=0.0, metadata={
+        "help": "Weight eta of the entropy of the copies' mean prediction (Jeong & Shin: 0.5)."})
 
 
 @dataclass

@@ -276,7 +276,9 @@ class DeletionCollator:
     padded batch with ``input_ids``, ``attention_mask`` and ``labels``. ``p_del`` is a probability (0:
     clean batches through the same encoding) or a rate schedule of :mod:`robusttext.rates`: each example
     then gets ``schedule.sample(length, rng)`` (its length's rate, or AdaptDel+'s uniform draw). The noise
-    stream is seeded by ``seed`` and advances with every batch.
+    stream is seeded by ``seed`` and advances with every batch. With ``copies = m > 1`` every example becomes
+    ``m`` consecutive rows, each with its own noise (and its own rate draw) and the example's label, for
+    consistency training (:mod:`robusttext.consistency`); ``copies = 1`` draws exactly what it always did.
     """
 
     def __init__(
@@ -288,8 +290,13 @@ class DeletionCollator:
         text_column: str = "text",
         label_column: str = "label",
         seed: int = 0,
+        copies: int = 1,
     ) -> None:
         from .rates import as_schedule
+
+        if int(copies) != copies or copies < 1:
+            raise ValueError(f"DeletionCollator: copies must be a whole number >= 1, got {copies}")
+        self.copies = int(copies)
 
         self.rate = None if isinstance(p_del, (int, float)) and float(p_del) == 0.0 else as_schedule(p_del)
         self.mechanism = DeletionMechanism(tokenizer, 0.0, unit, max_length)  # prepares and encodes
@@ -307,14 +314,16 @@ class DeletionCollator:
                     "pass text_column=... and TrainingArguments(remove_unused_columns=False)"
                 )
             x = self.mechanism.prepare(f[self.text_column])
-            if self.rate is not None:
-                p = self.rate.sample(len(x), self.rng)
-                ids.append(self.mechanism.encode_kept(x, keep_masks(self.rng, 1, len(x), p))[0])
-            else:
-                ids.append(self.mechanism.encode_clean(x))
+            for _ in range(self.copies):
+                if self.rate is not None:
+                    p = self.rate.sample(len(x), self.rng)
+                    ids.append(self.mechanism.encode_kept(x, keep_masks(self.rng, 1, len(x), p))[0])
+                else:
+                    ids.append(self.mechanism.encode_clean(x))
         batch = self.tokenizer.pad({"input_ids": [list(i) for i in ids]}, return_tensors="pt")
         if self.label_column in features[0]:
             import torch
 
-            batch["labels"] = torch.tensor([int(f[self.label_column]) for f in features], dtype=torch.long)
+            labels = [int(f[self.label_column]) for f in features for _ in range(self.copies)]
+            batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return dict(batch)

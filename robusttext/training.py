@@ -65,15 +65,24 @@ def build_trainer(
     domains: list[str] | None = None,
     ignore_mismatched_sizes: bool = False,
     train_head_only: bool = False,
+    noise_copies: int = 1,
+    consistency_weight: float = 0.0,
+    entropy_weight: float = 0.0,
 ) -> Any:
     """The Trainer of ``algorithm`` for ``model_name`` with a :class:`DeletionCollator` in the data path
     (``smooth.p_del = 0``: clean batches). ``domains`` (Fishr) fixes the training domains' id order;
     ``train_head_only`` freezes the encoder and standardizes the head's inputs on the training texts
-    (:mod:`robusttext.linear_probe`)."""
+    (:mod:`robusttext.linear_probe`). ``noise_copies > 1`` or a consistency or entropy weight above 0 train
+    ERM with :class:`~robusttext.consistency.ConsistencyTrainer` (refused with another algorithm or without
+    noise)."""
     from transformers import Trainer, set_seed
 
+    from .consistency import check_consistency_args
     from .models import load_classifier
 
+    rate = smooth.training_rate()
+    check_consistency_args(noise_copies, consistency_weight, entropy_weight, algorithm, noisy=not (isinstance(rate, float) and rate == 0.0))
+    consistency = noise_copies > 1 or consistency_weight > 0 or entropy_weight > 0
     # Seed before loading: a checkpoint without a classification head (e.g. the embedded MiniLM encoder) gets
     # a randomly initialised one, which the Trainer's own seeding, done later, would leave unseeded.
     set_seed(args.seed)
@@ -83,12 +92,16 @@ def build_trainer(
 
         freeze_encoder(model)
         standardize_head(model.to(args.device), tokenizer, train_dataset["text"], max_length)
-    collator = DeletionCollator(tokenizer, smooth.training_rate(), smooth.unit, max_length, seed=args.seed)
+    collator = DeletionCollator(tokenizer, rate, smooth.unit, max_length, seed=args.seed, copies=noise_copies)
     args.remove_unused_columns = False
     cls = trainer_class(algorithm)
     if not issubclass(cls, Trainer):  # pragma: no cover - guards future algorithms
         raise TypeError(f"{cls} is not a transformers.Trainer")
-    extra = {"domains": domains} if algorithm == "fishr" and domains is not None else {}
+    extra: dict = {"domains": domains} if algorithm == "fishr" and domains is not None else {}
+    if consistency:
+        from .consistency import ConsistencyTrainer
+
+        cls, extra = ConsistencyTrainer, {"copies": noise_copies, "consistency_weight": consistency_weight, "entropy_weight": entropy_weight}
     return cls(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=collator,
         processing_class=tokenizer, compute_metrics=compute_metrics, **extra,
@@ -178,6 +191,9 @@ def save_training_info(
         "algorithm": train.algorithm,
         "freeze_encoder": bool(getattr(train, "freeze_encoder", False)),
         "test_domains": list(getattr(train, "test_domains", None) or []),
+        "noise_copies": int(getattr(train, "noise_copies", 1)),
+        "consistency_weight": float(getattr(train, "consistency_weight", 0.0)),
+        "entropy_weight": float(getattr(train, "entropy_weight", 0.0)),
         "label_names": label_names,
         "world_size": args.world_size,  # processes that trained it (torchrun / accelerate launch)
         "metrics": metrics,
@@ -194,14 +210,19 @@ def train_classifier(
     raw text reaches the collator. With ``smooth.p_del == 0`` the model trains without noise.
     ``augment`` (an ``AugmentArguments``) adds TextAttack augmentation before the deletion noise.
     """
+    from .consistency import check_consistency_args
+
     rate = smooth.training_rate()
     check_deletion_args(rate if isinstance(rate, float) else 0.5, smooth.unit, allow_zero=True)
+    check_consistency_args(train.noise_copies, train.consistency_weight, train.entropy_weight, train.algorithm,
+                           noisy=not (isinstance(rate, float) and rate == 0.0))
     train_data, train_ds, eval_ds = load_training_splits(data, train, args)
     trainer = build_trainer(
         data.model, train_ds, train_data.label_names, smooth, args, algorithm=train.algorithm,
         eval_dataset=eval_ds, max_length=data.max_length,
         compute_metrics=accuracy_metric() if eval_ds is not None else None,
         ignore_mismatched_sizes=train.ignore_mismatched_sizes, train_head_only=train.freeze_encoder,
+        noise_copies=train.noise_copies, consistency_weight=train.consistency_weight, entropy_weight=train.entropy_weight,
     )
     if augment is not None and augment.augment:
         from .augment import AugmentingCollator

@@ -74,6 +74,9 @@ class BenchRatesArguments:
     arms: str = field(default="fixed,adaptive,adaptive_plus")
     plus_training: str = field(default="uniform:0.7,0.99", metadata={
         "help": "The adaptive_plus arm's training schedule (a --rate-schedule spec), e.g. uniform_keep:low=5,high=25,p_lb=0.9."})
+    noise_copies: int = field(default=1, metadata={"help": "Every arm's consistency training (robusttext train --noise-copies)."})
+    consistency_weight: float = field(default=0.0, metadata={"help": "robusttext train --consistency-weight."})
+    entropy_weight: float = field(default=0.0, metadata={"help": "robusttext train --entropy-weight."})
     seed: int = field(default=0)
     output_dir: str = field(default="runs/bench_rates")
 
@@ -156,16 +159,24 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}  # of the steps a resumed run skips
     schedule = SCHEDULES[arm].format(p=args.p_lb, k=args.k, p_lb=args.p_lb, plus_training=args.plus_training)
     record = model_dir / "robusttext_training.json"
-    trained_under = json.loads(record.read_text())["rate_schedule"] if record.exists() else None
-    if trained_under is not None and trained_under != parse_rate_schedule(schedule).to_dict():
-        print(f"bench_rates: {model_dir} was trained under {trained_under}, not {schedule}; use another --output_dir", file=sys.stderr)
+    training = TrainArguments(noise_copies=args.noise_copies, consistency_weight=args.consistency_weight,
+                              entropy_weight=args.entropy_weight)
+    wanted = (parse_rate_schedule(schedule).to_dict(), training.noise_copies, training.consistency_weight, training.entropy_weight)
+    trained_under = None
+    if record.exists():  # folders written before consistency training have none of its keys: plain training
+        info = json.loads(record.read_text())
+        trained_under = (info["rate_schedule"], info.get("noise_copies", 1), info.get("consistency_weight", 0.0),
+                         info.get("entropy_weight", 0.0))
+    if trained_under is not None and trained_under != wanted:
+        print(f"bench_rates: {model_dir} was trained under (schedule, noise copies, consistency weight, entropy weight) "
+              f"{trained_under}, not {wanted}; use another --output_dir", file=sys.stderr)
         raise SystemExit(2)
     if trained_under is None:
         start = time.perf_counter()
         targs = TrainingArguments(**{**training_defaults(str(model_dir)), "num_train_epochs": args.epochs,
                                      "learning_rate": args.learning_rate, "max_steps": args.max_steps, "seed": args.seed, "save_strategy": "no"})
         train_classifier(ModelDataArguments(model=args.model, dataset=train_file, split="train", max_length=args.max_length),
-                         SmoothingArguments(rate_schedule=schedule), TrainArguments(), targs)
+                         SmoothingArguments(rate_schedule=schedule), training, targs)
         timings["train_seconds"] = time.perf_counter() - start
     if arm == "adaptive_plus" and not (model_dir / "tune_rates.json").exists():
         start = time.perf_counter()
