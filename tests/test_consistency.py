@@ -111,17 +111,26 @@ def run_cli(*argv: str, cwd) -> subprocess.CompletedProcess:
                           timeout=600, stdin=subprocess.DEVNULL)
 
 
-def test_cli_trains_with_copies_records_them_and_refuses_bad_settings(tiny_model_dir, tmp_path):
+def test_cli_trains_with_copies_records_them_and_refuses_bad_settings(tiny_model_dir, tmp_path, monkeypatch):
+    from transformers import BertForSequenceClassification
+
+    from robusttext.cli import main
+
     data = tmp_path / "train.jsonl"
     rows = toy_rows()
     data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(rows["text"], rows["label"])))
     common = ["train", "--model", tiny_model_dir, "--dataset", str(data), "--max_steps", "2",
               "--per_device_train_batch_size", "4", "--use_cpu", "--report_to", "none", "--p-del", "0.5"]
-    ok = run_cli(*common, "--output_dir", str(tmp_path / "m"), "--noise-copies", "2", "--consistency-weight", "10",
-                 "--entropy-weight", "0.5", cwd=tmp_path)
-    assert ok.returncode == 0, ok.stderr
+    seen, forward = [], BertForSequenceClassification.forward  # the rows each forward pass gets (transformers' class)
+    monkeypatch.setattr(BertForSequenceClassification, "forward",
+                        lambda self, *a, **kw: (seen.append(kw["input_ids"].shape[0]), forward(self, *a, **kw))[1])
+    assert main([*common, "--output_dir", str(tmp_path / "m"), "--noise-copies", "2", "--consistency-weight", "10",
+                 "--entropy-weight", "0.5"]) == 0
+    assert seen == [8, 8]  # 4 articles x 2 copies, 2 steps
     info = json.loads((tmp_path / "m" / "robusttext_training.json").read_text())
     assert (info["noise_copies"], info["consistency_weight"], info["entropy_weight"]) == (2, 10.0, 0.5)
+    assert np.isfinite(info["metrics"]["train_loss"])
+    monkeypatch.undo()
     for extra, field in ((["--noise-copies", "0"], "--noise-copies"), (["--consistency-weight", "5"], "--consistency-weight"),
                          (["--noise-copies", "2", "--entropy-weight", "-1"], "--entropy-weight"),
                          (["--noise-copies", "2", "--algorithm", "fishr"], "--algorithm erm"),
@@ -129,4 +138,3 @@ def test_cli_trains_with_copies_records_them_and_refuses_bad_settings(tiny_model
         bad = run_cli(*common, "--output_dir", str(tmp_path / "bad"), *extra, cwd=tmp_path)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
         assert field in bad.stderr.strip().splitlines()[-1], bad.stderr
-    assert np.isfinite(info["metrics"]["train_loss"])
