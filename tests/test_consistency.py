@@ -3,6 +3,7 @@ the Trainer path on a tiny BERT, and the command line's refusals."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
@@ -122,8 +123,13 @@ def test_cli_trains_with_copies_records_them_and_refuses_bad_settings(tiny_model
     common = ["train", "--model", tiny_model_dir, "--dataset", str(data), "--max_steps", "2",
               "--per_device_train_batch_size", "4", "--use_cpu", "--report_to", "none", "--p-del", "0.5"]
     seen, forward = [], BertForSequenceClassification.forward  # the rows each forward pass gets (transformers' class)
-    monkeypatch.setattr(BertForSequenceClassification, "forward",
-                        lambda self, *a, **kw: (seen.append(kw["input_ids"].shape[0]), forward(self, *a, **kw))[1])
+
+    @functools.wraps(forward)  # keeps forward's signature, which the Trainer inspects
+    def counting(self, *a, **kw):
+        seen.append(kw["input_ids"].shape[0])
+        return forward(self, *a, **kw)
+
+    monkeypatch.setattr(BertForSequenceClassification, "forward", counting)
     assert main([*common, "--output_dir", str(tmp_path / "m"), "--noise-copies", "2", "--consistency-weight", "10",
                  "--entropy-weight", "0.5"]) == 0
     assert seen == [8, 8]  # 4 articles x 2 copies, 2 steps
