@@ -25,11 +25,11 @@ from transformers import Trainer
 
 
 def check_consistency_args(
-    copies: int, consistency_weight: float, entropy_weight: float, algorithm: str = "erm", noisy: bool = True
+    copies: int, consistency_weight: float, entropy_weight: float, algorithm: str = "erm", rate: Any = None
 ) -> None:
     """Refuse (``ValueError``, naming the option) a copy count below 1, a negative weight, a consistency
-    weight with one copy (there is nothing to agree with), copies of clean examples (``noisy`` false: they are
-    identical), and consistency settings with an ``algorithm`` other than ERM."""
+    weight with one copy (there is nothing to agree with), copies of clean examples (training ``rate`` 0: they
+    are identical), and consistency settings with an ``algorithm`` other than ERM."""
     if int(copies) != copies or copies < 1:
         raise ValueError(f"--noise-copies must be a whole number >= 1, got {copies}")
     for name, value in (("--consistency-weight", consistency_weight), ("--entropy-weight", entropy_weight)):
@@ -37,7 +37,7 @@ def check_consistency_args(
             raise ValueError(f"{name} must be >= 0, got {value}")
     if consistency_weight > 0 and copies < 2:
         raise ValueError("--consistency-weight needs --noise-copies >= 2 (the copies of an example it makes agree)")
-    if copies > 1 and not noisy:
+    if copies > 1 and isinstance(rate, (int, float)) and rate == 0:
         raise ValueError("--noise-copies > 1 needs deletion noise (--p-del > 0 or --rate-schedule): clean copies are identical")
     if (copies > 1 or consistency_weight > 0 or entropy_weight > 0) and algorithm != "erm":
         raise ValueError(f"--noise-copies, --consistency-weight and --entropy-weight train with --algorithm erm, not {algorithm}")

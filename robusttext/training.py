@@ -81,7 +81,7 @@ def build_trainer(
     from .models import load_classifier
 
     rate = smooth.training_rate()
-    check_consistency_args(noise_copies, consistency_weight, entropy_weight, algorithm, noisy=not (isinstance(rate, float) and rate == 0.0))
+    check_consistency_args(noise_copies, consistency_weight, entropy_weight, algorithm, rate)
     consistency = noise_copies > 1 or consistency_weight > 0 or entropy_weight > 0
     # Seed before loading: a checkpoint without a classification head (e.g. the embedded MiniLM encoder) gets
     # a randomly initialised one, which the Trainer's own seeding, done later, would leave unseeded.
@@ -214,8 +214,7 @@ def train_classifier(
 
     rate = smooth.training_rate()
     check_deletion_args(rate if isinstance(rate, float) else 0.5, smooth.unit, allow_zero=True)
-    check_consistency_args(train.noise_copies, train.consistency_weight, train.entropy_weight, train.algorithm,
-                           noisy=not (isinstance(rate, float) and rate == 0.0))
+    check_consistency_args(train.noise_copies, train.consistency_weight, train.entropy_weight, train.algorithm, rate)
     train_data, train_ds, eval_ds = load_training_splits(data, train, args)
     trainer = build_trainer(
         data.model, train_ds, train_data.label_names, smooth, args, algorithm=train.algorithm,
