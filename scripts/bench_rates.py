@@ -168,8 +168,13 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
         trained_under = (info["rate_schedule"], info.get("noise_copies", 1), info.get("consistency_weight", 0.0),
                          info.get("entropy_weight", 0.0))
     if trained_under is not None and trained_under != wanted:
-        print(f"bench_rates: {model_dir} was trained under (schedule, noise copies, consistency weight, entropy weight) "
-              f"{trained_under}, not {wanted}; use another --output_dir", file=sys.stderr)
+        def recipe(schedule: object, copies: int, consistency: float, entropy: float) -> str:
+            plain = copies == 1 and consistency == 0 and entropy == 0
+            return f"{schedule}" + ("" if plain else f" with {copies} noise copies, consistency weight {consistency}, "
+                                                     f"entropy weight {entropy}")
+
+        print(f"bench_rates: {model_dir} was trained under {recipe(*trained_under)}, not {recipe(schedule, *wanted[1:])}; "
+              "use another --output_dir", file=sys.stderr)
         raise SystemExit(2)
     if trained_under is None:
         start = time.perf_counter()

@@ -14,18 +14,21 @@ from _multiprocess import launch_two
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-def test_two_processes_train_one_model_together(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--noise-copies", "2", "--consistency-weight", "10", "--entropy-weight", "0.5"]],
+                         ids=["plain", "consistency"])
+def test_two_processes_train_one_model_together(tiny_model_dir, tmp_path, extra):
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"text": f"text number {i}", "label": i % 2}) + "\n" for i in range(32)))
     out = tmp_path / "model"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [*launch_two(), "-m", "robusttext.cli", "train", "--model", tiny_model_dir, "--dataset", str(data),
            "--split", "train", "--max_steps", "1", "--per_device_train_batch_size", "16", "--save_strategy", "no",
-           "--output_dir", str(out)]
+           "--output_dir", str(out), *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((out / "robusttext_training.json").read_text())
     assert info["world_size"] == 2
+    assert info["noise_copies"] == (2 if extra else 1)
     # one step of 2 processes x 16 examples covers the 32 training examples once: epoch 1.0 (alone: 0.5)
     assert info["metrics"]["epoch"] == pytest.approx(1.0)

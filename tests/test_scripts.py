@@ -179,6 +179,12 @@ def test_bench_rates(tmp_path, tiny_model_dir, text_data):
                        "--plus_training", "uniform_keep:low=1,high=3,p_lb=0.5", "--output_dir", str(out), cwd=tmp_path, check=False)
     assert again.returncode == 2 and "Traceback" not in again.stderr
     assert again.stderr.strip().endswith("not uniform_keep:low=1,high=3,p_lb=0.5; use another --output_dir"), again.stderr
+    # nor for consistency training (robusttext train --noise-copies), whose record a plain arm lacks
+    again = run_script("bench_rates.py", "--model", tiny_model_dir, "--dataset", str(text_data), "--arms", "fixed",
+                       "--noise_copies", "2", "--output_dir", str(out), cwd=tmp_path, check=False)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.strip().endswith("not fixed:0.9 with 2 noise copies, consistency weight 0.0, entropy weight 0.0; "
+                                         "use another --output_dir"), again.stderr
 
 
 def test_bench_rates_holds_out_the_same_share_of_every_domain(tmp_path):
