@@ -25,6 +25,7 @@ from .stats import (
 __all__ = [
     "CertifyProtocol",
     "Certification",
+    "ConsistencyTrainer",
     "DeletionCollator",
     "DeletionMechanism",
     "EditDistanceCertificate",
@@ -45,4 +46,8 @@ def __getattr__(name: str):  # the Trainer glue loads transformers' Trainer only
         from .fishr import FishrTrainer
 
         return FishrTrainer
+    if name == "ConsistencyTrainer":
+        from .consistency import ConsistencyTrainer
+
+        return ConsistencyTrainer
     raise AttributeError(f"module 'robusttext' has no attribute {name!r}")
