@@ -57,10 +57,11 @@ def consistency_loss(
             f"the rows of a batch are not grouped {copies} per example (labels differ within a group); "
             "train with DeletionCollator(copies=...)"
         )
-    ce = F.cross_entropy(logits.float(), labels)
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    ce = F.nll_loss(log_p, labels)
     if consistency_weight == 0 and entropy_weight == 0:
         return ce
-    log_p = F.log_softmax(logits.float(), dim=-1).view(-1, copies, classes)
+    log_p = log_p.view(-1, copies, classes)
     p_bar = log_p.exp().mean(dim=1)  # (B, classes)
     log_p_bar = p_bar.clamp_min(1e-12).log()
     kl = (p_bar.unsqueeze(1) * (log_p_bar.unsqueeze(1) - log_p)).sum(-1).mean()  # mean over examples and copies
