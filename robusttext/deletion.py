@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import numpy as np
 from scipy import stats
 
+from .compat import special_token_frame, with_special_tokens
+
 if TYPE_CHECKING:
     from .engine import Strata
     from .rates import RateSchedule
@@ -119,7 +121,8 @@ class DeletionMechanism:
         self.p_del = None if constant is None else float(constant)  # None: the rate depends on the length
         self.unit = unit
         self.max_length = int(max_length or model_max_length(tokenizer))
-        self._n_special = tokenizer.num_special_tokens_to_add(pair=False)
+        self._frame = special_token_frame(tokenizer)
+        self._n_special = len(self._frame[0]) + len(self._frame[1])
         if self.max_length <= self._n_special:
             raise ValueError(f"max_length={self.max_length} leaves no room for text after special tokens")
 
@@ -152,7 +155,7 @@ class DeletionMechanism:
 
     def _finish(self, ids: Sequence[int]) -> tuple[int, ...]:
         ids = list(ids)[: self.max_length - self._n_special]
-        return tuple(self.tokenizer.build_inputs_with_special_tokens(ids))
+        return with_special_tokens(self._frame, ids)
 
     def encode_kept(self, x: DeletionInput, masks: np.ndarray) -> list[tuple[int, ...]]:
         """Encode the kept units of ``x`` for each boolean row of ``masks`` (exact, with caching)."""

@@ -16,14 +16,14 @@ def tokenizer(minilm_path):
 
 
 def reference_encoding(tokenizer, units, mask, unit, max_length):
-    """Oracle: rejoin the kept units as a string, tokenize it whole, truncate, add special tokens."""
+    """Oracle: rejoin the kept units as a string and let the tokenizer encode it whole (special tokens and
+    truncation its own); kept sub-tokens go between BERT's [CLS] and [SEP] by hand."""
     if unit == "token":
-        kept = [t for k, t in zip(mask, units) if k]
-    else:
-        sep = " " if unit == "word" else ""
-        kept = tokenizer(sep.join(u for k, u in zip(mask, units) if k), add_special_tokens=False)["input_ids"]
-    n_special = tokenizer.num_special_tokens_to_add()
-    return tuple(tokenizer.build_inputs_with_special_tokens(kept[: max_length - n_special]))
+        kept = [t for k, t in zip(mask, units) if k][: max_length - 2]
+        return (tokenizer.cls_token_id, *kept, tokenizer.sep_token_id)
+    sep = " " if unit == "word" else ""
+    text = sep.join(u for k, u in zip(mask, units) if k)
+    return tuple(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
 
 
 @pytest.mark.parametrize("unit", ["word", "char", "token"])
