@@ -220,7 +220,10 @@ def attack_samples(attack: AttackArguments, cert: CertifyArguments) -> int:
 
 def validate_attack_args(attack: AttackArguments, cert: CertifyArguments) -> list[str]:
     """Check the attack options before loading anything; returns the recipe names."""
+    from .textattack_env import require_textattack
+
     recipes = parse_recipes(attack.recipes)
+    require_textattack()
     if attack.num_examples is not None and attack.num_examples < 1:
         raise ValueError(f"--num-examples must be >= 1, got {attack.num_examples}")
     if attack.query_budget is not None and attack.query_budget < 1:

@@ -51,6 +51,9 @@ def check_augment_args(aug: AugmentArguments) -> None:
         raise ValueError(f"--augment-rate must be in [0, 1], got {aug.augment_rate}")
     if not (0.0 < aug.augment_words_pct <= 1.0):
         raise ValueError(f"--augment-words-pct must be in (0, 1], got {aug.augment_words_pct}")
+    from .textattack_env import require_textattack
+
+    require_textattack()
 
 
 def build_augmenter(name: str, words_pct: float) -> Any:

@@ -152,16 +152,15 @@ def cmd_quickstart(argv: Sequence[str]) -> int:
     """Train MiniLM under word deletion on BBC News (embedded), then certify held-out articles."""
     from pathlib import Path
 
-    from transformers import TrainingArguments
-
     from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TrainArguments
+    from .compat import ResumableTrainingArguments
     from .pipelines import certify_dataset
     from .training import train_classifier
 
     (q,) = parse((QuickstartArguments,), argv, "robusttext quickstart")
     model_dir = str(Path(q.output_dir) / "model")
     smooth = SmoothingArguments(rate_schedule=q.rate_schedule, unit="word")
-    args = TrainingArguments(**{**training_defaults(model_dir), "num_train_epochs": q.epochs,
+    args = ResumableTrainingArguments(**{**training_defaults(model_dir), "num_train_epochs": q.epochs,
                                 "learning_rate": q.learning_rate, "seed": q.seed})
     data = ModelDataArguments(model=q.model, dataset=q.dataset, split="train", max_length=q.max_length)
     train_classifier(data, smooth, TrainArguments(), args)
@@ -228,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"robusttext {__version__}")
         return 0
+    from .compat import quiet_weight_bars  # imports transformers: after --version
+
+    quiet_weight_bars()
     # plugins (robusttext vision) are dispatched by their own main, which handles its own --debug
     return dispatch("robusttext", {**COMMANDS, **plugin_commands()}, argv, own_debug=set(COMMANDS))
 

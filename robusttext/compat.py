@@ -9,6 +9,7 @@ imports nothing from robusttext.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import transformers
@@ -49,3 +50,49 @@ def with_special_tokens(frame: tuple[Sequence[int], Sequence[int]], ids: Sequenc
     """``ids`` inside the tokenizer's special-token frame (what ``build_inputs_with_special_tokens`` gave)."""
     prefix, suffix = frame
     return (*prefix, *ids, *suffix)
+
+
+@dataclass
+class ResumableTrainingArguments(transformers.TrainingArguments):
+    """``transformers.TrainingArguments`` with ``overwrite_output_dir`` on both majors.
+
+    transformers 4.x had the field (unused by the Trainer itself: scripts read it to decide whether to
+    resume); 5.0 removed it. robusttext's training resumes from the last checkpoint in ``output_dir``
+    unless this is set, so the option keeps its name and meaning on either stack.
+    """
+
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Start afresh in output_dir instead of resuming from its last checkpoint."}
+    )
+
+
+def overwrite_requested(args: Any) -> bool:
+    """``args.overwrite_output_dir`` of any ``TrainingArguments`` (False where transformers 5 has no such field)."""
+    return bool(getattr(args, "overwrite_output_dir", False))
+
+
+def is_head_size_mismatch(err: BaseException) -> bool:
+    """Whether ``from_pretrained`` failed because a checkpoint's weights (a classification head) have another
+    shape than the config asks for: 4.x says "size mismatch for ...", 5.x "You set `ignore_mismatched_sizes`
+    to `False`"."""
+    text = str(err)
+    return "size mismatch" in text or "ignore_mismatched_sizes" in text
+
+
+_QUIET_BARS = ("Loading weights", "Writing model shards")
+
+
+def quiet_weight_bars() -> None:
+    """Hide the per-call "Loading weights" / "Writing model shards" bars transformers 5 draws for every
+    ``from_pretrained`` / ``save_pretrained`` (4.x draws none), keeping download and training bars: the
+    command line's stderr is for its own progress bar and one-line errors. A no-op on 4.x."""
+    set_hook = getattr(transformers.utils.logging, "set_tqdm_hook", None)
+    if set_hook is None:
+        return
+
+    def hook(factory: Any, args: tuple, kwargs: dict) -> Any:
+        if kwargs.get("desc") in _QUIET_BARS:
+            kwargs = {**kwargs, "disable": True}
+        return factory(*args, **kwargs)
+
+    set_hook(hook)

@@ -104,6 +104,7 @@ def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
 
     from .deletion import check_deletion_args
     from .fishr import check_fishr_args
+    from .compat import overwrite_requested
     from .results import ResultsStore, write_json
 
     started = time.time()
@@ -119,7 +120,7 @@ def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
     params = _params(data, smooth, dg, args, heldout, algorithms, seeds)
     out = Path(args.output_dir)
     store = ResultsStore(out, params, rank=args.process_index, name="dg_runs")
-    if args.overwrite_output_dir and args.should_save:
+    if overwrite_requested(args) and args.should_save:
         store.clear()
     store.check_params(write=args.should_save)
     done = store.finished()

@@ -40,9 +40,11 @@ def validate_evaluate_args(
     """Check every stage's options before anything is loaded; returns the certification ``alpha``."""
     from .attacks import parse_recipes
     from .pipelines import validate_certify_args
+    from .textattack_env import require_textattack
 
     alpha = validate_certify_args(data, smooth, cert).alpha
     parse_recipes(attack.recipes)
+    require_textattack()
     if ev.smoothed_recipes:
         parse_recipes(ev.smoothed_recipes)
     attack_targets(ev)

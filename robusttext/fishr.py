@@ -30,7 +30,10 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+from .compat import ResumableTrainingArguments
 
 from .domain_data import DOMAIN_KEY, DomainBalancedSampler, DomainCollator, training_domains
 from .hparams_registry import default_hparams
@@ -52,8 +55,8 @@ def check_fishr_args(fishr_lambda: float, fishr_ema: float, fishr_anneal_steps: 
 
 
 @dataclass
-class FishrTrainingArguments(TrainingArguments):
-    """``transformers.TrainingArguments`` plus the Fishr hyper-parameters (used by :class:`FishrTrainer`)."""
+class FishrTrainingArguments(ResumableTrainingArguments):
+    """``transformers.TrainingArguments`` (with ``overwrite_output_dir``) plus the Fishr hyper-parameters (used by :class:`FishrTrainer`)."""
 
     fishr_lambda: float = field(default=_FISHR_DEFAULTS["fishr_lambda"], metadata={"help": "Fishr penalty weight lambda (>= 0; paper: 1000)."})
     fishr_ema: float = field(default=_FISHR_DEFAULTS["fishr_ema"], metadata={"help": "EMA decay of per-domain gradient variances, in [0, 1)."})
@@ -312,6 +315,7 @@ class FishrTrainer(Trainer):
         self.model_accepts_loss_kwargs = False  # our loss is a mean per micro-batch
         self.head = HeadCapture(find_head(self.model))
         self.fishr = FishrPenalty(len(self.domains), self.fishr_ema)
+        self.add_callback(FishrStateCallback(self.fishr))
         self._reset_done_at: int | None = None
         self._log_penalty = 0.0
         self._log_count = 0
@@ -375,16 +379,28 @@ class FishrTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
     # ---------------------------------------------------------------- checkpoints
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        super()._save_optimizer_and_scheduler(output_dir)
-        if self.args.should_save and output_dir:
-            torch.save(self.fishr.state_dict(), os.path.join(output_dir, FISHR_STATE))
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
-        path = os.path.join(checkpoint, FISHR_STATE) if checkpoint else None
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
+        """``Trainer.train``, first restoring the Fishr EMA state saved in the checkpoint resumed from."""
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        path = os.path.join(checkpoint, FISHR_STATE) if isinstance(checkpoint, str) else None
         if path and os.path.isfile(path):
             self.fishr.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+
+class FishrStateCallback(TrainerCallback):
+    """Saves a :class:`FishrTrainer`'s EMA state into each checkpoint folder the Trainer writes
+    (``on_save`` runs after the checkpoint, on every process; the main one writes)."""
+
+    def __init__(self, penalty: FishrPenalty) -> None:
+        self.penalty = penalty
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if args.should_save and os.path.isdir(folder):
+            torch.save(self.penalty.state_dict(), os.path.join(folder, FISHR_STATE))
 
 
 def reset_optimizer_state(optimizer: Any) -> None:

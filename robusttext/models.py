@@ -13,6 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Sequence
 
+from .compat import is_head_size_mismatch
 from .errors import MissingPathError, RemoteCodeRefused, UntrainedHeadError, UserError, one_line
 
 #: The embedded default model: all-MiniLM-L6-v2 (22.7M parameters, Apache-2.0), shipped inside the
@@ -116,7 +117,7 @@ def _from_pretrained(
         raise _load_error(name_or_path, path, err) from err
     except (ValueError, RuntimeError) as err:
         text = str(err)
-        if "size mismatch" in text:
+        if is_head_size_mismatch(err):
             raise UserError(
                 f"--model {name_or_path}: its classification head has another size than the "
                 f"{len(label_names or [])} labels of the dataset; pass --ignore-mismatched-sizes "

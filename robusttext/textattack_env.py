@@ -155,20 +155,32 @@ def setup_offline_nltk() -> dict:
     return info
 
 
+def require_textattack() -> None:
+    """Raise an ImportError naming the install when TextAttack is not installed (before any work starts).
+
+    TextAttack 0.3.11 pulls ``flair``, which needs ``transformers<5``: on transformers 5 the attacks live in
+    a separate environment on the pinned stack (``.ci/constraints.txt``)."""
+    import importlib.util
+
+    if importlib.util.find_spec("textattack") is not None:
+        return
+    from .compat import TRANSFORMERS_MAJOR
+
+    if TRANSFORMERS_MAJOR >= 5:
+        raise ImportError(
+            "attacks need TextAttack, whose flair dependency needs transformers<5 (this environment has "
+            "transformers 5): install robusttext in another environment with pip install -c .ci/constraints.txt "
+            "-e '.[all]'"
+        )
+    raise ImportError("attacks need TextAttack: pip install 'robusttext[attacks]' (or pip install textattack==0.3.11)")
+
+
 def import_textattack() -> Any:
     """Import TextAttack offline: NLTK data in place, no post-install downloads. Returns the module.
 
     Raises ImportError naming the install command when TextAttack is not installed.
     """
-    try:
-        import importlib.util
-
-        if importlib.util.find_spec("textattack") is None:
-            raise ImportError
-    except ImportError as err:
-        raise ImportError(
-            "attacks need TextAttack: pip install 'robusttext[attacks]' (or pip install textattack==0.3.11)"
-        ) from err
+    require_textattack()
     setup_offline_nltk()
     # TextAttack's first import runs nltk.download(...) unless this marker exists in its cache dir.
     cache = Path(os.environ.get("TA_CACHE_DIR", os.path.expanduser("~/.cache/textattack")))

@@ -165,8 +165,10 @@ def last_checkpoint(args: Any) -> str | None:
     """The checkpoint to resume from: the last one in ``args.output_dir`` unless ``overwrite_output_dir``."""
     from transformers.trainer_utils import get_last_checkpoint
 
+    from .compat import overwrite_requested
+
     last = None
-    if Path(args.output_dir).is_dir() and not args.overwrite_output_dir:
+    if Path(args.output_dir).is_dir() and not overwrite_requested(args):
         last = get_last_checkpoint(args.output_dir)
         if last:
             logger.warning("resuming training from %s", last)

@@ -89,6 +89,8 @@ def test_finetune_rsdel_from_yaml(tmp_path, tiny_model_dir, text_data):
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("textattack") is None,
+                    reason="textattack not installed (the [attacks] extra needs transformers<5: .ci/constraints.txt)")
 def test_evaluate_hub_model(tmp_path, tiny_model_dir, text_data):
     out = tmp_path / "eval"
     proc = run_script("evaluate_hub_model.py", "--model", tiny_model_dir, "--dataset", str(text_data), "--split", "test",
