@@ -76,7 +76,10 @@ def type_name(tp: Any) -> str:
 
 
 def field_types(parser: argparse.ArgumentParser) -> tuple[dict[str, str], set[str]]:
-    """(field name -> type name over the parser's dataclasses, names that ``TrainingArguments`` contributes)."""
+    """(field name -> type name over the parser's dataclasses, names that ``TrainingArguments`` contributes).
+
+    A field that a robusttext class declares itself (``overwrite_output_dir``, which transformers 4.x also has
+    and 5.x does not) is robusttext's own option, so the page is the same on both stacks."""
     from transformers import TrainingArguments
 
     names: dict[str, str] = {}
@@ -84,22 +87,13 @@ def field_types(parser: argparse.ArgumentParser) -> tuple[dict[str, str], set[st
     base = {f.name for f in dataclasses.fields(TrainingArguments)}
     for dtype in getattr(parser, "dataclass_types", ()):
         hints = typing.get_type_hints(dtype)
+        ours = {n for k in dtype.__mro__ if k.__module__.startswith("robusttext") for n in vars(k).get("__annotations__", {})}
         for f in dataclasses.fields(dtype):
             if f.init:
                 names[f.name] = type_name(hints.get(f.name, f.type))
-                if issubclass(dtype, TrainingArguments) and f.name in base:
+                if issubclass(dtype, TrainingArguments) and f.name in base - ours:
                     inherited.add(f.name)
     return names, inherited
-
-
-def training_arguments_defaults() -> dict[str, Any]:
-    """``TrainingArguments``' own defaults as ``HfArgumentParser`` sets them (dest -> default)."""
-    from transformers import HfArgumentParser, TrainingArguments
-
-    defaults: dict[str, Any] = {}
-    for action in HfArgumentParser(TrainingArguments)._actions:
-        defaults.setdefault(action.dest, action.default)  # the first action of a dest; not its --no_ complement
-    return defaults
 
 
 def cell(text: Any) -> str:
@@ -119,9 +113,14 @@ def show_default(action: argparse.Action) -> str:
 
 
 def option_rows(parser: argparse.ArgumentParser) -> tuple[list[list[str]], list[list[str]], bool]:
-    """(rows of the subcommand's own options, rows of changed TrainingArguments defaults, whether it has any)."""
+    """(rows of the subcommand's own options, rows of the TrainingArguments defaults it sets, whether it has any).
+
+    The defaults listed are those the command sets (``robusttext.cli.training_defaults``), not a comparison
+    with ``TrainingArguments``' own, which differ between transformers 4.x and 5.x."""
+    from robusttext.cli import training_defaults
+
     types_, inherited = field_types(parser)
-    base_defaults = training_arguments_defaults() if inherited else {}
+    ours = set(training_defaults("")) if inherited else set()
     rows: dict[str, list[str]] = {}
     changed: list[list[str]] = []
     for action in parser._actions:
@@ -132,8 +131,8 @@ def option_rows(parser: argparse.ArgumentParser) -> tuple[list[list[str]], list[
             rows[action.dest][0] += ", " + ", ".join(f"`{f}`" for f in flags)
             continue
         if action.dest in inherited:
-            if action.dest not in rows and action.default != base_defaults.get(action.dest):
-                changed.append([f"`--{action.dest}`", show_default(action), f"`{base_defaults.get(action.dest)}`"])
+            if action.dest not in rows and action.dest in ours:
+                changed.append([f"`--{action.dest}`", show_default(action)])
             rows[action.dest] = ["", "", "", ""]  # seen, not listed
             continue
         kind = types_.get(action.dest) or getattr(action.type, "__name__", "str")
@@ -143,7 +142,7 @@ def option_rows(parser: argparse.ArgumentParser) -> tuple[list[list[str]], list[
             kind += ", several values"
         rows[action.dest] = [", ".join(f"`{f}`" for f in flags), cell(kind), show_default(action), cell(action.help or "")]
     own = [r for d, r in rows.items() if d not in inherited]
-    return own, changed, bool(inherited)
+    return own, sorted(changed), bool(inherited)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -157,8 +156,8 @@ def command_section(title: str, summary: str, parser: argparse.ArgumentParser) -
     if has_training_args:
         out += ["", "Also every option of `transformers.TrainingArguments` (see the transformers documentation)."]
         if changed:
-            out += ["This command changes these of its defaults:", ""]
-            out += table(["option", "default here", "TrainingArguments' default"], changed)
+            out += ["This command sets these of their defaults:", ""]
+            out += table(["option", "default here"], changed)
     return out + [""]
 
 
