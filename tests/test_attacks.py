@@ -15,7 +15,7 @@ import pytest
 from _attack_helpers import levenshtein, read_tsv, short_sst2, trained_tiny_model
 
 if importlib.util.find_spec("textattack") is None:  # importing it needs robusttext's offline NLTK setup
-    pytest.skip("pip install 'robusttext[attacks]' for the attack tests", allow_module_level=True)
+    pytest.skip("textattack not installed: the attack tests need the [attacks] extra (transformers<5: pip install -c .ci/constraints.txt -e '.[all]')", allow_module_level=True)
 
 
 def test_import_robusttext_does_not_import_textattack():

@@ -11,7 +11,7 @@ import pytest
 from _attack_helpers import levenshtein, read_tsv
 
 if importlib.util.find_spec("textattack") is None:
-    pytest.skip("pip install 'robusttext[attacks]' for the augmentation tests", allow_module_level=True)
+    pytest.skip("textattack not installed: the augmentation tests need the [attacks] extra (transformers<5: pip install -c .ci/constraints.txt -e '.[all]')", allow_module_level=True)
 
 
 def test_augment_args_are_checked():

@@ -13,7 +13,7 @@ import pytest
 from _attack_helpers import evaluated_run
 
 if importlib.util.find_spec("rapidfuzz") is None:
-    pytest.skip("pip install 'robusttext[attacks]' for the cross-check tests", allow_module_level=True)
+    pytest.skip("textattack not installed: the cross-check tests need the [attacks] extra (transformers<5: pip install -c .ci/constraints.txt -e '.[all]')", allow_module_level=True)
 
 
 def tail(v: int, n: int, p: float) -> float:

@@ -12,7 +12,7 @@ import pytest
 from _attack_helpers import evaluated_run
 
 if importlib.util.find_spec("textattack") is None:
-    pytest.skip("pip install 'robusttext[attacks]' for the evaluate tests", allow_module_level=True)
+    pytest.skip("textattack not installed: the evaluate tests need the [attacks] extra (transformers<5: pip install -c .ci/constraints.txt -e '.[all]')", allow_module_level=True)
 
 
 def test_certified_accuracy_metric_by_hand():
