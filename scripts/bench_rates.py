@@ -90,7 +90,7 @@ def write_splits(args: BenchRatesArguments, out: Path) -> tuple[str, str, str, s
     cut from each domain after a shuffle seeded by ``seed``; otherwise the test set is ``test_split``."""
     import random
 
-    from robusttext.data import load_text_dataset
+    from robusttext.runs.data import load_text_dataset
     from robusttext.errors import UserError
 
     train_file, val_file, test_file = out / "train.jsonl", out / "validation.jsonl", out / "test.jsonl"
@@ -128,7 +128,7 @@ def write_splits(args: BenchRatesArguments, out: Path) -> tuple[str, str, str, s
 def certificate_timer():
     """Seconds spent turning counts into bounds and a radius (``_Certificate.bounds``: Clopper-Pearson and
     the radius, fixed-rate closed form or the variable-rate search) while the block runs, as ``[seconds]``."""
-    from robusttext import stats
+    from robusttext.certificate import stats
 
     total, original = [0.0], stats._Certificate.bounds
 
@@ -147,12 +147,12 @@ def certificate_timer():
 
 
 def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, str, str, str]) -> dict:
-    from robusttext.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TrainArguments, TuneArguments
+    from robusttext.cli.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TrainArguments, TuneArguments
     from robusttext.cli import training_defaults
-    from robusttext.pipelines import certify_dataset
-    from robusttext.rates import parse_rate_schedule
-    from robusttext.training import train_classifier
-    from robusttext.tuning import tune_rates
+    from robusttext.runs.certify import certify_dataset
+    from robusttext.certificate.rates import parse_rate_schedule
+    from robusttext.training.trainer import train_classifier
+    from robusttext.evaluation.tuning import tune_rates
 
     train_file, val_file, test_source, test_split = splits
     model_dir, timings_file = out / arm / "model", out / arm / "timings.json"

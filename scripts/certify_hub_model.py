@@ -13,10 +13,10 @@ import sys
 
 from transformers import HfArgumentParser
 
-from robusttext.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
+from robusttext.cli.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
 from robusttext.cli import print_summary
-from robusttext.arguments import apply_loading_options  # --trust-remote-code, --encoding
-from robusttext.pipelines import certify_dataset
+from robusttext.config import apply_loading_options  # --trust-remote-code, --encoding
+from robusttext.runs.certify import certify_dataset
 
 
 def main() -> None:

@@ -13,10 +13,10 @@ import sys
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from robusttext.arguments import ModelDataArguments, SmoothingArguments, TrainArguments
+from robusttext.cli.arguments import ModelDataArguments, SmoothingArguments, TrainArguments
 from robusttext.cli import training_defaults
-from robusttext.arguments import apply_loading_options  # --trust-remote-code, --encoding
-from robusttext.training import train_classifier
+from robusttext.config import apply_loading_options  # --trust-remote-code, --encoding
+from robusttext.training.trainer import train_classifier
 
 
 def main() -> None:

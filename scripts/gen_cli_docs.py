@@ -180,7 +180,7 @@ def anchor(prog: str, name: str) -> str:
 def render() -> str:
     """The whole of docs/cli.md."""
     import robusttext.cli as core
-    import vision.cli as vis
+    import robusttext_vision.cli as vis
 
     lines = [
         "# Command-line reference",

@@ -15,8 +15,8 @@ if importlib.util.find_spec("textattack") is None:
 
 
 def test_augment_args_are_checked():
-    from robusttext.arguments import AugmentArguments
-    from robusttext.augment import check_augment_args
+    from robusttext.cli.arguments import AugmentArguments
+    from robusttext.training.augment import check_augment_args
 
     with pytest.raises(ValueError, match="cannot run offline"):
         check_augment_args(AugmentArguments(augment="embedding"))
@@ -31,8 +31,8 @@ def _features(data_dir, n):
 
 
 def test_deepwordbug_augmentation_edits_characters_of_a_few_words(data_dir):
-    from robusttext.arguments import AugmentArguments
-    from robusttext.augment import AugmentingCollator
+    from robusttext.cli.arguments import AugmentArguments
+    from robusttext.training.augment import AugmentingCollator
 
     feats = _features(data_dir, 12)
     aug = AugmentArguments(augment="deepwordbug", augment_rate=1.0, augment_words_pct=0.2)
@@ -58,8 +58,8 @@ def test_deepwordbug_augmentation_edits_characters_of_a_few_words(data_dir):
 def test_train_with_augmentation_runs(tiny_model_dir, data_dir, tmp_path):
     from transformers import TrainingArguments
 
-    from robusttext.arguments import AugmentArguments, ModelDataArguments, SmoothingArguments, TrainArguments
-    from robusttext.training import train_classifier
+    from robusttext.cli.arguments import AugmentArguments, ModelDataArguments, SmoothingArguments, TrainArguments
+    from robusttext.training.trainer import train_classifier
 
     data = ModelDataArguments(model=tiny_model_dir, dataset=str(Path(data_dir) / "sst2"), split="train",
                               max_examples=64, max_length=32)

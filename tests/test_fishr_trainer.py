@@ -12,8 +12,8 @@ import torch
 
 datasets = pytest.importorskip("datasets")
 
-from robusttext.fishr import FISHR_STATE, FishrTrainer, FishrTrainingArguments  # noqa: E402
-from robusttext.training import accuracy_metric  # noqa: E402
+from robusttext.training.fishr import FISHR_STATE, FishrTrainer, FishrTrainingArguments  # noqa: E402
+from robusttext.training.trainer import accuracy_metric  # noqa: E402
 
 WORDS = {0: ["bad", "awful", "dull", "boring"], 1: ["good", "great", "fun", "nice"]}
 
@@ -30,8 +30,8 @@ def toy_rows(domains=("a", "b", "c"), per_domain: int = 8) -> dict:
 
 
 def make_trainer(tiny_model_dir, tmp_path, train_rows=None, eval_rows=None, p_del=0.5, **kw) -> FishrTrainer:
-    from robusttext.arguments import SmoothingArguments
-    from robusttext.training import build_trainer
+    from robusttext.cli.arguments import SmoothingArguments
+    from robusttext.training.trainer import build_trainer
 
     defaults = dict(
         output_dir=str(tmp_path), per_device_train_batch_size=6, max_steps=4, learning_rate=1e-3,
@@ -189,8 +189,8 @@ def test_freeze_encoder_trains_only_the_head(tiny_model_dir, tmp_path):
 
 
 def test_freeze_encoder_with_fishr(tiny_model_dir, tmp_path):
-    from robusttext.arguments import SmoothingArguments
-    from robusttext.training import build_trainer
+    from robusttext.cli.arguments import SmoothingArguments
+    from robusttext.training.trainer import build_trainer
 
     args = FishrTrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=6, max_steps=3, learning_rate=1e-2, report_to=[],
@@ -208,8 +208,8 @@ def test_freeze_encoder_with_fishr(tiny_model_dir, tmp_path):
 def test_frozen_encoder_stays_in_eval_mode_while_the_head_trains(tiny_model_dir, tmp_path):
     # A linear probe trains on the features it is evaluated on: with the model in training mode the frozen
     # encoder's output is deterministic (no dropout), while the head's own dropout still acts.
-    from robusttext.arguments import SmoothingArguments
-    from robusttext.training import build_trainer
+    from robusttext.cli.arguments import SmoothingArguments
+    from robusttext.training.trainer import build_trainer
 
     args = FishrTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, disable_tqdm=True, seed=7)
     model = build_trainer(tiny_model_dir, datasets.Dataset.from_dict(toy_rows()), ["0", "1"],
@@ -229,7 +229,7 @@ def test_frozen_encoder_stays_in_eval_mode_while_the_head_trains(tiny_model_dir,
 
 
 def test_standardized_head_folds_into_the_same_linear_head():
-    from robusttext.linear_probe import StandardizedHead
+    from robusttext.training.linear_probe import StandardizedHead
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(5, 3).double()
@@ -244,9 +244,9 @@ def test_standardized_head_folds_into_the_same_linear_head():
 def test_freeze_encoder_standardizes_the_head_inputs_and_saves_a_plain_head(tiny_model_dir, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from robusttext.arguments import SmoothingArguments
-    from robusttext.linear_probe import StandardizedHead, unstandardize_head
-    from robusttext.training import build_trainer
+    from robusttext.cli.arguments import SmoothingArguments
+    from robusttext.training.linear_probe import StandardizedHead, unstandardize_head
+    from robusttext.training.trainer import build_trainer
 
     rows = toy_rows()
     args = FishrTrainingArguments(

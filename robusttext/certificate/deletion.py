@@ -4,7 +4,7 @@ The RS-Del mechanism (Huang et al., NeurIPS 2023, Sec. 3): every unit of the inp
 independently with probability ``p_del``; the order of the kept units is preserved. The unit is a
 **word** (maximal run of non-whitespace, CERT-ED's setting; kept words are rejoined with one space),
 a **character**, or a **token** (the model tokenizer's sub-tokens, special tokens excluded). The
-certificate of :func:`robusttext.stats.edit_distance_radius` counts edits in the same unit.
+certificate of :func:`robusttext.certificate.stats.edit_distance_radius` counts edits in the same unit.
 
 Deletion is applied to the *whole* text before truncation: the base classifier sees at most
 ``max_length`` tokens of the kept units, so long inputs are still covered by the certificate (a
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import numpy as np
 from scipy import stats
 
-from .compat import special_token_frame, with_special_tokens
+from ..compat import special_token_frame, with_special_tokens
 
 if TYPE_CHECKING:
     from .engine import Strata
@@ -105,7 +105,7 @@ class DeletionMechanism:
     Args:
         tokenizer: the classifier's tokenizer (fast or slow).
         p_del: deletion probability of each unit, in [0, 1) (0 = no noise, for plain training), or a rate
-            schedule (:mod:`robusttext.rates`): each prepared input then carries its own rate, the
+            schedule (:mod:`robusttext.certificate.rates`): each prepared input then carries its own rate, the
             schedule at its length in units.
         unit: ``"word"``, ``"char"`` or ``"token"``.
         max_length: tokens the base classifier sees at most (special tokens included).
@@ -277,11 +277,11 @@ class DeletionCollator:
 
     Each feature is a dict with a text column (``text_column``) and a label column; the output is a
     padded batch with ``input_ids``, ``attention_mask`` and ``labels``. ``p_del`` is a probability (0:
-    clean batches through the same encoding) or a rate schedule of :mod:`robusttext.rates`: each example
+    clean batches through the same encoding) or a rate schedule of :mod:`robusttext.certificate.rates`: each example
     then gets ``schedule.sample(length, rng)`` (its length's rate, or AdaptDel+'s uniform draw). The noise
     stream is seeded by ``seed`` and advances with every batch. With ``copies = m > 1`` every example becomes
     ``m`` consecutive rows, each with its own noise (and its own rate draw) and the example's label, for
-    consistency training (:mod:`robusttext.consistency`); ``copies = 1`` draws exactly what it always did.
+    consistency training (:mod:`robusttext.training.consistency`); ``copies = 1`` draws exactly what it always did.
     """
 
     def __init__(

@@ -3,7 +3,7 @@
 Text (randomized deletion) and vision (Gaussian noise) both reduce certification to the same loop:
 draw noisy copies of many inputs, classify them in large batches, count votes per class, and turn the
 counts into bounds. The engine does that loop once, for any :class:`Mechanism` and any certificate
-from :mod:`robusttext.stats`:
+from :mod:`robusttext.certificate.stats`:
 
 * **per-input random streams**: input ``i`` always draws from ``numpy.random.default_rng([seed, i])``,
   so results do not depend on batch size, on which other inputs share a batch, or on how inputs are
@@ -24,7 +24,7 @@ from :mod:`robusttext.stats`:
 * **exact strata** (``exact_budget``): a mechanism that can list its most likely noisy copies with
   their exact probabilities (:meth:`Mechanism.strata`) has them classified once; only the remaining
   probability mass is estimated by sampling, which shrinks the Monte Carlo error by that mass
-  (stratified sampling; the bounds are in :class:`robusttext.stats._Certificate`).
+  (stratified sampling; the bounds are in :class:`robusttext.certificate.stats._Certificate`).
 """
 
 from __future__ import annotations
@@ -482,9 +482,9 @@ class MonteCarloEngine(Generic[X, S]):
         samples alone, which are independent of the estimation samples; hence P[any bound fails] <=
         sum_k sum_c alpha_k s_c = alpha, and the bound at whichever look a data-dependent stopping rule
         picks holds with probability >= 1 - alpha. Stopping rules decide cost only. Stratified bounds are
-        in :class:`robusttext.stats._Certificate`.
+        in :class:`robusttext.certificate.stats._Certificate`.
 
-        ``certificate`` is a :mod:`robusttext.stats` certificate (anything with ``bounds(counts, top,
+        ``certificate`` is a :mod:`robusttext.certificate.stats` certificate (anything with ``bounds(counts, top,
         alpha, exact, residual)``) or a callable returning one for a prepared input (e.g. a rate that
         depends on the input's length). ``on_done(i, certification)`` is called as input ``xs[i]`` finishes.
         """

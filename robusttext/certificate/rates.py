@@ -1,8 +1,8 @@
 """Deletion-rate schedules: the deletion probability of an input as a function of its length.
 
-One concept shared by training (:class:`~robusttext.deletion.DeletionCollator`), the noise of
-certification (:class:`~robusttext.deletion.DeletionMechanism`) and the certificate
-(:func:`robusttext.stats.variable_rate_radius`). ``schedule(length)`` is the probability, in (0, 1),
+One concept shared by training (:class:`~robusttext.certificate.deletion.DeletionCollator`), the noise of
+certification (:class:`~robusttext.certificate.deletion.DeletionMechanism`) and the certificate
+(:func:`robusttext.certificate.stats.variable_rate_radius`). ``schedule(length)`` is the probability, in (0, 1),
 that each unit of an input of ``length`` units (the smoothing unit: words, characters or tokens) is
 deleted; ``schedule.sample(length, rng)`` is the rate the training collator uses for one example.
 

@@ -3,13 +3,13 @@
 The smoothed classifier g(x) returns the class the base classifier f most likely outputs on a copy of
 ``x`` with every unit deleted independently with probability ``p_del`` (Huang et al., RS-Del,
 NeurIPS 2023; CERT-ED, Findings of EMNLP 2024), or with a probability that depends on x's length
-(AdaptDel, Huang et al., NeurIPS 2025; :mod:`robusttext.rates`). ``predict`` evaluates g with abstention (Cohen et al.
+(AdaptDel, Huang et al., NeurIPS 2025; :mod:`robusttext.certificate.rates`). ``predict`` evaluates g with abstention (Cohen et al.
 2019 PREDICT); ``certify`` returns g's class at x together with an edit-distance radius r such that,
 with probability >= 1 - alpha over the Monte Carlo samples, g returns the same class on every text
 within Levenshtein distance r of x, counted in the deletion unit.
 
-This module only wires the pieces together: :mod:`robusttext.deletion` (the mechanism),
-:mod:`robusttext.engine` (sampling, batching, dedup, sequential looks) and :mod:`robusttext.stats`
+This module only wires the pieces together: :mod:`robusttext.certificate.deletion` (the mechanism),
+:mod:`robusttext.certificate.engine` (sampling, batching, dedup, sequential looks) and :mod:`robusttext.certificate.stats`
 (bounds and radius).
 """
 
@@ -37,8 +37,8 @@ class SmoothedTextClassifier:
         model: an ``AutoModelForSequenceClassification`` (any architecture returning ``logits``).
         tokenizer: its tokenizer.
         p_del: probability of deleting each unit, in (0, 1) (CERT-ED uses 0.9 with word units), or a rate
-            schedule of :mod:`robusttext.rates` giving it per input length (AdaptDel); certificates then
-            use :func:`robusttext.stats.variable_rate_radius` with each input's own length.
+            schedule of :mod:`robusttext.certificate.rates` giving it per input length (AdaptDel); certificates then
+            use :func:`robusttext.certificate.stats.variable_rate_radius` with each input's own length.
         unit: ``"word"``, ``"char"`` or ``"token"``; radii are counted in this unit.
         batch_size: noisy samples per forward pass (pooled across inputs, bucketed by length).
         max_length: tokens the base model sees (default: the model's limit, at most 512).
@@ -47,7 +47,7 @@ class SmoothedTextClassifier:
         dedup: classify identical noisy copies of an input once (exact).
         device: where the model runs (default: the model's device).
         autocast_dtype: the base model's autocast dtype, e.g. ``torch.bfloat16``; None: full precision;
-            ``"auto"`` (default): bf16 where the device computes it natively (see :mod:`robusttext.precision`).
+            ``"auto"`` (default): bf16 where the device computes it natively (see :mod:`robusttext.certificate.precision`).
 
     Example::
 
@@ -118,7 +118,7 @@ class SmoothedTextClassifier:
 
     def certificate(self, top2: str) -> Any:
         """The edit-distance certificate: RS-Del's closed form for a fixed rate; for a length-dependent rate,
-        a function giving each prepared input its :class:`~robusttext.stats.VariableRateCertificate`."""
+        a function giving each prepared input its :class:`~robusttext.certificate.stats.VariableRateCertificate`."""
         p = self.rate.constant()
         if p is not None:
             return EditDistanceCertificate(p_del=p, top2=top2)  # type: ignore[arg-type]
@@ -188,7 +188,7 @@ class SmoothedTextClassifier:
         class is constant within the returned radius, counted in units of ``self.unit`` (insertions,
         deletions and substitutions; RS-Del Thm. 1). Radius -1 = abstain.
 
-        ``protocol`` (default :class:`~robusttext.protocol.CertifyProtocol`'s defaults) says how samples and
+        ``protocol`` (default :class:`~robusttext.certificate.protocol.CertifyProtocol`'s defaults) says how samples and
         ``alpha`` are spent; keyword arguments (``n0=``, ``n=``, ``alpha=``, ``looks=``, ``futility=``,
         ``exact_budget=``, ``candidate_pvalue=``) change single fields of it. ``indices`` name each text's
         random stream (default 0..N-1); ``on_done(i, certification)`` is called as each text finishes.

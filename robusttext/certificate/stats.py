@@ -463,7 +463,7 @@ def variable_rate_radius(
     Setting: the input x has ``length`` = L units; the smoothing deletes each unit independently with
     probability p = rate(L), and any other input x' with its own rate rate(|x'|) (AdaptDel, Huang,
     Marchant, Ohrimenko & Rubinstein, NeurIPS 2025, arXiv 2511.09316: p(L) = max(p_lb, 1 - k/L) and
-    binned variants; see :mod:`robusttext.rates`). ``top1_lower`` (pA) lower-bounds the smoothed
+    binned variants; see :mod:`robusttext.certificate.rates`). ``top1_lower`` (pA) lower-bounds the smoothed
     probability of the top class A at x, ``top2_upper`` (pB) upper-bounds that of every other class at x
     (both rules of :class:`_Certificate`: complement pB = 1 - pA, or Bonferroni). Returns the largest r
     such that for EVERY x' within Levenshtein distance r, every base classifier consistent with the
@@ -550,7 +550,7 @@ class VariableRateCertificate(_Certificate):
 
     def __post_init__(self) -> None:
         if self.rate is None or not callable(self.rate):
-            raise ValueError(f"rate must be a rate schedule (robusttext.rates), got {self.rate!r}")
+            raise ValueError(f"rate must be a rate schedule (robusttext.certificate.rates), got {self.rate!r}")
         if getattr(self.rate, "certifiable", True) is False:
             raise ValueError(f"rate {self.rate!r} is training-only; certify with a fixed, adaptive or binned schedule")
         if int(self.length) < 0:

@@ -1,29 +1,20 @@
-"""Command lines: arguments as dataclasses, ``--config`` YAML files, parsing, and the subcommand dispatcher.
+"""The ``robusttext`` command line's arguments, as dataclasses (parsed by :mod:`robusttext.config`).
 
-Every option is ``--snake_case`` or ``--kebab-case`` on the command line, a key of a YAML file passed
-with ``--config FILE.yaml`` (command-line options win), or a keyword in Python. Both command lines
-(``robusttext ...`` and the vision sidecar's ``robusttext vision ...``) parse with :func:`parse` and run
-their subcommand tables with :func:`dispatch`.
+Every option is ``--snake_case`` or ``--kebab-case`` on the command line, or a key of a YAML file passed
+with ``--config FILE.yaml`` (command-line options win).
 """
 
 from __future__ import annotations
 
-import contextvars
-import logging
-import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
-from .data import EMBEDDED_BBC
-from .models import EMBEDDED_MINILM
-from .errors import DEBUG_FLAG, MissingPathError, UserError, one_line, run_command, split_debug
-from .protocol import CertifyProtocol
+from ..runs.data import EMBEDDED_BBC
+from ..certificate.models import EMBEDDED_MINILM
+from ..certificate.protocol import CertifyProtocol
 
 #: Deletion probability when neither --p-del, --rate-schedule nor the model folder says (RS-Del / CERT-ED's).
 DEFAULT_P_DEL = 0.9
-
-#: A subcommand table: name -> (one-line help, function taking the remaining argv and returning an exit code).
-Commands = dict[str, tuple[str, Callable[[Sequence[str]], int]]]
 
 
 @dataclass
@@ -66,14 +57,14 @@ class SmoothingArguments:
         default=None,
         metadata={"help": "Deletion rate as a function of the input's length (replaces --p-del): e.g. "
                           "'adaptive:k=13,p_lb=0.9' (AdaptDel), 'binned:edges=20|50,values=2|5|13' (AdaptDel+), "
-                          "'uniform:0.7,0.99' or 'uniform_keep:low=5,high=25,p_lb=0.9' (training only), or a JSON file; see robusttext.rates."},
+                          "'uniform:0.7,0.99' or 'uniform_keep:low=5,high=25,p_lb=0.9' (training only), or a JSON file; see robusttext.certificate.rates."},
     )
     unit: str = field(default="word", metadata={"help": "Deletion unit: word, char or token.", "choices": ["word", "char", "token"]})
 
     def training_rate(self) -> Any:
         """The rate ``robusttext train`` draws each example's noise with: the schedule, else ``p_del``
         (default 0.9; 0 = no noise)."""
-        from .rates import parse_rate_schedule
+        from ..certificate.rates import parse_rate_schedule
 
         if self.rate_schedule:
             return parse_rate_schedule(self.rate_schedule)
@@ -87,7 +78,7 @@ _P = CertifyProtocol()
 @dataclass
 class CertifyArguments:
     """Monte Carlo budget, confidence, outputs. The protocol fields (n0 ... top2) left unset take the
-    defaults of :class:`robusttext.protocol.CertifyProtocol`; :meth:`protocol` turns them into one."""
+    defaults of :class:`robusttext.certificate.protocol.CertifyProtocol`; :meth:`protocol` turns them into one."""
 
     n0: Optional[int] = field(default=None, metadata={"help": f"Selection samples per input (default {_P.n0})."})
     n: Optional[int] = field(default=None, metadata={"help": f"Estimation samples per input, at most (default {_P.n})."})
@@ -154,7 +145,7 @@ class PredictArguments:
 
 @dataclass
 class TuneArguments:
-    """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.tuning)."""
+    """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.evaluation.tuning)."""
 
     edges: str = field(default="20|50|100|200", metadata={"help": "Length bin edges in units, e.g. 20|50|100|200."})
     threshold: float = field(
@@ -184,7 +175,7 @@ class TuneArguments:
         "choices": ["accuracy", "balanced"]})
 
 
-#: ``--freeze-encoder`` of ``robusttext train`` and ``robusttext dg`` (robusttext.linear_probe).
+#: ``--freeze-encoder`` of ``robusttext train`` and ``robusttext dg`` (robusttext.training.linear_probe).
 FREEZE_ENCODER_HELP = ("Train only the classification head, on standardized features of the frozen pretrained encoder, "
                        "kept in eval mode (a linear probe).")
 
@@ -204,7 +195,7 @@ class TrainArguments:
         metadata={"help": "Domains held out of training (and evaluated unless --eval-split is given); needs --domain-column."},
     )
     noise_copies: int = field(default=1, metadata={
-        "help": "Noisy copies of each training example per batch (consistency training, robusttext.consistency; "
+        "help": "Noisy copies of each training example per batch (consistency training, robusttext.training.consistency; "
                 "--per-device-train-batch-size counts examples). Jeong & Shin use 2."})
     consistency_weight: float = field(default=0.0, metadata={
         "help": "Weight lambda of the KL term pulling each copy's prediction to the copies' mean (needs "
@@ -218,7 +209,7 @@ class DGArguments:
     """A leave-one-domain-out sweep (``robusttext dg``). Fishr hyper-parameters and ``--eval-steps`` (evaluate
     validation + held-out domain every N steps; default once per epoch) are training arguments."""
 
-    algorithms: str = field(default="erm,fishr", metadata={"help": "Comma-separated algorithms of robusttext.hparams_registry: erm, fishr."})
+    algorithms: str = field(default="erm,fishr", metadata={"help": "Comma-separated algorithms of robusttext.training.hparams_registry: erm, fishr."})
     test_domains: Optional[list[str]] = field(
         default=None, metadata={"help": "Held-out domains to run (default: every domain, one at a time)."}
     )
@@ -234,14 +225,14 @@ class DGArguments:
     )
     hparam_trials: int = field(
         default=0,
-        metadata={"help": "Random hyper-parameter trials per cell besides the given values (robusttext.hparams_registry); "
+        metadata={"help": "Random hyper-parameter trials per cell besides the given values (robusttext.training.hparams_registry); "
                           "selection picks among them."},
     )
     freeze_encoder: bool = field(default=False, metadata={"help": FREEZE_ENCODER_HELP})
     spurious: Optional[str] = field(
         default=None,
         metadata={"help": "Two marker words 'A,B': build the constructed spurious-marker benchmark from the dataset's "
-                          "texts (robusttext.spurious) and add a marker-free ERM oracle."},
+                          "texts (robusttext.dg.spurious) and add a marker-free ERM oracle."},
     )
     spurious_agreements: str = field(
         default="0.9,0.8,0.1",
@@ -301,138 +292,3 @@ class AugmentArguments:
     )
     augment_rate: float = field(default=0.5, metadata={"help": "Probability that a training example is augmented, in [0, 1]."})
     augment_words_pct: float = field(default=0.1, metadata={"help": "Share of an example's words an augmentation changes, in (0, 1]."})
-
-
-# --------------------------------------------------------------------------- parsing
-def yaml_to_argv(path: str) -> list[str]:
-    """Turn a YAML mapping of option -> value into command-line arguments (lists become several values)."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            cfg = yaml.safe_load(fh) or {}
-    except FileNotFoundError as err:
-        raise MissingPathError(f"--config {path}: no such file") from err
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise UserError(f"--config {path}: not valid YAML ({one_line(err)})") from err
-    if not isinstance(cfg, dict):
-        raise UserError(f"--config {path} must hold a mapping of option: value")
-    argv: list[str] = []
-    for key, value in cfg.items():
-        if value is None:
-            continue
-        flag = f"--{str(key).replace('-', '_')}"
-        if isinstance(value, bool):
-            argv += [flag, "true" if value else "false"]
-        elif isinstance(value, (list, tuple)):
-            argv += [flag, *map(str, value)]
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
-def expand_config(argv: Sequence[str]) -> list[str]:
-    """Replace ``--config FILE.yaml`` by the file's options, placed first so explicit options win."""
-    argv = list(argv)
-    out: list[str] = []
-    front: list[str] = []
-    i = 0
-    while i < len(argv):
-        if argv[i] == "--config":
-            if i + 1 >= len(argv):
-                raise UserError("--config needs a YAML file path")
-            front += yaml_to_argv(argv[i + 1])
-            i += 2
-            continue
-        if argv[i].startswith("--config="):
-            front += yaml_to_argv(argv[i].split("=", 1)[1])
-            i += 1
-            continue
-        out.append(argv[i])
-        i += 1
-    return front + out
-
-
-def parse(
-    dataclass_types: Sequence[type], argv: Sequence[str], prog: str, defaults: dict | None = None,
-    positional: bool = False,
-) -> tuple:
-    """Parse ``argv`` (with ``--config`` expanded) into instances of ``dataclass_types``, and apply the
-    loading options among them (:func:`apply_loading_options`); with ``positional``, the words that are no
-    option come last in the tuple (a list of strings)."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(dataclass_types, prog=prog)
-    if defaults:
-        parser.set_defaults(**defaults)
-    add_common_help(parser)
-    if positional:
-        *parsed, rest = parser.parse_args_into_dataclasses(args=expand_config(argv), return_remaining_strings=True)
-        unknown = [w for w in rest if w.startswith("--")]
-        if unknown:
-            raise ValueError(f"{prog}: unknown option {unknown[0]}; see {prog} --help")
-    else:
-        parsed, rest = parser.parse_args_into_dataclasses(args=expand_config(argv)), None
-    apply_loading_options(parsed)
-    return tuple(parsed) if rest is None else (*parsed, rest)
-
-
-def add_common_help(parser: Any) -> None:
-    """Document ``--config`` and ``--debug`` in ``--help`` (both are handled before parsing), and give each
-    ``--no_X`` switch of a boolean that defaults to true a help that says it turns X off."""
-    import argparse
-
-    parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
-                        help="Read options from a YAML mapping of option: value (options given here win).")
-    if DEBUG_FLAG in parser._option_string_actions:  # TrainingArguments' own --debug: ours is taken first
-        parser._option_string_actions[DEBUG_FLAG].help = "On a user error, print the traceback too."
-    else:
-        parser.add_argument(DEBUG_FLAG, action="store_true", default=argparse.SUPPRESS,
-                            help="On a user error, print the traceback too.")
-    by_dest = {a.dest: a for a in parser._actions if any(o.startswith("--") and not o.startswith("--no_") for o in a.option_strings)}
-    for action in parser._actions:
-        if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0].startswith("--no_"):
-            positive = by_dest.get(action.dest)
-            what = positive.help if positive is not None and positive.help else action.dest
-            action.help = f"Turn off --{action.dest}, which is on by default: {what}"
-            action.default = argparse.SUPPRESS  # the value's default is --{dest}'s; "(default: False)" misled
-
-
-def apply_loading_options(parsed: Sequence[Any]) -> None:
-    """Make ``--trust-remote-code`` and ``--encoding`` of the parsed arguments the current context's
-    defaults for loading models and local files (library calls that pass them explicitly win)."""
-    from .data import set_default_encoding
-    from .models import set_trust_remote_code
-
-    for args in parsed:
-        if hasattr(args, "trust_remote_code"):
-            set_trust_remote_code(args.trust_remote_code)
-        if hasattr(args, "encoding"):
-            set_default_encoding(args.encoding)
-
-
-# --------------------------------------------------------------------------- dispatching
-def dispatch(prog: str, commands: Commands, argv: Sequence[str], own_debug: Any = None) -> int:
-    """Run the subcommand ``argv[0]`` of ``commands`` with the rest of ``argv``: help for none, exit 2 for an
-    unknown one, and errors as :func:`robusttext.errors.run_command` reports them. ``--debug`` is taken out
-    of the arguments of the commands in ``own_debug`` (default: all)."""
-    argv = list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {prog} COMMAND [options]   ({prog} COMMAND --help for its options)\n")
-        for name, (help_, _) in commands.items():
-            print(f"  {name:<12} {help_}")
-        print(f"\nevery COMMAND takes --config FILE.yaml (options from YAML) and {DEBUG_FLAG} (tracebacks of user errors)")
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in commands:
-        print(f"{prog}: unknown command {name!r}; choose one of {', '.join(commands)}", file=sys.stderr)
-        return 2
-    debug = False
-    if own_debug is None or name in own_debug:
-        rest, debug = split_debug(rest)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_warning()
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    # a copy of the context: options a command sets (--trust-remote-code, --encoding) end with it
-    return contextvars.copy_context().run(run_command, f"{prog} {name}", commands[name][1], rest, debug)

@@ -12,10 +12,10 @@ from typing import Sequence
 
 
 def cmd_attack(argv: Sequence[str]) -> int:
-    """TextAttack recipes against the base or the smoothed classifier (``robusttext.attacks.run_attacks``)."""
+    """TextAttack recipes against the base or the smoothed classifier (``robusttext.evaluation.attacks.run_attacks``)."""
     from .arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
-    from .attacks import run_attacks
-    from .arguments import parse
+    from ..evaluation.attacks import run_attacks
+    from ..config import parse
 
     data, smooth, cert, attack = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, AttackArguments), argv, "robusttext attack",
@@ -34,10 +34,10 @@ def cmd_attack(argv: Sequence[str]) -> int:
 
 
 def cmd_evaluate(argv: Sequence[str]) -> int:
-    """Certify + attack + cross-check + report (``robusttext.evaluation.evaluate_model``)."""
+    """Certify + attack + cross-check + report (``robusttext.evaluation.evaluate.evaluate_model``)."""
     from .arguments import AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments
-    from .arguments import parse
-    from .evaluation import evaluate_model
+    from ..config import parse
+    from ..evaluation.evaluate import evaluate_model
 
     data, smooth, cert, attack, ev = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, AttackArguments, EvaluateArguments), argv,

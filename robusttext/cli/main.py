@@ -16,16 +16,16 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from .arguments import dispatch, parse
+from ..config import dispatch, parse
 
 logger = logging.getLogger("robusttext")
 
 
 # --------------------------------------------------------------------------- commands
 def cmd_certify(argv: Sequence[str]) -> int:
-    """Certify every example of a dataset split (see ``robusttext.pipelines.certify_dataset``)."""
+    """Certify every example of a dataset split (see ``robusttext.runs.certify.certify_dataset``)."""
     from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
-    from .pipelines import certify_dataset
+    from ..runs.certify import certify_dataset
 
     data, smooth, cert = parse((ModelDataArguments, SmoothingArguments, CertifyArguments), argv, "robusttext certify")
     summary = certify_dataset(data, smooth, cert)
@@ -35,18 +35,18 @@ def cmd_certify(argv: Sequence[str]) -> int:
 
 def cmd_predict(argv: Sequence[str]) -> int:
     """Smoothed predictions (``--certify``: with radii) of texts given as arguments, on standard input (one
-    per line) or in ``--dataset``, printed as JSON lines (see ``robusttext.pipelines.predict_texts``)."""
+    per line) or in ``--dataset``, printed as JSON lines (see ``robusttext.runs.certify.predict_texts``)."""
     import json
 
     from .arguments import CertifyArguments, ModelDataArguments, PredictArguments, SmoothingArguments
-    from .pipelines import predict_texts
+    from ..runs.certify import predict_texts
 
     data, smooth, cert, pred, texts = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, PredictArguments), argv, "robusttext predict",
         positional=True,
     )
     if not texts and pred.dataset_file:
-        from .data import load_text_dataset
+        from ..runs.data import load_text_dataset
 
         texts = load_text_dataset(pred.dataset_file, data.split, text_column=data.text_column,
                                   max_examples=data.max_examples, labelled=False).texts
@@ -58,9 +58,9 @@ def cmd_predict(argv: Sequence[str]) -> int:
 
 
 def cmd_tune_rates(argv: Sequence[str]) -> int:
-    """AdaptDel+: choose each length bin's deletion rate on a validation split (``robusttext.tuning``)."""
+    """AdaptDel+: choose each length bin's deletion rate on a validation split (``robusttext.evaluation.tuning``)."""
     from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TuneArguments
-    from .tuning import tune_rates
+    from ..evaluation.tuning import tune_rates
 
     data, smooth, cert, tune = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, TuneArguments), argv, "robusttext tune-rates",
@@ -95,10 +95,10 @@ def training_defaults(output_dir: str) -> dict[str, Any]:
 
 
 def cmd_train(argv: Sequence[str]) -> int:
-    """Fine-tune under deletion noise (see ``robusttext.training.train_classifier``)."""
+    """Fine-tune under deletion noise (see ``robusttext.training.trainer.train_classifier``)."""
     from .arguments import AugmentArguments, ModelDataArguments, SmoothingArguments, TrainArguments
-    from .fishr import FishrTrainingArguments  # TrainingArguments + --fishr-* and --domain-column
-    from .training import train_classifier
+    from ..training.fishr import FishrTrainingArguments  # TrainingArguments + --fishr-* and --domain-column
+    from ..training.trainer import train_classifier
 
     data, smooth, train, args, augment = parse(
         (ModelDataArguments, SmoothingArguments, TrainArguments, FishrTrainingArguments, AugmentArguments), argv,
@@ -110,10 +110,10 @@ def cmd_train(argv: Sequence[str]) -> int:
 
 
 def cmd_dg(argv: Sequence[str]) -> int:
-    """Leave-one-domain-out sweep (see ``robusttext.domains.leave_one_domain_out``)."""
+    """Leave-one-domain-out sweep (see ``robusttext.dg.domains.leave_one_domain_out``)."""
     from .arguments import DGArguments, ModelDataArguments, SmoothingArguments
-    from .domains import leave_one_domain_out, report_markdown
-    from .fishr import FishrTrainingArguments
+    from ..dg.domains import leave_one_domain_out, report_markdown
+    from ..training.fishr import FishrTrainingArguments
 
     data, smooth, dg, args = parse(
         (ModelDataArguments, SmoothingArguments, DGArguments, FishrTrainingArguments), argv, "robusttext dg",
@@ -155,8 +155,8 @@ def cmd_quickstart(argv: Sequence[str]) -> int:
     from transformers import TrainingArguments
 
     from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TrainArguments
-    from .pipelines import certify_dataset
-    from .training import train_classifier
+    from ..runs.certify import certify_dataset
+    from ..training.trainer import train_classifier
 
     (q,) = parse((QuickstartArguments,), argv, "robusttext quickstart")
     model_dir = str(Path(q.output_dir) / "model")
@@ -198,9 +198,9 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "tune-rates": ("AdaptDel+: per-length-bin deletion rates chosen on a validation split", cmd_tune_rates),
     "predict": ("smoothed predictions (with --certify: radii) of texts, as JSON lines", cmd_predict),
     "attack": ("TextAttack recipes against the base or the smoothed classifier",
-               lambda argv: __import__("robusttext.attack_commands", fromlist=["_"]).cmd_attack(argv)),
+               lambda argv: __import__("robusttext.cli.attack_commands", fromlist=["_"]).cmd_attack(argv)),
     "evaluate": ("certify + attack + cross-check + robustness_report.md for one model",
-                 lambda argv: __import__("robusttext.attack_commands", fromlist=["_"]).cmd_evaluate(argv)),
+                 lambda argv: __import__("robusttext.cli.attack_commands", fromlist=["_"]).cmd_evaluate(argv)),
     "dg": ("leave-one-domain-out sweep (ERM vs Fishr), DomainBed-style report", cmd_dg),
 }
 
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (user errors: one line, exit 2; Ctrl-C: exit 130; bugs: traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V"):
-        from .version import __version__
+        from ..version import __version__
 
         print(f"robusttext {__version__}")
         return 0

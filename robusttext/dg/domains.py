@@ -3,11 +3,11 @@
 :func:`leave_one_domain_out` trains on all domains but one and tests on the held-out one, for every
 held-out domain, algorithm, hyper-parameter trial and seed; it writes one line per finished run to
 ``dg_runs.jsonl`` (a rerun resumes), then ``dg_results.json`` and ``dg_report.md`` with both
-model-selection rules (:mod:`robusttext.dg_tables`). Options:
+model-selection rules (:mod:`robusttext.dg.dg_tables`). Options:
 
 * ``--hparam-trials N``: besides the run's own hyper-parameters (trial 0), N random draws from
-  :mod:`robusttext.hparams_registry`;
-* ``--spurious A,B``: the constructed marker benchmark of :mod:`robusttext.spurious` (its last
+  :mod:`robusttext.training.hparams_registry`;
+* ``--spurious A,B``: the constructed marker benchmark of :mod:`robusttext.dg.spurious` (its last
   environment is held out) with a marker-free ERM oracle row;
 * ``--p-del P --certify``: training under deletion noise, then each run's model certifies the held-out
   domain (:func:`certify_heldout`), certified accuracy per edit-distance radius side by side.
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from .dg_tables import dg_markdown, dg_summary
-from .domain_data import check_heldout, safe_name, split_domains, training_domains
-from .hparams_registry import parse_algorithms, random_hparams
+from ..training.domain_data import check_heldout, safe_name, split_domains, training_domains
+from ..training.hparams_registry import parse_algorithms, random_hparams
 
 logger = logging.getLogger("robusttext")
 
@@ -57,7 +57,7 @@ def trial_hparams(algorithm: str, hparams_seed: int, args: Any) -> dict:
 
 def _load(data: Any, dg: Any, args: Any) -> tuple[dict[str, Any], list[str], list[str]]:
     """The data variants (``{"": data}`` or marker / marker-free), the held-out domains and algorithms."""
-    from .data import load_text_dataset
+    from ..runs.data import load_text_dataset
 
     algorithms = parse_algorithms(dg.algorithms)
     full = load_text_dataset(
@@ -91,20 +91,20 @@ def _params(data: Any, smooth: Any, dg: Any, args: Any, heldout: list, algorithm
 
 
 def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
-    """Run the sweep; returns the summary (see :func:`robusttext.dg_tables.dg_summary`).
+    """Run the sweep; returns the summary (see :func:`robusttext.dg.dg_tables.dg_summary`).
 
     Args:
-        data: :class:`~robusttext.arguments.ModelDataArguments` (``split`` holds all domains).
-        smooth: :class:`~robusttext.arguments.SmoothingArguments` (``p_del=0`` trains without noise).
-        dg: :class:`~robusttext.arguments.DGArguments`.
-        args: :class:`~robusttext.fishr.FishrTrainingArguments`; each run trains in
+        data: :class:`~robusttext.cli.arguments.ModelDataArguments` (``split`` holds all domains).
+        smooth: :class:`~robusttext.cli.arguments.SmoothingArguments` (``p_del=0`` trains without noise).
+        dg: :class:`~robusttext.cli.arguments.DGArguments`.
+        args: :class:`~robusttext.training.fishr.FishrTrainingArguments`; each run trains in
             ``output_dir/runs/<run_name>`` without checkpoints.
     """
     from tqdm.auto import tqdm
 
-    from .deletion import check_deletion_args
-    from .fishr import check_fishr_args
-    from .results import ResultsStore, write_json
+    from ..certificate.deletion import check_deletion_args
+    from ..training.fishr import check_fishr_args
+    from ..runs.results import ResultsStore, write_json
 
     started = time.time()
 
@@ -145,7 +145,7 @@ def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
 
 
 def _versions() -> dict:
-    from .results import versions
+    from ..runs.results import versions
 
     return versions()
 
@@ -206,7 +206,7 @@ def train_heldout(
     """One run of the sweep: train on every domain but ``heldout`` with trial ``hparams_seed``'s
     hyper-parameters, evaluate training-domain validation, held-out oracle and held-out test rows every
     ``args.eval_steps`` steps (else every epoch) and at the end; returns the record with the trace."""
-    from .training import accuracy_metric, build_trainer
+    from ..training.trainer import accuracy_metric, build_trainer
 
     train_domains = [d for d in parts if d != heldout]
     ds = full.dataset
@@ -265,15 +265,15 @@ def _loss_trace(history: list[dict]) -> list[dict]:
 # --------------------------------------------------------------------------- certified and domain-robust
 def certify_heldout(trainer: Any, test_ds: Any, run_dir: Path, data: Any, smooth: Any, dg: Any, seed: int) -> dict:
     """Certify the held-out domain's test rows with the run's model: the one adapter to the core's
-    certification (:func:`robusttext.pipelines.certify_dataset`, whose protocol and defaults apply).
+    certification (:func:`robusttext.runs.certify.certify_dataset`, whose protocol and defaults apply).
 
     Saves the model to ``run_dir/model`` and the rows to ``run_dir/heldout.jsonl``, certifies the first
     ``dg.certify_max_examples`` of them with ``n = dg.certify_n`` samples at ``alpha = dg.certify_alpha``
     into ``run_dir/certify`` (resumable there), and returns the certified accuracy per radius
     (``{"0": acc, "1": acc, ...}``, radius in deletion units as strings)."""
-    from .arguments import CertifyArguments, ModelDataArguments
-    from .pipelines import certify_dataset
-    from .protocol import CertifyProtocol
+    from ..cli.arguments import CertifyArguments, ModelDataArguments
+    from ..runs.certify import certify_dataset
+    from ..certificate.protocol import CertifyProtocol
 
     model_dir = run_dir / "model"
     trainer.save_model(str(model_dir))

@@ -112,10 +112,10 @@ def spurious_environments(
 
 
 def spurious_text_data(data: Any, spec: SpuriousSpec, with_marker: bool = True) -> Any:
-    """A :class:`~robusttext.data.TextData` of the constructed environments built from ``data``'s texts."""
+    """A :class:`~robusttext.runs.data.TextData` of the constructed environments built from ``data``'s texts."""
     import datasets
 
-    from .data import TextData
+    from ..runs.data import TextData
 
     if len(data.label_names) != 2:
         raise ValueError(f"--spurious needs a binary dataset, got labels {data.label_names}")

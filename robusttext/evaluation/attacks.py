@@ -3,7 +3,7 @@
 ``run_attacks`` is what ``robusttext attack`` runs. It attacks the first N examples of a split with
 TextAttack recipes, either the **base** model (softmax of the clean text) or the **smoothed**
 classifier. The smoothed wrapper returns the class frequencies of ``n`` randomized-deletion samples
-drawn by :class:`robusttext.engine.MonteCarloEngine` from a stream seeded by ``(seed, stable hash of
+drawn by :class:`robusttext.certificate.engine.MonteCarloEngine` from a stream seeded by ``(seed, stable hash of
 the text)``, so the attack sees a deterministic function: the same text always gets the same
 frequencies, in any batch, process or run.
 
@@ -13,7 +13,7 @@ recipe: attack success rate, accuracy under attack, average perturbed words %, a
 Each recipe writes to ``recipes/<name>/`` as it goes; rerunning the same command resumes.
 
 TextAttack is an optional dependency (``pip install 'robusttext[attacks]'``); it is imported only
-when an attack is built, through :func:`robusttext.textattack_env.import_textattack` (offline NLTK).
+when an attack is built, through :func:`robusttext.runs.textattack_env.import_textattack` (offline NLTK).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
-from .deletion import unit_edits
-from .protocol import CertifyProtocol
-from .results import write_json
+from ..cli.arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
+from ..certificate.deletion import unit_edits
+from ..certificate.protocol import CertifyProtocol
+from ..runs.results import write_json
 
 logger = logging.getLogger("robusttext")
 
@@ -137,7 +137,7 @@ def seed_example(seed: int, recipe: str, index: int) -> None:
 
 def build_attack(recipe: str, wrapper: Any, query_budget: int | None = None) -> Any:
     """The TextAttack ``Attack`` of ``recipe`` against ``wrapper`` (offline; see :data:`RECIPES`)."""
-    from .textattack_env import import_textattack, require_wordnet
+    from ..runs.textattack_env import import_textattack, require_wordnet
 
     (name,) = parse_recipes([recipe])
     cls_name, needs = RECIPES[name]
@@ -242,16 +242,16 @@ def run_attacks(
 ) -> dict:
     """Attack the first ``attack.num_examples`` examples with every recipe; returns the summary.
 
-    Each recipe is one :class:`robusttext.results.Run` in ``recipes/<name>/``: examples sharded over the
+    Each recipe is one :class:`robusttext.runs.results.Run` in ``recipes/<name>/``: examples sharded over the
     processes of ``accelerate launch``/``torchrun`` (every example's attack is seeded by
     :func:`seed_example`, so the records do not depend on the sharding), records appended as they finish,
     resumed on rerun, a folder of other parameters or content refused. The main process then writes
     ``attack_results.jsonl`` and ``attack_summary.json`` in ``cert.output_dir``. ``clf`` may pass an
     already loaded :class:`SmoothedTextClassifier` (as ``robusttext evaluate`` does).
     """
-    from .distributed import process_state
-    from .pipelines import load_examples, load_smoothed_classifier, run_identity
-    from .results import Run, versions
+    from ..runs.distributed import process_state
+    from ..runs.certify import load_examples, load_smoothed_classifier, run_identity
+    from ..runs.results import Run, versions
 
     recipes = validate_attack_args(attack, cert)
     state = process_state()

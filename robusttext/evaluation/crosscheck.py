@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from scipy import stats as scipy_stats
 
-from .deletion import unit_edits
+from ..certificate.deletion import unit_edits
 
 
 def allowed_violations(n_certified: int, rate: float, significance: float) -> int:

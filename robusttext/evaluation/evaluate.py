@@ -1,9 +1,9 @@
 """``robusttext evaluate``: certified and empirical robustness of one model in one report.
 
-For the first N examples of a split: certify with RS-Del (:func:`robusttext.pipelines.certify_dataset`:
+For the first N examples of a split: certify with RS-Del (:func:`robusttext.runs.certify.certify_dataset`:
 clean accuracy, smoothed accuracy, certified-accuracy curve), attack with TextAttack recipes
-(:func:`robusttext.attacks.run_attacks`, against the smoothed and/or the base classifier), cross-check
-the two (:func:`robusttext.crosscheck.crosscheck`: successful attacks inside a certified radius,
+(:func:`robusttext.evaluation.attacks.run_attacks`, against the smoothed and/or the base classifier), cross-check
+the two (:func:`robusttext.evaluation.crosscheck.crosscheck`: successful attacks inside a certified radius,
 confirmed by the smoothed PREDICT), and write ``robustness_report.md``, ``evaluation_summary.json``,
 ``certified_accuracy.png`` and ``attack_accuracy.png`` in ``output_dir``. The model is loaded once and
 serves every stage; accuracies come from the certification summary. Every stage resumes (each writes its own
@@ -20,8 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .arguments import AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments
-from .results import read_jsonl, write_json
+from ..cli.arguments import AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments
+from ..runs.results import read_jsonl, write_json
 
 logger = logging.getLogger("robusttext")
 
@@ -39,7 +39,7 @@ def validate_evaluate_args(
 ) -> float:
     """Check every stage's options before anything is loaded; returns the certification ``alpha``."""
     from .attacks import parse_recipes
-    from .pipelines import validate_certify_args
+    from ..runs.certify import validate_certify_args
 
     alpha = validate_certify_args(data, smooth, cert).alpha
     parse_recipes(attack.recipes)
@@ -68,8 +68,8 @@ def evaluate_model(
     ``ev.smoothed_recipes`` on the first ``ev.smoothed_num_examples`` examples when those are set).
     """
     from .attacks import run_attacks
-    from .distributed import process_state
-    from .pipelines import certify_dataset, load_smoothed_classifier
+    from ..runs.distributed import process_state
+    from ..runs.certify import certify_dataset, load_smoothed_classifier
 
     alpha = validate_evaluate_args(data, smooth, cert, attack, ev)
     state = process_state()
@@ -202,7 +202,7 @@ def _num(x: float | None, fmt: str = ".1f") -> str:
 
 def robustness_markdown(summary: dict, cert_summary: dict, cc: dict) -> str:
     """``robustness_report.md``: a model-card section with certified and empirical robustness."""
-    from .report import certification_markdown
+    from ..runs.report import certification_markdown
 
     lines = [
         f"# Robustness report: `{summary['model']}`",

@@ -1,7 +1,7 @@
 """AdaptDel+ tuning: choose each length bin's deletion rate on a validation split.
 
 AdaptDel+ (Huang, Marchant, Ohrimenko, Rubinstein, NeurIPS 2025, arXiv 2511.09316) groups inputs into
-length bins and gives bin i the rate p(L) = 1 - v_i / L (:class:`robusttext.rates.BinnedRate`: the bin
+length bins and gives bin i the rate p(L) = 1 - v_i / L (:class:`robusttext.certificate.rates.BinnedRate`: the bin
 keeps v_i units on average), here by default floored at p_lb = 0.9, p(L) = max(p_lb, 1 - v_i / L), so that
 RS-Del's fixed rate is one of the candidates of every bin (also of bins of short texts, where 1 - v/L
 alone cannot be 0.9 at every length).
@@ -43,9 +43,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TuneArguments
-from .rates import BinnedRate
-from .report import certified_accuracy_curve, certified_radii
+from ..cli.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TuneArguments
+from ..certificate.rates import BinnedRate
+from ..runs.report import certified_accuracy_curve, certified_radii
 
 logger = logging.getLogger("robusttext")
 
@@ -198,7 +198,7 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
     (the two accuracies in the guard's metric), plus ``"pooled_drop"`` and ``"weights"`` with the pooled guard."""
     from tqdm.auto import tqdm
 
-    from .pipelines import load_examples, load_smoothed_classifier, validate_certify_args
+    from ..runs.certify import load_examples, load_smoothed_classifier, validate_certify_args
 
     _check_tune_args(data, tune)
     pooled = tune.guard == "pooled"

@@ -13,18 +13,18 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
-from .deletion import check_deletion_args
-from .precision import precision_name
-from .protocol import CertifyProtocol
+from ..cli.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
+from ..certificate.deletion import check_deletion_args
+from ..certificate.precision import precision_name
+from ..certificate.protocol import CertifyProtocol
 from .distributed import process_state
-from .models import model_label_names
+from ..certificate.models import model_label_names
 from .results import versions, write_json
-from .stats import max_edit_distance_radius
+from ..certificate.stats import max_edit_distance_radius
 
 if TYPE_CHECKING:
-    from .rates import RateSchedule
-    from .smoothing import SmoothedTextClassifier
+    from ..certificate.rates import RateSchedule
+    from ..certificate.smoothing import SmoothedTextClassifier
 
 logger = logging.getLogger("robusttext")
 
@@ -33,8 +33,8 @@ def certification_rate(smooth: SmoothingArguments, model: str) -> "RateSchedule"
     """The deletion rate to smooth ``model`` with: ``--rate-schedule``, else ``--p-del``, else the model
     folder's ``rate_schedule.json`` (what it was trained with), else RS-Del's fixed 0.9. Says so in the log
     when the rate chosen differs from the one the folder records."""
-    from .arguments import DEFAULT_P_DEL
-    from .rates import FixedRate, load, parse_rate_schedule
+    from ..cli.arguments import DEFAULT_P_DEL
+    from ..certificate.rates import FixedRate, load, parse_rate_schedule
 
     recorded = load(model) if Path(model).is_dir() else None
     if smooth.rate_schedule:
@@ -73,14 +73,14 @@ def load_smoothed_classifier(
 ) -> "SmoothedTextClassifier":
     """The one factory of :class:`SmoothedTextClassifier` from command-line arguments (certify, predict,
     attack, evaluate): loads ``data.model`` and wraps it with these deletion and batching parameters."""
-    from .models import load_classifier
-    from .smoothing import SmoothedTextClassifier
+    from ..certificate.models import load_classifier
+    from ..certificate.smoothing import SmoothedTextClassifier
 
     model, tokenizer = load_classifier(data.model)
     return SmoothedTextClassifier(
         model, tokenizer, p_del=certification_rate(smooth, data.model), unit=smooth.unit, batch_size=cert.batch_size,  # type: ignore[arg-type]
         max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, device=device,
-        autocast_dtype=cert.precision,  # resolved on the model's device (robusttext.precision)
+        autocast_dtype=cert.precision,  # resolved on the model's device (robusttext.certificate.precision)
     )
 
 
@@ -88,7 +88,7 @@ def load_examples(
     data: ModelDataArguments, clf: "SmoothedTextClassifier", max_examples: int | None = None, labelled: bool | None = True
 ) -> Any:
     """The split ``data`` names, labels mapped through the model's classes (``labelled``: see
-    :func:`robusttext.data.load_text_dataset`)."""
+    :func:`robusttext.runs.data.load_text_dataset`)."""
     from .data import load_text_dataset
 
     return load_text_dataset(
@@ -126,7 +126,7 @@ def certify_dataset(
     Writes, in ``cert.output_dir``: ``results.jsonl`` (one line per input: index, label, prediction,
     radius, top1_lower, top2_upper, correct, clean_prediction, n_queries, n_samples, looks_used,
     exact_mass, seconds), ``summary.json``, ``certified_accuracy.png``, ``report.md`` and
-    ``run_config.json``. Runs on the :class:`robusttext.results.Run` skeleton: sharded over the processes
+    ``run_config.json``. Runs on the :class:`robusttext.runs.results.Run` skeleton: sharded over the processes
     of ``accelerate launch``/``torchrun``, resumable, and refusing a folder of other parameters or content.
     ``clf`` may pass the classifier already loaded from ``data.model`` with these arguments.
     """

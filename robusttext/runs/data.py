@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import MissingPathError, UserError, one_line
+from ..errors import MissingPathError, UserError, one_line
 
 EMBEDDED_BBC = "embedded:bbc-news"
 FILE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".parquet")

@@ -3,7 +3,7 @@
 A run records the fingerprint of the model it certified (its weights, config and tokenizer files) and of
 the examples (their texts or pixels and labels). Retraining into the same folder or editing the data file
 changes them, and the run refuses to resume instead of reporting the old numbers
-(:class:`robusttext.results.ResultsStore`).
+(:class:`robusttext.runs.results.ResultsStore`).
 """
 
 from __future__ import annotations

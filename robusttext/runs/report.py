@@ -165,12 +165,12 @@ def summarize_lengths(records: Sequence[dict], unit: str, vocab_size: int | None
     with several classes in the data flags a constant prediction, whose radius says nothing about the text
     (near-total deletion certifies the majority class at any radius).
     ``median_log10_cardinality``: the median over inputs of log10 V(n, r, K), the number of strings the
-    certificate covers as the CERT-ED / AdaptDel papers count it (:func:`robusttext.stats.edit_ball_log10_cardinality`:
+    certificate covers as the CERT-ED / AdaptDel papers count it (:func:`robusttext.certificate.stats.edit_ball_log10_cardinality`:
     V = sum_{i<=r} (K-1)^i sum_{j=i-r}^{r} C(n+j, i), n = the input's length, r = its certified radius),
     with K = ``cardinality_vocab_size`` (the tokenizer's vocabulary for words and tokens, 128 for
     characters); None when more than half of the inputs have no certificate (wrong or abstained).
     """
-    from .stats import edit_ball_log10_cardinality
+    from ..certificate.stats import edit_ball_log10_cardinality
 
     if not records or "length" not in records[0]:
         return {}

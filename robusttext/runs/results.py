@@ -165,9 +165,9 @@ class Run:
 
     * **open**: the main process clears the folder on ``overwrite``; every process refuses a folder holding
       results of other parameters (``params`` include the model's and the examples' content fingerprints,
-      :mod:`robusttext.fingerprint`, so a retrained model or an edited data file is never resumed);
+      :mod:`robusttext.runs.fingerprint`, so a retrained model or an edited data file is never resumed);
     * **shard**: items not yet finished are dealt out by position (``todo[rank::world]``) over the processes
-      of ``accelerate launch`` / ``torchrun`` (:func:`robusttext.distributed.process_state`);
+      of ``accelerate launch`` / ``torchrun`` (:func:`robusttext.runs.distributed.process_state`);
     * **resume**: each process appends finished records to its own part file, durably, as they come; a
       rerun skips them; Ctrl-C raises :class:`RunInterrupted` with the count written so far;
     * **log**: each process appends its rank, the world size and the items it processed to ``shards.jsonl``;
@@ -180,7 +180,7 @@ class Run:
         params: everything that determines the results (recorded in ``run_config.json``).
         overwrite: delete earlier results first (``--overwrite-output-dir``).
         name: base name of the records file.
-        state: an ``accelerate.PartialState`` (default: :func:`robusttext.distributed.process_state`).
+        state: an ``accelerate.PartialState`` (default: :func:`robusttext.runs.distributed.process_state`).
     """
 
     def __init__(self, output_dir: str | os.PathLike, params: dict, overwrite: bool = False, name: str = "results",
@@ -238,7 +238,7 @@ class Run:
                 store.append(process_chunk(idx, tick))
                 bar.update(len(idx) - ticks[0])
         except KeyboardInterrupt:
-            from .errors import RunInterrupted
+            from ..errors import RunInterrupted
 
             bar.close()
             raise RunInterrupted(len(store.finished()), num_items, unit) from None
@@ -276,7 +276,7 @@ def versions() -> dict[str, str]:
     import datasets
     import transformers
 
-    from .version import __version__
+    from ..version import __version__
 
     return {
         "robusttext": __version__,

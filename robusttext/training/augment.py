@@ -1,5 +1,5 @@
 """Adversarial data augmentation on the fly: a collator wrapper that perturbs training texts with
-TextAttack augmenters before the inner collator (e.g. :class:`~robusttext.deletion.DeletionCollator`)
+TextAttack augmenters before the inner collator (e.g. :class:`~robusttext.certificate.deletion.DeletionCollator`)
 encodes them.
 
 ``robusttext train --augment deepwordbug --augment-rate 0.5`` replaces each training example's text,
@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .arguments import AugmentArguments
+from ..cli.arguments import AugmentArguments
 
 #: Augmenters that run offline: name -> (TextAttack augmentation recipe, needs WordNet).
 AUGMENTERS: dict[str, tuple[str, bool]] = {
@@ -55,7 +55,7 @@ def check_augment_args(aug: AugmentArguments) -> None:
 
 def build_augmenter(name: str, words_pct: float) -> Any:
     """The TextAttack ``Augmenter`` ``name`` producing one augmentation per text."""
-    from .textattack_env import import_textattack, require_wordnet
+    from ..runs.textattack_env import import_textattack, require_wordnet
 
     check_augment_args(AugmentArguments(augment=name, augment_words_pct=words_pct))
     cls_name, needs_wordnet = AUGMENTERS[name]

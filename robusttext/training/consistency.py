@@ -1,7 +1,7 @@
 """Consistency training for smoothed classifiers (Jeong & Shin, NeurIPS 2020), as a ``transformers.Trainer``.
 
 Why: a smoothed classifier's certificate depends on ``pA``, the share of noisy copies of an input that the
-base model labels with the top class (``robusttext.stats``); plain training under noise fits each noisy copy
+base model labels with the top class (``robusttext.certificate.stats``); plain training under noise fits each noisy copy
 to the label but never asks the copies to agree. With ``m`` noisy copies of each example in a batch (rows
 ``i*m .. i*m+m-1`` are example ``i``: ``DeletionCollator(copies=m)``), the loss is Jeong & Shin's
 ("Consistency Regularization for Certified Robustness of Smoothed Classifiers", Section 3):

@@ -275,7 +275,7 @@ class FishrTrainer(Trainer):
     and a training set with a domain column; everything else (collator, ``compute_metrics``,
     callbacks, checkpoints, gradient accumulation, mixed precision, ``accelerate launch``) is the
     Trainer's. The collator is wrapped to carry domain ids, training batches come from a
-    :class:`~robusttext.domain_data.DomainBalancedSampler` (equal share of every domain per batch) and the
+    :class:`~robusttext.training.domain_data.DomainBalancedSampler` (equal share of every domain per batch) and the
     loss is ``cross_entropy + w * penalty`` with ``w = 0`` before ``fishr_anneal_steps`` optimizer steps
     and ``fishr_lambda`` from then on (the optimizer state is reset at the switch, as in the paper's
     code). With gradient accumulation each micro-batch is one Fishr batch. The EMA state is saved

@@ -1,7 +1,7 @@
 """Fine-tuning under deletion noise with a ``transformers.Trainer`` (the Trainer glue lives here).
 
 ``train_classifier`` is what ``robusttext train`` and ``scripts/finetune_rsdel.py`` run: it loads the
-data and model, puts a :class:`~robusttext.deletion.DeletionCollator` in the Trainer's data path (fresh
+data and model, puts a :class:`~robusttext.certificate.deletion.DeletionCollator` in the Trainer's data path (fresh
 noise every batch, the same mechanism certification uses), trains with the user's
 ``TrainingArguments`` (so ``accelerate launch``, mixed precision, gradient accumulation and
 checkpoints all work as in any Trainer run), resumes from the last checkpoint in ``output_dir``, and
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import ModelDataArguments, SmoothingArguments, TrainArguments
-from .deletion import DeletionCollator, check_deletion_args
+from ..cli.arguments import ModelDataArguments, SmoothingArguments, TrainArguments
+from ..certificate.deletion import DeletionCollator, check_deletion_args
 
 logger = logging.getLogger("robusttext")
 
@@ -27,7 +27,7 @@ TRAINING_INFO = "robusttext_training.json"
 
 def accuracy_metric() -> Any:
     """``compute_metrics`` for the Trainer, backed by the local ``evaluate`` accuracy module."""
-    from .metrics import load_metric
+    from ..hub.metrics import load_metric
 
     metric = load_metric("accuracy")
 
@@ -72,13 +72,13 @@ def build_trainer(
     """The Trainer of ``algorithm`` for ``model_name`` with a :class:`DeletionCollator` in the data path
     (``smooth.p_del = 0``: clean batches). ``domains`` (Fishr) fixes the training domains' id order;
     ``train_head_only`` freezes the encoder and standardizes the head's inputs on the training texts
-    (:mod:`robusttext.linear_probe`). ``noise_copies > 1`` or a consistency or entropy weight above 0 train
-    ERM with :class:`~robusttext.consistency.ConsistencyTrainer` (refused with another algorithm or without
+    (:mod:`robusttext.training.linear_probe`). ``noise_copies > 1`` or a consistency or entropy weight above 0 train
+    ERM with :class:`~robusttext.training.consistency.ConsistencyTrainer` (refused with another algorithm or without
     noise)."""
     from transformers import Trainer, set_seed
 
     from .consistency import check_consistency_args
-    from .models import load_classifier
+    from ..certificate.models import load_classifier
 
     rate = smooth.training_rate()
     check_consistency_args(noise_copies, consistency_weight, entropy_weight, algorithm, rate)
@@ -112,7 +112,7 @@ def save_rate_schedule(rate: Any, model_dir: str) -> None:
     """Record the deletion rate a model was trained under as its ``rate_schedule.json`` (certify's default);
     nothing for clean training (rate 0) or a training-only schedule (AdaptDel+'s uniform draws: ``robusttext
     tune-rates`` writes the certification schedule)."""
-    from .rates import as_schedule
+    from ..certificate.rates import as_schedule
 
     if isinstance(rate, float) and rate == 0.0:
         return
@@ -125,7 +125,7 @@ def load_training_splits(data: ModelDataArguments, train: TrainArguments, args: 
     """The labelled training data (its ``label_names`` fix the head) and the train and eval
     ``datasets.Dataset`` s: ``--eval-split`` when given; with ``--test-domains`` the held-out domains leave the
     training set and, without an eval split, become it."""
-    from .data import load_text_dataset
+    from ..runs.data import load_text_dataset
 
     test_domains = list(getattr(train, "test_domains", None) or [])
     domain_column = getattr(args, "domain_column", "domain")

@@ -1,6 +1,6 @@
 """Accuracy: the fraction of predictions equal to the references (a local ``evaluate`` module).
 
-Loads with no network: ``evaluate.load(robusttext.metrics.metric_path("accuracy"))``.
+Loads with no network: ``evaluate.load(robusttext.hub.metrics.metric_path("accuracy"))``.
 """
 
 import datasets

@@ -1,5 +1,5 @@
 """Certified accuracy at radius r: the fraction of inputs predicted correctly with a certified radius >= r
-(a local ``evaluate`` module; loads offline: ``evaluate.load(robusttext.metrics.metric_path("certified_accuracy"))``).
+(a local ``evaluate`` module; loads offline: ``evaluate.load(robusttext.hub.metrics.metric_path("certified_accuracy"))``).
 """
 
 import datasets
