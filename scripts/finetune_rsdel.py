@@ -15,8 +15,8 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from robusttext.cli.arguments import ModelDataArguments, SmoothingArguments, TrainArguments
 from robusttext.cli import training_defaults
+from robusttext.cli.convert import train_from_arguments
 from robusttext.config import apply_loading_options  # --trust-remote-code, --encoding
-from robusttext.training.trainer import train_classifier
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     else:
         data, smooth, train, args = parser.parse_args_into_dataclasses()
     apply_loading_options((data, smooth, train, args))
-    print(train_classifier(data, smooth, train, args))
+    print(train_from_arguments(data, smooth, train, args))
 
 
 if __name__ == "__main__":

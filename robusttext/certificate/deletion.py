@@ -46,6 +46,11 @@ def check_deletion_args(p_del: float, unit: str, allow_zero: bool = False) -> No
     if not isinstance(p_del, (int, float)) or not (low_ok and float(p_del) < 1.0):
         interval = "[0, 1)" if allow_zero else "(0, 1)"
         raise ValueError(f"p_del must be in {interval}, got {p_del!r}; RS-Del/CERT-ED use p_del=0.9 (word unit)")
+    check_unit(unit)
+
+
+def check_unit(unit: str) -> None:
+    """Raise a clear ``ValueError`` for a deletion unit other than word, char or token."""
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
 

@@ -35,6 +35,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 FILENAME = "rate_schedule.json"
+#: RS-Del / CERT-ED's deletion probability: the rate used when neither the caller nor the model folder names one.
+DEFAULT_P_DEL = 0.9
 
 
 class RateSchedule:

@@ -26,7 +26,8 @@ from .deletion import DeletionMechanism, Unit, check_deletion_args, model_max_le
 from .engine import Certification, MonteCarloEngine, Prediction
 from .precision import autocast_dtype as resolve_autocast
 from .protocol import CertifyProtocol
-from .rates import RateSchedule, as_schedule
+from .models import load_classifier
+from .rates import DEFAULT_P_DEL, RateSchedule, as_schedule, load as load_schedule
 from .stats import EditDistanceCertificate, VariableRateCertificate
 
 
@@ -41,7 +42,7 @@ class SmoothedTextClassifier:
             use :func:`robusttext.certificate.stats.variable_rate_radius` with each input's own length.
         unit: ``"word"``, ``"char"`` or ``"token"``; radii are counted in this unit.
         batch_size: noisy samples per forward pass (pooled across inputs, bucketed by length).
-        max_length: tokens the base model sees (default: the model's limit, at most 512).
+        max_length: tokens the base model sees, >= 3 (default: the model's limit, at most 512).
         seed: seeds every input's random stream (``[seed, index]``), so results are reproducible
             and independent of batching and of the number of processes.
         dedup: classify identical noisy copies of an input once (exact).
@@ -60,7 +61,7 @@ class SmoothedTextClassifier:
         self,
         model: Any,
         tokenizer: Any,
-        p_del: "float | RateSchedule" = 0.9,
+        p_del: "float | RateSchedule" = DEFAULT_P_DEL,
         unit: Unit = "word",
         batch_size: int = 256,
         max_length: int | None = None,
@@ -80,7 +81,11 @@ class SmoothedTextClassifier:
         self.device = next(self.model.parameters()).device
         self.tokenizer = tokenizer
         self.num_classes = int(model.config.num_labels)
+        if max_length is not None and max_length < 3:
+            raise ValueError(f"max_length must be >= 3, got {max_length}")
         self.max_length = int(max_length or model_max_length(tokenizer, model.config))
+        #: the model's name or folder, as runs record it (from_pretrained: as given; else the model's own)
+        self.name_or_path = str(getattr(model, "name_or_path", "") or "")
         self.mechanism = DeletionMechanism(tokenizer, self.rate, unit, self.max_length)
         self.seed = int(seed)
         self.autocast_dtype = (resolve_autocast(autocast_dtype, self.device) if isinstance(autocast_dtype, str)
@@ -92,15 +97,14 @@ class SmoothedTextClassifier:
     def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> "SmoothedTextClassifier":
         """Load model and tokenizer from a Hub id or a local folder, then smooth them (with the folder's
         ``rate_schedule.json`` unless ``p_del`` is given)."""
-        from .models import load_classifier
-        from .rates import load as load_schedule
-
         model, tokenizer = load_classifier(name_or_path)
         if "p_del" not in kwargs and Path(name_or_path).is_dir():
             recorded = load_schedule(name_or_path)
             if recorded is not None:
                 kwargs["p_del"] = recorded
-        return cls(model, tokenizer, **kwargs)
+        clf = cls(model, tokenizer, **kwargs)
+        clf.name_or_path = name_or_path  # as given (a Hub id, a folder or embedded:minilm-l6): what runs record
+        return clf
 
     @property
     def p_del(self) -> float | None:

@@ -12,9 +12,11 @@ from typing import Any, Optional
 from ..runs.data import EMBEDDED_BBC
 from ..certificate.models import EMBEDDED_MINILM
 from ..certificate.protocol import CertifyProtocol
+from ..certificate.rates import DEFAULT_P_DEL, parse_rate_schedule
+from ..evaluation.tuning import TuneConfig
+from ..training.augment import Augmentation
+from ..training.trainer import TrainingRecipe
 
-#: Deletion probability when neither --p-del, --rate-schedule nor the model folder says (RS-Del / CERT-ED's).
-DEFAULT_P_DEL = 0.9
 
 
 @dataclass
@@ -64,8 +66,6 @@ class SmoothingArguments:
     def training_rate(self) -> Any:
         """The rate ``robusttext train`` draws each example's noise with: the schedule, else ``p_del``
         (default 0.9; 0 = no noise)."""
-        from ..certificate.rates import parse_rate_schedule
-
         if self.rate_schedule:
             return parse_rate_schedule(self.rate_schedule)
         return DEFAULT_P_DEL if self.p_del is None else float(self.p_del)
@@ -147,28 +147,28 @@ class PredictArguments:
 class TuneArguments:
     """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.evaluation.tuning)."""
 
-    edges: str = field(default="20|50|100|200", metadata={"help": "Length bin edges in units, e.g. 20|50|100|200."})
+    edges: str = field(default=TuneConfig.edges, metadata={"help": "Length bin edges in units, e.g. 20|50|100|200."})
     threshold: float = field(
-        default=0.5, metadata={"help": "Each bin's value maximises the radius at which its certified accuracy stays >= this."}
+        default=TuneConfig.threshold, metadata={"help": "Each bin's value maximises the radius at which its certified accuracy stays >= this."}
     )
-    iterations: int = field(default=6, metadata={"help": "Golden-section steps per bin."})
-    max_per_bin: int = field(default=40, metadata={"help": "Validation inputs certified per bin and step."})
-    start_k: float = field(default=13.0, metadata={"help": "Initial value of every bin (clipped to its range)."})
-    p_lb: float = field(default=0.9, metadata={
+    iterations: int = field(default=TuneConfig.iterations, metadata={"help": "Golden-section steps per bin."})
+    max_per_bin: int = field(default=TuneConfig.max_per_bin, metadata={"help": "Validation inputs certified per bin and step."})
+    start_k: float = field(default=TuneConfig.start_k, metadata={"help": "Initial value of every bin (clipped to its range)."})
+    p_lb: float = field(default=TuneConfig.p_lb, metadata={
         "help": "Floor of every bin's rate, p(L) = max(p_lb, 1 - v/L), so the fixed rate p_lb is a candidate of every "
                 "bin; 0: the paper's unfloored 1 - v/L."})
-    objective: str = field(default="reach", metadata={
+    objective: str = field(default=TuneConfig.objective, metadata={
         "help": "What each bin's value maximises on its validation inputs: reach (the paper's: the largest radius whose "
                 "certified accuracy is >= --threshold) or mean-radius (mean certified radius, wrong or abstained = -1).",
         "choices": ["reach", "mean-radius"]})
-    max_drop: Optional[float] = field(default=None, metadata={
+    max_drop: Optional[float] = field(default=TuneConfig.max_drop, metadata={
         "help": "Guard, in [0, 1): refuse a value whose certified accuracy at radius 0 on the bin's validation inputs is "
                 "more than this below that of the bin's fixed rate p_lb (e.g. 0.03); needs --p-lb > 0. Default: no guard."})
-    guard: str = field(default="per-bin", metadata={
+    guard: str = field(default=TuneConfig.guard, metadata={
         "help": "Where --max-drop applies: per-bin (each bin on its own) or pooled (to the whole validation split, bins "
                 "weighted by their share of it: the drop is spent in the bins where it buys the most mean radius; "
                 "needs --objective mean-radius).", "choices": ["per-bin", "pooled"]})
-    guard_metric: str = field(default="accuracy", metadata={
+    guard_metric: str = field(default=TuneConfig.guard_metric, metadata={
         "help": "What --max-drop bounds: accuracy (certified accuracy at radius 0) or balanced (its mean over classes, so "
                 "a bin cannot pass the guard by predicting its majority class for every input; a value under which a "
                 "bin's smoothed classifier gives one class to every input is refused outright, unless the fixed rate does too).",
@@ -194,13 +194,13 @@ class TrainArguments:
         default=None,
         metadata={"help": "Domains held out of training (and evaluated unless --eval-split is given); needs --domain-column."},
     )
-    noise_copies: int = field(default=1, metadata={
+    noise_copies: int = field(default=TrainingRecipe.noise_copies, metadata={
         "help": "Noisy copies of each training example per batch (consistency training, robusttext.training.consistency; "
                 "--per-device-train-batch-size counts examples). Jeong & Shin use 2."})
-    consistency_weight: float = field(default=0.0, metadata={
+    consistency_weight: float = field(default=TrainingRecipe.consistency_weight, metadata={
         "help": "Weight lambda of the KL term pulling each copy's prediction to the copies' mean (needs "
                 "--noise-copies >= 2; Jeong & Shin: 5-20)."})
-    entropy_weight: float = field(default=0.0, metadata={
+    entropy_weight: float = field(default=TrainingRecipe.entropy_weight, metadata={
         "help": "Weight eta of the entropy of the copies' mean prediction (Jeong & Shin: 0.5)."})
 
 
@@ -290,5 +290,5 @@ class AugmentArguments:
         default=None,
         metadata={"help": "Augmenter: deepwordbug, charswap, swap, deletion, wordnet, eda (default: none)."},
     )
-    augment_rate: float = field(default=0.5, metadata={"help": "Probability that a training example is augmented, in [0, 1]."})
-    augment_words_pct: float = field(default=0.1, metadata={"help": "Share of an example's words an augmentation changes, in (0, 1]."})
+    augment_rate: float = field(default=Augmentation.augment_rate, metadata={"help": "Probability that a training example is augmented, in [0, 1]."})
+    augment_words_pct: float = field(default=Augmentation.augment_words_pct, metadata={"help": "Share of an example's words an augmentation changes, in (0, 1]."})

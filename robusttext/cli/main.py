@@ -11,12 +11,27 @@ command parses its dataclasses and calls one library function.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from ..config import dispatch, parse
+from ..runs.certify import predict_texts
+from ..runs.data import load_text_dataset
+from ..runs.distributed import process_state
+from .arguments import (
+    AugmentArguments,
+    CertifyArguments,
+    DGArguments,
+    ModelDataArguments,
+    PredictArguments,
+    SmoothingArguments,
+    TrainArguments,
+    TuneArguments,
+)
+from .convert import certify_from_arguments, certify_setup, smoothed_classifier, train_from_arguments, tune_from_arguments
 
 logger = logging.getLogger("robusttext")
 
@@ -24,11 +39,8 @@ logger = logging.getLogger("robusttext")
 # --------------------------------------------------------------------------- commands
 def cmd_certify(argv: Sequence[str]) -> int:
     """Certify every example of a dataset split (see ``robusttext.runs.certify.certify_dataset``)."""
-    from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
-    from ..runs.certify import certify_dataset
-
     data, smooth, cert = parse((ModelDataArguments, SmoothingArguments, CertifyArguments), argv, "robusttext certify")
-    summary = certify_dataset(data, smooth, cert)
+    summary = certify_from_arguments(data, smooth, cert)
     print_summary(summary, cert.output_dir)
     return 0
 
@@ -36,37 +48,31 @@ def cmd_certify(argv: Sequence[str]) -> int:
 def cmd_predict(argv: Sequence[str]) -> int:
     """Smoothed predictions (``--certify``: with radii) of texts given as arguments, on standard input (one
     per line) or in ``--dataset``, printed as JSON lines (see ``robusttext.runs.certify.predict_texts``)."""
-    import json
-
-    from .arguments import CertifyArguments, ModelDataArguments, PredictArguments, SmoothingArguments
-    from ..runs.certify import predict_texts
-
     data, smooth, cert, pred, texts = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, PredictArguments), argv, "robusttext predict",
         positional=True,
     )
     if not texts and pred.dataset_file:
-        from ..runs.data import load_text_dataset
-
         texts = load_text_dataset(pred.dataset_file, data.split, text_column=data.text_column,
                                   max_examples=data.max_examples, labelled=False).texts
     elif not texts:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    for rec in predict_texts(data, smooth, cert, texts, certify=pred.certify):
+    if not texts:
+        raise ValueError("predict: no texts given (pass them as arguments, on standard input, or with --dataset)")
+    rate, protocol = certify_setup(data, smooth, cert)
+    clf = smoothed_classifier(data, smooth, cert, rate, device=process_state().device)
+    for rec in predict_texts(clf, texts, protocol, certify=pred.certify, n=cert.n, alpha=protocol.alpha):
         print(json.dumps(rec), flush=True)
     return 0
 
 
 def cmd_tune_rates(argv: Sequence[str]) -> int:
     """AdaptDel+: choose each length bin's deletion rate on a validation split (``robusttext.evaluation.tuning``)."""
-    from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TuneArguments
-    from ..evaluation.tuning import tune_rates
-
     data, smooth, cert, tune = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, TuneArguments), argv, "robusttext tune-rates",
         defaults={"split": "validation", "n": 500},
     )
-    result = tune_rates(data, smooth, cert, tune)
+    result = tune_from_arguments(data, smooth, cert, tune)
     fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
     acc = "bal acc r=0" if result["guard_metric"] == "balanced" else "acc r=0"
     print(f"{'bin':<5} {'inputs':>6} {'value v':>8} {result['objective']:>11} {acc:>11} {'fixed ' + acc:>17}")
@@ -96,22 +102,19 @@ def training_defaults(output_dir: str) -> dict[str, Any]:
 
 def cmd_train(argv: Sequence[str]) -> int:
     """Fine-tune under deletion noise (see ``robusttext.training.trainer.train_classifier``)."""
-    from .arguments import AugmentArguments, ModelDataArguments, SmoothingArguments, TrainArguments
     from ..training.fishr import FishrTrainingArguments  # TrainingArguments + --fishr-* and --domain-column
-    from ..training.trainer import train_classifier
 
     data, smooth, train, args, augment = parse(
         (ModelDataArguments, SmoothingArguments, TrainArguments, FishrTrainingArguments, AugmentArguments), argv,
         "robusttext train", defaults={**training_defaults("runs/train"), "split": "train"},
     )
-    metrics = train_classifier(data, smooth, train, args, augment)
+    metrics = train_from_arguments(data, smooth, train, args, augment)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
     return 0
 
 
 def cmd_dg(argv: Sequence[str]) -> int:
     """Leave-one-domain-out sweep (see ``robusttext.dg.domains.leave_one_domain_out``)."""
-    from .arguments import DGArguments, ModelDataArguments, SmoothingArguments
     from ..dg.domains import leave_one_domain_out, report_markdown
     from ..training.fishr import FishrTrainingArguments
 
@@ -154,22 +157,18 @@ def cmd_quickstart(argv: Sequence[str]) -> int:
 
     from transformers import TrainingArguments
 
-    from .arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TrainArguments
-    from ..runs.certify import certify_dataset
-    from ..training.trainer import train_classifier
-
     (q,) = parse((QuickstartArguments,), argv, "robusttext quickstart")
     model_dir = str(Path(q.output_dir) / "model")
     smooth = SmoothingArguments(rate_schedule=q.rate_schedule, unit="word")
     args = TrainingArguments(**{**training_defaults(model_dir), "num_train_epochs": q.epochs,
                                 "learning_rate": q.learning_rate, "seed": q.seed})
     data = ModelDataArguments(model=q.model, dataset=q.dataset, split="train", max_length=q.max_length)
-    train_classifier(data, smooth, TrainArguments(), args)
+    train_from_arguments(data, smooth, TrainArguments(), args)
     data = ModelDataArguments(
         model=model_dir, dataset=q.dataset, split="test", max_length=q.max_length, max_examples=q.certify_examples
     )
     cert = CertifyArguments(n0=q.n0, n=q.n, top2=q.top2, seed=q.seed, output_dir=str(Path(q.output_dir) / "certify"))
-    summary = certify_dataset(data, smooth, cert)
+    summary = certify_from_arguments(data, smooth, cert)
     print_summary(summary, cert.output_dir)
     return 0
 

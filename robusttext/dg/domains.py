@@ -103,14 +103,12 @@ def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
     from tqdm.auto import tqdm
 
     from ..certificate.deletion import check_deletion_args
-    from ..training.fishr import check_fishr_args
     from ..runs.results import ResultsStore, write_json
 
     started = time.time()
 
     check_dg_args(dg, smooth)
     check_deletion_args(smooth.p_del, smooth.unit, allow_zero=True)
-    check_fishr_args(args.fishr_lambda, args.fishr_ema, args.fishr_anneal_steps)
     variants, heldout, algorithms = _load(data, dg, args)
     parts = split_domains(variants[""].dataset, dg.val_fraction, dg.max_per_domain)
     seeds = [args.seed + i for i in range(dg.seeds)]
@@ -206,7 +204,7 @@ def train_heldout(
     """One run of the sweep: train on every domain but ``heldout`` with trial ``hparams_seed``'s
     hyper-parameters, evaluate training-domain validation, held-out oracle and held-out test rows every
     ``args.eval_steps`` steps (else every epoch) and at the end; returns the record with the trace."""
-    from ..training.trainer import accuracy_metric, build_trainer
+    from ..training.trainer import TrainingRecipe, accuracy_metric, build_trainer
 
     train_domains = [d for d in parts if d != heldout]
     ds = full.dataset
@@ -223,11 +221,10 @@ def train_heldout(
         args, output_dir=str(run_dir), seed=seed, save_strategy="no", load_best_model_at_end=False, report_to=[],
         **hp, **steps,
     )
-    trainer = build_trainer(
-        data.model, train_ds, full.label_names, smooth, run_args, algorithm="fishr", eval_dataset=sets,
-        max_length=data.max_length, compute_metrics=accuracy_metric(), domains=train_domains,
-        train_head_only=dg.freeze_encoder,
-    )
+    recipe = TrainingRecipe(rate=smooth.training_rate(), unit=smooth.unit, max_length=data.max_length,
+                            algorithm="fishr", freeze_encoder=dg.freeze_encoder)
+    trainer = build_trainer(data.model, train_ds, full.label_names, run_args, recipe, eval_dataset=sets,
+                            compute_metrics=accuracy_metric(), domains=train_domains)
     trainer.train()
     if not any(h.get("step") == trainer.state.global_step and "eval_val_accuracy" in h for h in trainer.state.log_history):
         trainer.evaluate()
@@ -271,19 +268,22 @@ def certify_heldout(trainer: Any, test_ds: Any, run_dir: Path, data: Any, smooth
     ``dg.certify_max_examples`` of them with ``n = dg.certify_n`` samples at ``alpha = dg.certify_alpha``
     into ``run_dir/certify`` (resumable there), and returns the certified accuracy per radius
     (``{"0": acc, "1": acc, ...}``, radius in deletion units as strings)."""
-    from ..cli.arguments import CertifyArguments, ModelDataArguments
-    from ..runs.certify import certify_dataset
     from ..certificate.protocol import CertifyProtocol
+    from ..certificate.smoothing import SmoothedTextClassifier
+    from ..runs.certify import certification_rate, certify_dataset
+    from ..runs.data import DataSpec
+    from ..runs.distributed import process_state
 
     model_dir = run_dir / "model"
     trainer.save_model(str(model_dir))
     rows = test_ds.select(range(min(len(test_ds), dg.certify_max_examples or len(test_ds))))
     path = run_dir / "heldout.jsonl"
     path.write_text("".join(json.dumps({"text": t, "label": int(y)}) + "\n" for t, y in zip(rows["text"], rows["label"])))
-    cert = CertifyArguments(n0=min(CertifyProtocol().n0, dg.certify_n), n=dg.certify_n, alpha=dg.certify_alpha, looks="auto", seed=seed,
-                            output_dir=str(run_dir / "certify"), batch_size=256, precision="fp32")
-    md = ModelDataArguments(model=str(model_dir), dataset=str(path), split="test", max_length=data.max_length)
-    summary = certify_dataset(md, smooth, cert)
+    protocol = CertifyProtocol(n0=min(CertifyProtocol().n0, dg.certify_n), n=dg.certify_n, alpha=dg.certify_alpha)
+    rate = certification_rate(str(model_dir), smooth.p_del, smooth.rate_schedule)
+    clf = SmoothedTextClassifier.from_pretrained(str(model_dir), p_del=rate, unit=smooth.unit, max_length=data.max_length,
+                                                 seed=seed, autocast_dtype="fp32", device=process_state().device)
+    summary = certify_dataset(clf, DataSpec(str(path), "test"), run_dir / "certify", protocol)
     return {str(k): float(v) for k, v in summary["certified_accuracy"].items()}
 
 

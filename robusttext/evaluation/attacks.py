@@ -250,21 +250,22 @@ def run_attacks(
     already loaded :class:`SmoothedTextClassifier` (as ``robusttext evaluate`` does).
     """
     from ..runs.distributed import process_state
-    from ..runs.certify import load_examples, load_smoothed_classifier, run_identity
+    from ..cli.convert import certify_setup, data_spec, smoothed_classifier
+    from ..runs.certify import load_examples, run_identity
     from ..runs.results import Run, versions
 
     recipes = validate_attack_args(attack, cert)
     state = process_state()
     if clf is None:
-        clf = load_smoothed_classifier(data, smooth, cert, device=state.device)
+        clf = smoothed_classifier(data, smooth, cert, certify_setup(data, smooth, cert)[0], device=state.device)
     max_examples = attack.num_examples if attack.num_examples is not None else data.max_examples
-    ds = load_examples(data, clf, max_examples)
+    spec = data_spec(data, max_examples)
+    ds = load_examples(spec, clf)
     target = "smoothed" if attack.smoothed else "base"
     n_attack = attack_samples(attack, cert)
     wrapper = SmoothedModelWrapper(clf, n=n_attack, seed=cert.seed) if attack.smoothed else BaseModelWrapper(clf, cert.batch_size)
     base_params = {
-        **run_identity("attack", data, clf, ds),
-        "max_examples": max_examples,
+        **run_identity("attack", clf, ds, spec, data.model),
         "target": target,
         "query_budget": attack.query_budget,
         **({**asdict(smooth), "attack_n": n_attack, "seed": cert.seed} if attack.smoothed else {}),

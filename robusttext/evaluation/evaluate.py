@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..certificate.protocol import CertifyProtocol
 from ..cli.arguments import AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments
 from ..runs.results import read_jsonl, write_json
 
@@ -36,12 +37,12 @@ def attack_targets(ev: EvaluateArguments) -> list[str]:
 def validate_evaluate_args(
     data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, attack: AttackArguments,
     ev: EvaluateArguments,
-) -> float:
-    """Check every stage's options before anything is loaded; returns the certification ``alpha``."""
+) -> tuple[Any, CertifyProtocol]:
+    """Check every stage's options before anything is loaded; returns the certification rate and protocol."""
     from .attacks import parse_recipes
-    from ..runs.certify import validate_certify_args
+    from ..cli.convert import certify_setup
 
-    alpha = validate_certify_args(data, smooth, cert).alpha
+    rate, protocol = certify_setup(data, smooth, cert)
     parse_recipes(attack.recipes)
     if ev.smoothed_recipes:
         parse_recipes(ev.smoothed_recipes)
@@ -50,7 +51,7 @@ def validate_evaluate_args(
         raise ValueError(f"--significance must be in (0, 1), got {ev.significance}")
     if ev.confirm_n < 1:
         raise ValueError(f"--confirm-n must be >= 1, got {ev.confirm_n}")
-    return alpha
+    return rate, protocol
 
 
 def evaluate_model(
@@ -69,15 +70,18 @@ def evaluate_model(
     """
     from .attacks import run_attacks
     from ..runs.distributed import process_state
-    from ..runs.certify import certify_dataset, load_smoothed_classifier
+    from ..cli.convert import data_spec, smoothed_classifier
+    from ..runs.certify import certify_dataset
 
-    alpha = validate_evaluate_args(data, smooth, cert, attack, ev)
+    rate, protocol = validate_evaluate_args(data, smooth, cert, attack, ev)
+    alpha = protocol.alpha
     state = process_state()
     out = Path(cert.output_dir)
     timings: dict[str, float] = {}
-    clf = load_smoothed_classifier(data, smooth, cert, device=state.device)  # one model for every stage
+    clf = smoothed_classifier(data, smooth, cert, rate, device=state.device)  # one model for every stage
     start = time.perf_counter()
-    cert_summary = certify_dataset(data, smooth, replace(cert, output_dir=str(out / "certify")), clf=clf)
+    cert_summary = certify_dataset(clf, data_spec(data), out / "certify", protocol, chunk_size=cert.chunk_size,
+                                   overwrite=cert.overwrite_output_dir, model=data.model)
     timings["certify_seconds"] = time.perf_counter() - start
     num_attacked = attack.num_examples if attack.num_examples is not None else data.max_examples
     attack_summaries: dict[str, dict] = {}

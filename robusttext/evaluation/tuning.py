@@ -38,13 +38,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..cli.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TuneArguments
-from ..certificate.rates import BinnedRate
+from tqdm.auto import tqdm
+
+from ..certificate.protocol import CertifyProtocol
+from ..certificate.rates import DEFAULT_P_DEL, BinnedRate
+from ..certificate.smoothing import SmoothedTextClassifier
+from ..runs.certify import load_examples
+from ..runs.data import DataSpec, TextData
 from ..runs.report import certified_accuracy_curve, certified_radii
 
 logger = logging.getLogger("robusttext")
@@ -191,20 +197,73 @@ def golden_section(
     return best, sorted(seen.items())
 
 
-def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, tune: TuneArguments) -> dict:
-    """Choose AdaptDel+ bin values for ``data.model`` on ``data.split``; writes them into the model folder
-    and returns ``{"schedule", "objective", "threshold", "max_drop", "guard", "guard_metric", "split", "describe",
+@dataclass(frozen=True)
+class TuneConfig:
+    """How AdaptDel+ chooses the bins' values (see the module docstring); checked here, once.
+
+    Args:
+        edges: length bin edges in units, e.g. ``"20|50|100|200"`` or ``(20, 50, 100, 200)``.
+        threshold: in (0, 1]; *reach* is the largest radius whose certified accuracy stays >= this.
+        iterations: golden-section steps per bin (>= 1).
+        max_per_bin: validation inputs certified per bin and step (>= 1).
+        start_k: initial value of every bin (clipped to its range).
+        p_lb: floor of every bin's rate, ``p(L) = max(p_lb, 1 - v/L)``; 0: the paper's unfloored ``1 - v/L``.
+        objective: ``"reach"`` (the paper's) or ``"mean-radius"``.
+        max_drop: guard in [0, 1): refuse a value whose certified accuracy at radius 0 is more than this below the
+            bin's fixed rate p_lb (needs ``p_lb > 0``); None: no guard.
+        guard: ``"per-bin"`` or ``"pooled"`` (the whole split, bins weighted by their share; needs ``max_drop``
+            and ``objective="mean-radius"``).
+        guard_metric: ``"accuracy"`` or ``"balanced"`` (mean over classes; refuses one-class bins).
+    """
+
+    edges: Any = "20|50|100|200"
+    threshold: float = 0.5
+    iterations: int = 6
+    max_per_bin: int = 40
+    start_k: float = 13.0
+    p_lb: float = DEFAULT_P_DEL
+    objective: str = "reach"
+    max_drop: float | None = None
+    guard: str = "per-bin"
+    guard_metric: str = "accuracy"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "edges", parse_edges(self.edges) if isinstance(self.edges, str)
+                           else tuple(int(e) for e in self.edges))
+        if not 0.0 < self.threshold <= 1.0 or self.iterations < 1 or self.max_per_bin < 1:
+            raise ValueError("--threshold must be in (0, 1], --iterations and --max-per-bin >= 1")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.max_drop is not None and not (0.0 <= self.max_drop < 1.0 and self.p_lb > 0):
+            raise ValueError(f"--max-drop must be in [0, 1) and needs --p-lb > 0 (the guard compares each value with "
+                             f"the bin's fixed rate p_lb), got --max-drop {self.max_drop} --p-lb {self.p_lb}")
+        if self.guard not in GUARDS or self.guard_metric not in GUARD_METRICS:
+            raise ValueError(f"--guard must be one of {', '.join(GUARDS)} and --guard-metric one of "
+                             f"{', '.join(GUARD_METRICS)}, got {self.guard!r} and {self.guard_metric!r}")
+        if self.guard == "pooled" and (self.max_drop is None or self.objective != "mean-radius"):
+            raise ValueError("--guard pooled needs --max-drop (the validation split's allowed drop) and --objective "
+                             f"mean-radius (a sum over bins), got --max-drop {self.max_drop} --objective {self.objective}")
+
+
+def tune_rates(
+    classifier: SmoothedTextClassifier, data: Any, protocol: CertifyProtocol | None = None,
+    config: TuneConfig = TuneConfig(), *, model_dir: str | None = None,
+) -> dict:
+    """Choose AdaptDel+ bin values for ``classifier`` on the validation ``data`` (a
+    :class:`~robusttext.runs.data.DataSpec`, :class:`~robusttext.runs.data.TextData`, ``datasets.Dataset`` or
+    ``(texts, labels)``; a split named ``test`` is refused), certifying under ``protocol``; writes
+    ``rate_schedule.json`` and ``tune_rates.json`` into ``model_dir`` (default: the classifier's folder) and returns
+    ``{"schedule", "objective", "threshold", "max_drop", "guard", "guard_metric", "split", "describe",
     "bins": [{"bin", "inputs", "value", "score", "accuracy_at_0", "fixed_rate_accuracy_at_0", "evaluations"}]}``
-    (the two accuracies in the guard's metric), plus ``"pooled_drop"`` and ``"weights"`` with the pooled guard."""
-    from tqdm.auto import tqdm
-
-    from ..runs.certify import load_examples, load_smoothed_classifier, validate_certify_args
-
-    _check_tune_args(data, tune)
+    (the two accuracies in the guard's metric), plus ``"pooled_drop"`` and ``"weights"`` with the pooled guard.
+    The classifier's rate is changed while tuning and left at the chosen schedule."""
+    tune, clf = config, classifier
+    model_dir = str(model_dir if model_dir is not None else clf.name_or_path)
+    split = data.split if isinstance(data, (DataSpec, TextData)) else None
+    check_tune_target(model_dir, split)
+    protocol = protocol if protocol is not None else CertifyProtocol()
     pooled = tune.guard == "pooled"
-    edges = parse_edges(tune.edges)
-    protocol = validate_certify_args(data, smooth, cert)
-    clf = load_smoothed_classifier(data, smooth, cert)
+    edges = tune.edges
     ds = load_examples(data, clf)
     probe = BinnedRate(edges, (0.5,) * (len(edges) + 1))
     lengths = [clf.num_units(t) for t in ds.texts]
@@ -232,34 +291,22 @@ def tune_rates(data: ModelDataArguments, smooth: SmoothingArguments, cert: Certi
     weights = {b: len(bins[b]) / len(ds.texts) for b in runs}
     extra = _choose_pooled(report, runs, weights, values, tune.max_drop, tune.guard_metric == "balanced") if pooled else {}
     schedule = BinnedRate(edges, tuple(values), tune.p_lb)
-    schedule.save(data.model)
+    schedule.save(model_dir)
     result = {"schedule": schedule.to_dict(), "objective": tune.objective, "threshold": tune.threshold,
               "max_drop": tune.max_drop, "guard": tune.guard,
-              "guard_metric": tune.guard_metric, **extra, "split": data.split,
+              "guard_metric": tune.guard_metric, **extra, "split": ds.split,
               "bins": sorted(report, key=lambda r: r["bin"]), "describe": schedule.describe()}
-    (Path(data.model) / "tune_rates.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (Path(model_dir) / "tune_rates.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
 
-def _check_tune_args(data: ModelDataArguments, tune: TuneArguments) -> None:
-    """A ``ValueError`` naming the option for arguments ``tune_rates`` cannot use."""
-    if str(data.split).lower().startswith("test"):
-        raise ValueError(f"--split {data.split}: tune-rates chooses rates on a validation split, never on test data")
-    if not Path(data.model).is_dir():
-        raise ValueError(f"--model {data.model}: tune-rates writes rate_schedule.json into a local model folder")
-    if not 0.0 < tune.threshold <= 1.0 or tune.iterations < 1 or tune.max_per_bin < 1:
-        raise ValueError("--threshold must be in (0, 1], --iterations and --max-per-bin >= 1")
-    if tune.objective not in OBJECTIVES:
-        raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {tune.objective!r}")
-    if tune.max_drop is not None and not (0.0 <= tune.max_drop < 1.0 and tune.p_lb > 0):
-        raise ValueError(f"--max-drop must be in [0, 1) and needs --p-lb > 0 (the guard compares each value with the "
-                         f"bin's fixed rate p_lb), got --max-drop {tune.max_drop} --p-lb {tune.p_lb}")
-    if tune.guard not in GUARDS or tune.guard_metric not in GUARD_METRICS:
-        raise ValueError(f"--guard must be one of {', '.join(GUARDS)} and --guard-metric one of {', '.join(GUARD_METRICS)}, "
-                         f"got {tune.guard!r} and {tune.guard_metric!r}")
-    if tune.guard == "pooled" and (tune.max_drop is None or tune.objective != "mean-radius"):
-        raise ValueError("--guard pooled needs --max-drop (the validation split's allowed drop) and --objective "
-                         f"mean-radius (a sum over bins), got --max-drop {tune.max_drop} --objective {tune.objective}")
+def check_tune_target(model_dir: str, split: str | None) -> None:
+    """A ``ValueError`` for a test split (rates are part of the model, chosen without test data) or a model that is
+    no local folder (the schedule is written into it)."""
+    if split is not None and str(split).lower().startswith("test"):
+        raise ValueError(f"--split {split}: tune-rates chooses rates on a validation split, never on test data")
+    if not Path(model_dir).is_dir():
+        raise ValueError(f"--model {model_dir}: tune-rates writes rate_schedule.json into a local model folder")
 
 
 def _choose_pooled(report: list[dict], runs: dict[int, dict], weights: dict[int, float], values: list[float],
@@ -280,7 +327,7 @@ def _choose_pooled(report: list[dict], runs: dict[int, dict], weights: dict[int,
 
 
 def _tune_bin(clf, ds, protocol, edges: tuple[int, ...], values: list[float], b: int, idx: list[int],
-              value_range: tuple[float, float], tune: TuneArguments, max_drop: float | None, bar: Any) -> tuple[float, dict, dict]:
+              value_range: tuple[float, float], tune: TuneConfig, max_drop: float | None, bar: Any) -> tuple[float, dict, dict]:
     """Bin ``b``'s value, the other bins held at ``values``, certified on validation inputs ``idx``, refusing
     values that lose more than ``max_drop`` (None: no guard) of certified accuracy at radius 0 against the
     bin's fixed rate; returns it, the bin's report entry and the records of every value evaluated. ``bar``

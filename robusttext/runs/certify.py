@@ -1,52 +1,62 @@
-"""Certify a whole dataset: shard over processes, write results as they come, resume, summarize, report.
+"""Certify a whole dataset, and predict texts: the library jobs behind ``robusttext certify`` and ``predict``.
 
-``certify_dataset`` is what ``robusttext certify`` and ``scripts/certify_hub_model.py`` run. It works
-unchanged on one process and under ``accelerate launch`` with N processes: inputs are dealt out by
-index (``todo[rank::N]``), every input draws from its own seeded stream, each process appends to its
-own part file, and the main process merges them into one ``results.jsonl`` and writes
-``summary.json``, ``certified_accuracy.png`` and ``report.md``.
+``certify_dataset(classifier, data, output_dir, protocol)`` works unchanged on one process and under
+``accelerate launch`` / ``torchrun`` with N processes: inputs are dealt out in fixed blocks, every input
+draws from its own seeded stream, each process appends to its own part file, and the main process merges
+them into one ``results.jsonl`` and writes ``summary.json``, ``certified_accuracy.png``,
+``radius_by_length.png``, ``report.md`` and ``run_config.json``. A rerun resumes; a folder of other
+parameters or content is refused. ``predict_texts`` yields one answer per text as it comes.
+
+Both take objects a Python user holds: a :class:`~robusttext.certificate.smoothing.SmoothedTextClassifier`,
+the data (a :class:`~robusttext.runs.data.DataSpec`, a :class:`~robusttext.runs.data.TextData`, a
+``datasets.Dataset``, a list of texts or a ``(texts, labels)`` pair) and a
+:class:`~robusttext.certificate.protocol.CertifyProtocol`.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator, Sequence
 
-from ..cli.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments
-from ..certificate.deletion import check_deletion_args
+from ..certificate.models import model_label_names
 from ..certificate.precision import precision_name
 from ..certificate.protocol import CertifyProtocol
-from .distributed import process_state
-from ..certificate.models import model_label_names
-from .results import versions, write_json
+from ..certificate.rates import DEFAULT_P_DEL, FixedRate, RateSchedule, load, parse_rate_schedule
+from ..certificate.smoothing import SmoothedTextClassifier
 from ..certificate.stats import max_edit_distance_radius
-
-if TYPE_CHECKING:
-    from ..certificate.rates import RateSchedule
-    from ..certificate.smoothing import SmoothedTextClassifier
+from .data import DataSpec, TextData, as_text_data
+from .distributed import process_state
+from .fingerprint import examples_fingerprint, model_fingerprint
+from .report import (
+    certification_markdown,
+    plot_certified_accuracy,
+    plot_radius_by_length,
+    summarize_certification,
+    summarize_lengths,
+)
+from .results import Run, versions, write_json
 
 logger = logging.getLogger("robusttext")
 
 
-def certification_rate(smooth: SmoothingArguments, model: str) -> "RateSchedule":
-    """The deletion rate to smooth ``model`` with: ``--rate-schedule``, else ``--p-del``, else the model
-    folder's ``rate_schedule.json`` (what it was trained with), else RS-Del's fixed 0.9. Says so in the log
-    when the rate chosen differs from the one the folder records."""
-    from ..cli.arguments import DEFAULT_P_DEL
-    from ..certificate.rates import FixedRate, load, parse_rate_schedule
-
+def certification_rate(model: str, p_del: float | None = None, rate_schedule: "str | RateSchedule | None" = None) -> RateSchedule:
+    """The deletion rate to smooth ``model`` with: ``rate_schedule``, else ``p_del``, else the model
+    folder's ``rate_schedule.json`` (what it was trained with), else RS-Del's fixed
+    :data:`~robusttext.certificate.rates.DEFAULT_P_DEL`. Says so in the log when the rate chosen differs from
+    the one the folder records. Raises ``ValueError`` (naming ``p_del`` or ``rate_schedule``) for a rate that
+    cannot certify."""
     recorded = load(model) if Path(model).is_dir() else None
-    if smooth.rate_schedule:
-        rate = parse_rate_schedule(smooth.rate_schedule)
-    elif smooth.p_del is not None:
-        if not 0.0 < float(smooth.p_del) < 1.0:
-            raise ValueError(f"p_del must be in (0, 1) to certify, got {smooth.p_del:g}; set --p-del 0.9 (RS-Del/CERT-ED)")
-        rate = FixedRate(float(smooth.p_del))
+    if rate_schedule:
+        rate = parse_rate_schedule(rate_schedule) if isinstance(rate_schedule, str) else rate_schedule
+    elif p_del is not None:
+        if not 0.0 < float(p_del) < 1.0:
+            raise ValueError(f"p_del must be in (0, 1) to certify, got {p_del:g}; set --p-del 0.9 (RS-Del/CERT-ED)")
+        rate = FixedRate(float(p_del))
     else:
         rate = recorded or FixedRate(DEFAULT_P_DEL)
     if not rate.certifiable:
-        raise ValueError(f"--rate-schedule {rate.describe()} is for training only; certify with a fixed, adaptive "
+        raise ValueError(f"rate_schedule {rate.describe()} is for training only; certify with a fixed, adaptive "
                          "or binned schedule (robusttext tune-rates writes a binned one into the model folder)")
     if recorded is not None and rate != recorded:
         logger.warning("smoothing with %s, while %s records %s (its rate_schedule.json: the training schedule, "
@@ -54,98 +64,79 @@ def certification_rate(smooth: SmoothingArguments, model: str) -> "RateSchedule"
     return rate
 
 
-def validate_certify_args(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments) -> CertifyProtocol:
-    """Reject unusable parameters before any model or data is loaded, naming the flag and the fix; returns
-    the certification protocol they describe."""
-    check_deletion_args(0.5, smooth.unit)  # the unit (the rate is checked by certification_rate)
-    certification_rate(smooth, data.model)
-    protocol = cert.protocol()
-    for name in ("batch_size", "chunk_size"):
-        if getattr(cert, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cert, name)}")
-    if data.max_length is not None and data.max_length < 3:
-        raise ValueError(f"--max-length must be >= 3, got {data.max_length}")
-    return protocol
+def load_examples(data: Any, classifier: SmoothedTextClassifier, labelled: bool | None = True) -> TextData:
+    """``data`` (see :func:`robusttext.runs.data.as_text_data`) with its labels mapped through the classifier's
+    classes (``labelled``: True requires labels, None uses them when present, False ignores them)."""
+    return as_text_data(data, label_names=model_label_names(classifier.model.config), labelled=labelled)
 
 
-def load_smoothed_classifier(
-    data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, device: Any = None
-) -> "SmoothedTextClassifier":
-    """The one factory of :class:`SmoothedTextClassifier` from command-line arguments (certify, predict,
-    attack, evaluate): loads ``data.model`` and wraps it with these deletion and batching parameters."""
-    from ..certificate.models import load_classifier
-    from ..certificate.smoothing import SmoothedTextClassifier
-
-    model, tokenizer = load_classifier(data.model)
-    return SmoothedTextClassifier(
-        model, tokenizer, p_del=certification_rate(smooth, data.model), unit=smooth.unit, batch_size=cert.batch_size,  # type: ignore[arg-type]
-        max_length=data.max_length, seed=cert.seed, dedup=cert.dedup, device=device,
-        autocast_dtype=cert.precision,  # resolved on the model's device (robusttext.certificate.precision)
-    )
-
-
-def load_examples(
-    data: ModelDataArguments, clf: "SmoothedTextClassifier", max_examples: int | None = None, labelled: bool | None = True
-) -> Any:
-    """The split ``data`` names, labels mapped through the model's classes (``labelled``: see
-    :func:`robusttext.runs.data.load_text_dataset`)."""
-    from .data import load_text_dataset
-
-    return load_text_dataset(
-        data.dataset, data.split, data.dataset_config, data.text_column, data.label_column,
-        label_names=model_label_names(clf.model.config),
-        max_examples=data.max_examples if max_examples is None else max_examples, labelled=labelled,
-    )
-
-
-def run_identity(task: str, data: ModelDataArguments, clf: "SmoothedTextClassifier", ds: Any) -> dict[str, Any]:
-    """What a text run is about: the task, the model and data as named and as content (fingerprints)."""
-    from .fingerprint import examples_fingerprint, model_fingerprint
-
+def run_identity(task: str, classifier: SmoothedTextClassifier, ds: TextData, data: Any = None,
+                 model: str | None = None) -> dict[str, Any]:
+    """What a text run is about: the task, the model and the data as named and as content (fingerprints).
+    ``data``: the :class:`DataSpec` the examples came from, if any; ``model``: the model's name or folder
+    (default: the classifier's ``name_or_path``)."""
+    name = model if model is not None else classifier.name_or_path
+    spec = data.record() if isinstance(data, DataSpec) else DataSpec(ds.source, ds.split).record()
     return {
         "task": task,
-        "model": data.model,
-        "model_fingerprint": model_fingerprint(data.model, clf.model),
-        "dataset": data.dataset,
-        "dataset_config": data.dataset_config,
-        "split": data.split,
-        "text_column": data.text_column,
-        "label_column": data.label_column,
-        "max_examples": data.max_examples,
-        "max_length": data.max_length,
+        "model": name,
+        "model_fingerprint": model_fingerprint(name, classifier.model),
+        **spec,
+        "max_length": classifier.max_length,
         "num_examples": len(ds),
         "data_fingerprint": examples_fingerprint(ds.texts, ds.labels),
     }
 
 
 def certify_dataset(
-    data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, clf: "SmoothedTextClassifier | None" = None
+    classifier: SmoothedTextClassifier,
+    data: Any,
+    output_dir: str | Path,
+    protocol: CertifyProtocol | None = None,
+    *,
+    chunk_size: int = 32,
+    overwrite: bool = False,
+    model: str | None = None,
 ) -> dict:
-    """Certify every example of a dataset split with RS-Del; returns the summary (on every process).
+    """Certify every example of ``data`` with ``classifier`` under ``protocol``; returns the summary (on
+    every process).
 
-    Writes, in ``cert.output_dir``: ``results.jsonl`` (one line per input: index, label, prediction,
-    radius, top1_lower, top2_upper, correct, clean_prediction, n_queries, n_samples, looks_used,
-    exact_mass, seconds), ``summary.json``, ``certified_accuracy.png``, ``report.md`` and
-    ``run_config.json``. Runs on the :class:`robusttext.runs.results.Run` skeleton: sharded over the processes
-    of ``accelerate launch``/``torchrun``, resumable, and refusing a folder of other parameters or content.
-    ``clf`` may pass the classifier already loaded from ``data.model`` with these arguments.
+    Args:
+        classifier: the smoothed classifier (its rate, unit, seed, batching and precision are recorded).
+        data: a :class:`DataSpec` (loaded here), a :class:`TextData`, a ``datasets.Dataset`` (text and label
+            columns detected), a list of texts, or a ``(texts, labels)`` pair; unlabelled data gives radii
+            without accuracy.
+        output_dir: where ``results.jsonl`` (one line per input: index, label, length, prediction, radius,
+            top1_lower, top2_upper, correct, clean_prediction, n_queries, n_samples, looks_used, exact_mass,
+            seconds), ``summary.json``, ``report.md``, ``certified_accuracy.png``, ``radius_by_length.png``
+            and ``run_config.json`` go.
+        protocol: how the samples and ``alpha`` are spent (default: ``CertifyProtocol()``).
+        chunk_size: inputs certified (and written) together, >= 1; blocks are fixed, so N processes compute
+            the same forward passes as one.
+        overwrite: delete earlier results in ``output_dir`` first (else a rerun resumes, and a folder of other
+            parameters or content is refused).
+        model: the model's name or folder as recorded (default: ``classifier.name_or_path``).
+
+    Guarantee: each line's radius holds with probability at least ``1 - protocol.alpha`` (see
+    :meth:`SmoothedTextClassifier.certify`). Under ``accelerate launch``/``torchrun`` build the classifier
+    on ``process_state().device``; results do not depend on the number of processes.
     """
-    from .results import Run
-
-    protocol = validate_certify_args(data, smooth, cert)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    protocol = protocol if protocol is not None else CertifyProtocol()
+    clf = classifier
     state = process_state()
-    clf = clf if clf is not None else load_smoothed_classifier(data, smooth, cert, device=state.device)
     ds = load_examples(data, clf, labelled=None)  # unlabelled: radii without accuracy
     params = {
-        **run_identity("certify", data, clf, ds),
+        **run_identity("certify", clf, ds, data, model),
         "p_del": clf.p_del,
         "rate_schedule": clf.rate.to_dict(),
-        "unit": smooth.unit,
+        "unit": clf.unit,
         **protocol.record(),
-        "seed": cert.seed,
+        "seed": clf.seed,
         "precision": precision_name(clf.autocast_dtype),  # certificates are about the base model as run
     }
-    run = Run(cert.output_dir, params, overwrite=cert.overwrite_output_dir, state=state)
+    run = Run(str(output_dir), params, overwrite=overwrite, state=state)
     texts, gold = ds.texts, ds.labels or [None] * len(ds)
 
     def certify_chunk(idx: list[int], tick: Any) -> list[dict]:
@@ -157,20 +148,18 @@ def certify_dataset(
 
     # fixed blocks of inputs: the noisy copies of one block are batched together whatever the number of
     # processes, so N processes compute the same forward passes (and the same floats) as one
-    records = run.execute(len(ds), certify_chunk, cert.chunk_size, desc="certify", fixed_chunks=True)
-    out = Path(cert.output_dir)
+    records = run.execute(len(ds), certify_chunk, chunk_size, desc="certify", fixed_chunks=True)
 
     def write() -> None:
         assert records is not None
         largest = max_edit_distance_radius(clf.p_del) if clf.p_del is not None else max(
             [int(r["radius"]) for r in records] + [0])
-        write_certification_outputs(records, params, list(range(largest + 1)), out, smooth.unit, ds.label_names,
-                                    data.model, vocab_size=len(clf.tokenizer) if smooth.unit == "token" else None)
+        write_certification_outputs(records, params, list(range(largest + 1)), Path(output_dir), clf.unit,
+                                    ds.label_names, params["model"],
+                                    vocab_size=len(clf.tokenizer) if clf.unit == "token" else None)
 
     run.finish(write)
     return run.read_json("summary.json")
-
-
 def certification_record(index: int, label: int | None, c: Any, clean_prediction: int, length: int) -> dict[str, Any]:
     """One line of ``results.jsonl`` (the label and ``correct`` are None for unlabelled data; ``length`` in
     smoothing units)."""
@@ -198,14 +187,6 @@ def write_certification_outputs(
 ) -> None:
     """``summary.json``, ``certified_accuracy.png``, ``radius_by_length.png`` and ``report.md`` of a text
     certification run."""
-    from .report import (
-        certification_markdown,
-        plot_certified_accuracy,
-        plot_radius_by_length,
-        summarize_certification,
-        summarize_lengths,
-    )
-
     summary = summarize_certification(records, params, radii)
     summary.update(summarize_lengths(records, unit, vocab_size))
     summary["unit"] = unit
@@ -221,35 +202,41 @@ def write_certification_outputs(
 
 
 def predict_texts(
-    data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, texts: list[str],
-    certify: bool = False, chunk_size: int = 32,
+    classifier: SmoothedTextClassifier,
+    texts: Sequence[str],
+    protocol: CertifyProtocol | None = None,
+    *,
+    certify: bool = False,
+    n: int | None = None,
+    alpha: float | None = None,
+    chunk_size: int = 32,
 ) -> Iterator[dict[str, Any]]:
-    """The smoothed classifier's answer for each text, as it comes (one dict per text, in order).
+    """The smoothed classifier's answer for each text, as it comes (one dict per text, in order: index, text,
+    prediction, class, then counts and pvalue, or with ``certify`` radius, unit, top1_lower and top2_upper,
+    then n_queries).
 
-    Without ``certify``: Cohen et al.'s PREDICT from ``cert.n`` samples (default 1000) at ``cert.alpha``
-    (default 0.05): the class, or -1 (abstain) unless a binomial test separates the top two classes; a
-    non-abstained answer differs from the smoothed classifier's with probability <= alpha. With
-    ``certify``: CERTIFY under the protocol of ``cert`` (its defaults), adding the certified radius.
+    Without ``certify``: Cohen et al.'s PREDICT from ``n`` samples at ``alpha`` (None: the defaults of
+    :meth:`SmoothedTextClassifier.predict`): the class, or -1 (abstain) unless a binomial test separates the
+    top two classes; a non-abstained answer differs from the smoothed classifier's with probability <= alpha.
+    With ``certify``: CERTIFY under ``protocol`` (default ``CertifyProtocol()``), adding the certified radius.
     """
     if not texts:
         raise ValueError("predict: no texts given (pass them as arguments, on standard input, or with --dataset)")
-    protocol = validate_certify_args(data, smooth, cert)
-    state = process_state()
-    clf = load_smoothed_classifier(data, smooth, cert, device=state.device)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    protocol = protocol if protocol is not None else CertifyProtocol()
+    clf = classifier
     names = model_label_names(clf.model.config)
-    n, alpha = cert.n or 1000, protocol.alpha
+    budget = {k: v for k, v in (("n", n), ("alpha", alpha)) if v is not None}
     for start in range(0, len(texts), chunk_size):
         idx = list(range(start, min(start + chunk_size, len(texts))))
         chunk = [texts[i] for i in idx]
-        if certify:
-            outs: list[Any] = clf.certify(chunk, protocol, indices=idx)
-        else:
-            outs = clf.predict(chunk, n=n, alpha=alpha, indices=idx)
+        outs: list[Any] = clf.certify(chunk, protocol, indices=idx) if certify else clf.predict(chunk, indices=idx, **budget)
         for i, text, o in zip(idx, chunk, outs):
             rec: dict[str, Any] = {"index": i, "text": text, "prediction": o.prediction,
                                    "class": names[o.prediction] if o.prediction >= 0 else None}
             if certify:
-                rec.update(radius=o.radius, unit=smooth.unit, top1_lower=o.top1_lower, top2_upper=o.top2_upper)
+                rec.update(radius=o.radius, unit=clf.unit, top1_lower=o.top1_lower, top2_upper=o.top2_upper)
             else:
                 rec.update(counts=o.counts, pvalue=o.pvalue)
             rec["n_queries"] = o.n_queries

@@ -67,6 +67,59 @@ class TextData:
         return [int(v) for v in self.dataset["label"]]
 
 
+@dataclass(frozen=True)
+class DataSpec:
+    """Which examples a job reads: one split of a Hub dataset id, a local file or folder, or
+    ``embedded:bbc-news`` (see :func:`load_text_dataset` for every argument). A run records it whole, beside
+    the examples' content fingerprint."""
+
+    dataset: str
+    split: str = "test"
+    config: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    max_examples: int | None = None
+
+    def load(self, label_names: Sequence[str] | None = None, labelled: bool | None = True,
+             domain_column: str | None = None) -> "TextData":
+        """The split, labels mapped through ``label_names`` (see :func:`load_text_dataset`)."""
+        return load_text_dataset(self.dataset, self.split, self.config, self.text_column, self.label_column,
+                                 domain_column, label_names=label_names, max_examples=self.max_examples,
+                                 labelled=labelled)
+
+    def record(self) -> dict[str, Any]:
+        """The fields as a run records them."""
+        return {"dataset": self.dataset, "dataset_config": self.config, "split": self.split,
+                "text_column": self.text_column, "label_column": self.label_column, "max_examples": self.max_examples}
+
+
+def as_text_data(
+    data: Any, label_names: Sequence[str] | None = None, labelled: bool | None = True, domain_column: str | None = None,
+) -> "TextData":
+    """``data`` as a :class:`TextData`: a :class:`DataSpec` (loaded), a :class:`TextData` (as is), a
+    ``datasets.Dataset`` (text and label columns detected as for files), a list of texts, or a
+    ``(texts, labels)`` pair (integer labels, or class names mapped through ``label_names``); ``domain_column``
+    keeps that column as ``domain``."""
+    if isinstance(data, TextData):
+        return data
+    if isinstance(data, DataSpec):
+        return data.load(label_names, labelled, domain_column)
+    from datasets import Dataset
+
+    if isinstance(data, Dataset):
+        return _from_columns(data, "datasets.Dataset", "-", domain_column=domain_column, label_names=label_names,
+                             labelled=labelled)
+    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], str):
+        texts, labels = data
+        table = Dataset.from_dict({"text": [str(x) for x in texts], "label": list(labels)})
+        return _from_columns(table, "texts", "-", label_names=label_names, labelled=labelled)
+    if isinstance(data, (list, tuple)) and all(isinstance(x, str) for x in data):
+        return _from_columns(Dataset.from_dict({"text": list(data)}), "texts", "-", label_names=label_names,
+                             labelled=False if labelled is None else labelled)
+    raise TypeError(f"data must be a DataSpec, TextData, datasets.Dataset, list of texts or (texts, labels) pair, "
+                    f"got {type(data).__name__}")
+
+
 def shared_data_dir() -> Path:
     """The shared real-data folder: ``$ROBUSTTEXT_DATA`` or ``../shared/data`` beside the checkout."""
     env = os.environ.get("ROBUSTTEXT_DATA")
@@ -354,9 +407,24 @@ def _load_text_dataset(
     max_examples: int | None,
     labelled: bool | None,
 ) -> TextData:
+    return _from_columns(_read_source(source, split, config), source, split, text_column, label_column, domain_column,
+                         label_names, max_examples, labelled)
+
+
+def _from_columns(
+    ds: Any,
+    source: str,
+    split: str,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    domain_column: str | None = None,
+    label_names: Sequence[str] | None = None,
+    max_examples: int | None = None,
+    labelled: bool | None = True,
+) -> TextData:
+    """A ``datasets.Dataset`` with any column names as a :class:`TextData` (columns detected, labels encoded)."""
     import datasets
 
-    ds = _read_source(source, split, config)
     columns = ds.column_names
     text_col = _pick_column(columns, text_column, TEXT_CANDIDATES, "text", "--text-column")
     label_col: str | None = None

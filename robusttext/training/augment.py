@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..cli.arguments import AugmentArguments
+from ..runs.textattack_env import import_textattack, require_wordnet
+
+from dataclasses import dataclass
 
 #: Augmenters that run offline: name -> (TextAttack augmentation recipe, needs WordNet).
 AUGMENTERS: dict[str, tuple[str, bool]] = {
@@ -36,28 +38,36 @@ UNAVAILABLE_AUGMENTERS: dict[str, str] = {
 }
 
 
-def check_augment_args(aug: AugmentArguments) -> None:
-    """Raise a clear error for an unknown or offline-unavailable augmenter or a bad rate."""
-    if aug.augment is None:
-        return
-    if aug.augment in UNAVAILABLE_AUGMENTERS:
-        raise ValueError(
-            f"--augment {aug.augment}: cannot run offline, it needs {UNAVAILABLE_AUGMENTERS[aug.augment]}. "
-            f"Offline augmenters: {', '.join(AUGMENTERS)}"
-        )
-    if aug.augment not in AUGMENTERS:
-        raise ValueError(f"--augment {aug.augment!r}: unknown augmenter; choose from {', '.join(AUGMENTERS)}")
-    if not (0.0 <= aug.augment_rate <= 1.0):
-        raise ValueError(f"--augment-rate must be in [0, 1], got {aug.augment_rate}")
-    if not (0.0 < aug.augment_words_pct <= 1.0):
-        raise ValueError(f"--augment-words-pct must be in (0, 1], got {aug.augment_words_pct}")
+@dataclass(frozen=True)
+class Augmentation:
+    """TextAttack augmentation of training texts (checked here, once).
+
+    Args:
+        augment: the augmenter, one of :data:`AUGMENTERS` (offline ones).
+        augment_rate: probability that a training example is augmented, in [0, 1].
+        augment_words_pct: share of an example's words an augmentation changes, in (0, 1].
+    """
+
+    augment: str
+    augment_rate: float = 0.5
+    augment_words_pct: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.augment in UNAVAILABLE_AUGMENTERS:
+            raise ValueError(
+                f"--augment {self.augment}: cannot run offline, it needs {UNAVAILABLE_AUGMENTERS[self.augment]}. "
+                f"Offline augmenters: {', '.join(AUGMENTERS)}"
+            )
+        if self.augment not in AUGMENTERS:
+            raise ValueError(f"--augment {self.augment!r}: unknown augmenter; choose from {', '.join(AUGMENTERS)}")
+        if not (0.0 <= self.augment_rate <= 1.0):
+            raise ValueError(f"--augment-rate must be in [0, 1], got {self.augment_rate}")
+        if not (0.0 < self.augment_words_pct <= 1.0):
+            raise ValueError(f"--augment-words-pct must be in (0, 1], got {self.augment_words_pct}")
 
 
 def build_augmenter(name: str, words_pct: float) -> Any:
-    """The TextAttack ``Augmenter`` ``name`` producing one augmentation per text."""
-    from ..runs.textattack_env import import_textattack, require_wordnet
-
-    check_augment_args(AugmentArguments(augment=name, augment_words_pct=words_pct))
+    """The TextAttack ``Augmenter`` ``name`` (checked by :class:`Augmentation`) producing one augmentation per text."""
     cls_name, needs_wordnet = AUGMENTERS[name]
     if needs_wordnet:
         require_wordnet(f"--augment {name}")
@@ -83,7 +93,7 @@ class AugmentingCollator:
 
     Args:
         collator: the inner collator (receives the features with augmented texts).
-        augment: an :class:`AugmentArguments` (augmenter name, rate, share of words changed).
+        augment: an :class:`Augmentation` (augmenter name, rate, share of words changed).
         text_column: the raw text field of each feature.
         seed: seeds which examples are augmented and TextAttack's random choices.
         active: returns False when augmentation should pause (default: always on); the Trainer hook
@@ -93,18 +103,17 @@ class AugmentingCollator:
     def __init__(
         self,
         collator: Callable[[list[dict]], Any],
-        augment: AugmentArguments,
+        augment: Augmentation,
         text_column: str = "text",
         seed: int = 0,
         active: Callable[[], bool] | None = None,
     ) -> None:
-        check_augment_args(augment)
         self.collator = collator
         self.rate = float(augment.augment_rate)
         self.text_column = text_column
         self.rng = np.random.default_rng(seed)
         self.active = active or (lambda: True)
-        self.augmenter = build_augmenter(augment.augment, augment.augment_words_pct) if augment.augment else None
+        self.augmenter = build_augmenter(augment.augment, augment.augment_words_pct)
         self.augmented = 0  # texts changed so far
 
     def augment_text(self, text: str) -> str:

@@ -211,7 +211,7 @@ class FishrPenalty:
     it returns a scalar tensor (0 when fewer than 2 domains are present) and advances the EMA.
     """
 
-    def __init__(self, num_domains: int, ema: float = 0.95, min_samples: int = 2, sync: bool | None = None) -> None:
+    def __init__(self, num_domains: int, ema: float = _FISHR_DEFAULTS["fishr_ema"], min_samples: int = 2, sync: bool | None = None) -> None:
         if num_domains < 2:
             raise ValueError(f"Fishr needs at least 2 training domains, got {num_domains}")
         check_fishr_args(0.0, ema, 0)
@@ -289,8 +289,8 @@ class FishrTrainer(Trainer):
     def __init__(self, *args: Any, domains: Sequence[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         a = self.args
-        self.fishr_lambda = float(getattr(a, "fishr_lambda", 1000.0))
-        self.fishr_ema = float(getattr(a, "fishr_ema", 0.95))
+        self.fishr_lambda = float(getattr(a, "fishr_lambda", _FISHR_DEFAULTS["fishr_lambda"]))
+        self.fishr_ema = float(getattr(a, "fishr_ema", _FISHR_DEFAULTS["fishr_ema"]))
         self.fishr_anneal_steps = int(getattr(a, "fishr_anneal_steps", 0))
         self.domain_column = str(getattr(a, "domain_column", "domain"))
         check_fishr_args(self.fishr_lambda, self.fishr_ema, self.fishr_anneal_steps)
