@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 CONFIG_NAME = "run_config.json"
 #: One line per process and execution: which items it processed (``Run`` writes it; tests read it).
@@ -160,6 +163,30 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+@contextmanager
+def sigint_flag() -> Iterator[list[bool]]:
+    """While active, Ctrl-C (SIGINT) records itself in the yielded list (non-empty once pressed) and raises
+    ``KeyboardInterrupt`` where the main thread is, except inside an object's finalizer (``__del__``), where
+    Python would drop it with a traceback: a run checks the list between chunks. A handler other than Python's
+    default is left alone."""
+    pressed: list[bool] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield pressed
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        pressed.append(True)
+        if frame is None or frame.f_code.co_name != "__del__":  # raised in a finalizer it would be dropped
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Run:
     """The skeleton every long command shares: open, shard, resume, merge, finish.
 
@@ -228,15 +255,18 @@ class Run:
         bar = tqdm(total=len(mine), desc=f"{desc} [{state.process_index}/{state.num_processes}]",
                    disable=not state.is_local_main_process)
         try:
-            for idx in chunks:
-                ticks = [0]
+            with sigint_flag() as interrupted:
+                for idx in chunks:
+                    ticks = [0]
 
-                def tick() -> None:
-                    ticks[0] += 1
-                    bar.update(1)
+                    def tick() -> None:
+                        ticks[0] += 1
+                        bar.update(1)
 
-                store.append(process_chunk(idx, tick))
-                bar.update(len(idx) - ticks[0])
+                    store.append(process_chunk(idx, tick))
+                    bar.update(len(idx) - ticks[0])
+                    if interrupted:  # a Ctrl-C that Python dropped (it landed in a finalizer): stop here
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             from ..errors import RunInterrupted
 
