@@ -70,14 +70,15 @@ def tiny_trained(tmp_path_factory, tiny_model_dir, data_dir):
     return trained_tiny_model(tmp_path_factory, tiny_model_dir, data_dir)
 
 
-def _args(model, dataset, out, recipes, n_examples, smoothed=False, attack_n=None, **cert):
-    from robusttext.cli.arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
+def _args(model, dataset, out, recipes, n_examples, smoothed=False, attack_n=None, n=50):
+    """The library call's arguments: a smoothed classifier, the data, the output folder, the attack config."""
+    from robusttext import SmoothedTextClassifier
+    from robusttext.evaluation.attacks import AttackConfig
+    from robusttext.runs.data import DataSpec
 
-    data = ModelDataArguments(model=model, dataset=dataset, split="test", max_length=64)
-    smooth = SmoothingArguments(p_del=0.9, unit="word")
-    c = CertifyArguments(output_dir=str(out), n=cert.pop("n", 50), batch_size=64, **cert)
-    a = AttackArguments(recipes=recipes, num_examples=n_examples, smoothed=smoothed, attack_n=attack_n)
-    return data, smooth, c, a
+    clf = SmoothedTextClassifier.from_pretrained(str(model), p_del=0.9, unit="word", max_length=64, batch_size=64)
+    config = AttackConfig(recipes=recipes, smoothed=smoothed, n=attack_n or n)
+    return clf, DataSpec(dataset, "test", max_examples=n_examples), str(out), config
 
 
 def test_smoothed_wrapper_is_deterministic(tiny_trained, data_dir):

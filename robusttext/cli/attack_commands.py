@@ -14,14 +14,14 @@ from typing import Sequence
 def cmd_attack(argv: Sequence[str]) -> int:
     """TextAttack recipes against the base or the smoothed classifier (``robusttext.evaluation.attacks.run_attacks``)."""
     from .arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
-    from ..evaluation.attacks import run_attacks
+    from .convert import attack_from_arguments
     from ..config import parse
 
     data, smooth, cert, attack = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, AttackArguments), argv, "robusttext attack",
         defaults={"n": 1000, "output_dir": "runs/attack"},
     )
-    summary = run_attacks(data, smooth, cert, attack)
+    summary = attack_from_arguments(data, smooth, cert, attack)
     for name, s in summary["recipes"].items():
         print(
             f"{name:<16} target={summary['target']} examples={s['num_examples']} "

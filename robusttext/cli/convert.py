@@ -15,10 +15,12 @@ from ..certificate.smoothing import SmoothedTextClassifier
 from ..runs.certify import certification_rate, certify_dataset
 from ..runs.data import DataSpec
 from ..runs.distributed import process_state
+from ..evaluation.attacks import AttackConfig, run_attacks
 from ..evaluation.tuning import TuneConfig, tune_rates
 from ..training.augment import Augmentation
 from ..training.trainer import TrainingRecipe, train_classifier
 from .arguments import (
+    AttackArguments,
     AugmentArguments,
     CertifyArguments,
     ModelDataArguments,
@@ -118,3 +120,24 @@ def tune_from_arguments(data: ModelDataArguments, smooth: SmoothingArguments, ce
     rate, protocol = certify_setup(data, smooth, cert)
     clf = smoothed_classifier(data, smooth, cert, rate)
     return tune_rates(clf, data_spec(data), protocol, config, model_dir=data.model)
+
+
+def attack_config(attack: AttackArguments, cert: CertifyArguments, smoothed: bool | None = None,
+                  recipes: str | None = None) -> AttackConfig:
+    """``--recipes``, ``--smoothed``, ``--attack-n`` (else ``--n``) and ``--query-budget`` as an :class:`AttackConfig`."""
+    return AttackConfig(recipes=recipes or attack.recipes, smoothed=attack.smoothed if smoothed is None else smoothed,
+                        n=attack.attack_n or cert.n, query_budget=attack.query_budget)
+
+
+def attack_from_arguments(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments,
+                          attack: AttackArguments) -> dict:
+    """``robusttext attack``: the attack configuration (checked before any loading), the classifier, then
+    :func:`robusttext.evaluation.attacks.run_attacks` on the first ``--num-examples`` (else ``--max-examples``)."""
+    if attack.num_examples is not None and attack.num_examples < 1:
+        raise ValueError(f"--num-examples must be >= 1, got {attack.num_examples}")
+    config = attack_config(attack, cert)
+    rate = certification_rate(data.model, smooth.p_del, smooth.rate_schedule)
+    clf = smoothed_classifier(data, smooth, cert, rate, device=process_state().device)
+    with flag_errors(cert):
+        return run_attacks(clf, data_spec(data, attack.num_examples), cert.output_dir, config,
+                           overwrite=cert.overwrite_output_dir, model=data.model)

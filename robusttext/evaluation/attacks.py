@@ -22,16 +22,18 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..cli.arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
 from ..certificate.deletion import unit_edits
 from ..certificate.protocol import CertifyProtocol
-from ..runs.results import write_json
+from ..certificate.smoothing import SmoothedTextClassifier
+from ..runs.certify import load_examples, run_identity
+from ..runs.distributed import process_state
+from ..runs.results import Run, versions, write_json
 
 logger = logging.getLogger("robusttext")
 
@@ -213,71 +215,71 @@ def summarize_recipe(records: Sequence[dict]) -> dict[str, Any]:
     }
 
 
-def attack_samples(attack: AttackArguments, cert: CertifyArguments) -> int:
-    """Monte Carlo samples per smoothed query: ``--attack-n``, else ``--n``, else the protocol's ``n``."""
-    return int(attack.attack_n or cert.n or CertifyProtocol().n)
+@dataclass(frozen=True)
+class AttackConfig:
+    """Which attacks to run and against what (checked here, once).
 
+    Args:
+        recipes: offline TextAttack recipes, ``"a,b"`` or a list (see :data:`RECIPES`).
+        smoothed: attack the smoothed classifier (class frequencies of ``n`` noisy copies per query) instead of
+            the base model (softmax of the clean text).
+        n: Monte Carlo samples per smoothed query (>= 1; None: ``CertifyProtocol().n``).
+        query_budget: stop an attack after this many model queries (>= 1; None: no limit).
+    """
 
-def validate_attack_args(attack: AttackArguments, cert: CertifyArguments) -> list[str]:
-    """Check the attack options before loading anything; returns the recipe names."""
-    recipes = parse_recipes(attack.recipes)
-    if attack.num_examples is not None and attack.num_examples < 1:
-        raise ValueError(f"--num-examples must be >= 1, got {attack.num_examples}")
-    if attack.query_budget is not None and attack.query_budget < 1:
-        raise ValueError(f"--query-budget must be >= 1, got {attack.query_budget}")
-    n = attack_samples(attack, cert)
-    if attack.smoothed and n < 1:
-        raise ValueError(f"--attack-n must be >= 1, got {n}")
-    if cert.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {cert.batch_size}")
-    return recipes
+    recipes: Any = "deepwordbug,pruthi,pwws,input-reduction"
+    smoothed: bool = False
+    n: int | None = None
+    query_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recipes", tuple(parse_recipes(self.recipes)))
+        if self.n is not None and self.n < 1:
+            raise ValueError(f"--attack-n must be >= 1, got {self.n}")
+        if self.query_budget is not None and self.query_budget < 1:
+            raise ValueError(f"--query-budget must be >= 1, got {self.query_budget}")
+
+    @property
+    def samples(self) -> int:
+        """Monte Carlo samples per smoothed query."""
+        return int(self.n or CertifyProtocol().n)
 
 
 def run_attacks(
-    data: ModelDataArguments,
-    smooth: SmoothingArguments,
-    cert: CertifyArguments,
-    attack: AttackArguments,
-    clf: Any = None,
+    classifier: SmoothedTextClassifier, data: Any, output_dir: str | Path, config: AttackConfig = AttackConfig(), *,
+    overwrite: bool = False, model: str | None = None,
 ) -> dict:
-    """Attack the first ``attack.num_examples`` examples with every recipe; returns the summary.
+    """Attack every example of ``data`` (a :class:`~robusttext.runs.data.DataSpec`, ``TextData``,
+    ``datasets.Dataset`` or ``(texts, labels)``) with every recipe of ``config``; returns the summary.
 
-    Each recipe is one :class:`robusttext.runs.results.Run` in ``recipes/<name>/``: examples sharded over the
-    processes of ``accelerate launch``/``torchrun`` (every example's attack is seeded by
-    :func:`seed_example`, so the records do not depend on the sharding), records appended as they finish,
-    resumed on rerun, a folder of other parameters or content refused. The main process then writes
-    ``attack_results.jsonl`` and ``attack_summary.json`` in ``cert.output_dir``. ``clf`` may pass an
-    already loaded :class:`SmoothedTextClassifier` (as ``robusttext evaluate`` does).
+    Each recipe is one :class:`robusttext.runs.results.Run` in ``output_dir/recipes/<name>/``: examples sharded over
+    the processes of ``accelerate launch``/``torchrun`` (every example's attack is seeded by :func:`seed_example`
+    from the classifier's seed, so the records do not depend on the sharding), records appended as they finish,
+    resumed on rerun, a folder of other parameters or content refused (``overwrite``: start fresh). The main
+    process then writes ``attack_results.jsonl`` and ``attack_summary.json`` in ``output_dir``. ``model``: the
+    model's name as recorded (default: ``classifier.name_or_path``).
     """
-    from ..runs.distributed import process_state
-    from ..cli.convert import certify_setup, data_spec, smoothed_classifier
-    from ..runs.certify import load_examples, run_identity
-    from ..runs.results import Run, versions
-
-    recipes = validate_attack_args(attack, cert)
+    clf, out = classifier, Path(output_dir)
     state = process_state()
-    if clf is None:
-        clf = smoothed_classifier(data, smooth, cert, certify_setup(data, smooth, cert)[0], device=state.device)
-    max_examples = attack.num_examples if attack.num_examples is not None else data.max_examples
-    spec = data_spec(data, max_examples)
-    ds = load_examples(spec, clf)
-    target = "smoothed" if attack.smoothed else "base"
-    n_attack = attack_samples(attack, cert)
-    wrapper = SmoothedModelWrapper(clf, n=n_attack, seed=cert.seed) if attack.smoothed else BaseModelWrapper(clf, cert.batch_size)
+    ds = load_examples(data, clf)
+    target = "smoothed" if config.smoothed else "base"
+    seed = clf.seed
+    wrapper = (SmoothedModelWrapper(clf, n=config.samples, seed=seed) if config.smoothed
+               else BaseModelWrapper(clf, clf.engine.batch_size))
     base_params = {
-        **run_identity("attack", clf, ds, spec, data.model),
+        **run_identity("attack", clf, ds, data, model),
         "target": target,
-        "query_budget": attack.query_budget,
-        **({**asdict(smooth), "attack_n": n_attack, "seed": cert.seed} if attack.smoothed else {}),
+        "query_budget": config.query_budget,
+        **({"p_del": clf.p_del, "rate_schedule": clf.rate.to_dict(), "unit": clf.unit, "attack_n": config.samples,
+            "seed": seed} if config.smoothed else {}),
     }
-    out = Path(cert.output_dir)
     records: list[dict] = []
-    for recipe in recipes:
-        run = Run(out / "recipes" / recipe, {**base_params, "recipe": recipe}, overwrite=cert.overwrite_output_dir,
-                  state=state)
-        records += attack_recipe(run, recipe, wrapper, ds.texts, ds.labels, target, cert.seed, attack.query_budget)
+    for recipe in config.recipes:
+        run = Run(out / "recipes" / recipe, {**base_params, "recipe": recipe}, overwrite=overwrite, state=state)
+        records += attack_recipe(run, recipe, wrapper, ds.texts, ds.labels, target, seed, config.query_budget)
     if state.is_main_process:
-        write_attack_outputs(records, recipes, out, {"target": target, "parameters": base_params, "versions": versions()})
+        write_attack_outputs(records, list(config.recipes), out,
+                             {"target": target, "parameters": base_params, "versions": versions()})
     state.wait_for_everyone()
     return json.loads((out / "attack_summary.json").read_text())
 

@@ -16,7 +16,6 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +36,20 @@ def attack_targets(ev: EvaluateArguments) -> list[str]:
 def validate_evaluate_args(
     data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, attack: AttackArguments,
     ev: EvaluateArguments,
-) -> tuple[Any, CertifyProtocol]:
-    """Check every stage's options before anything is loaded; returns the certification rate and protocol."""
-    from .attacks import parse_recipes
-    from ..cli.convert import certify_setup
+) -> tuple[Any, CertifyProtocol, dict[str, Any]]:
+    """Check every stage's options before anything is loaded; returns the certification rate and protocol and
+    each attack target's :class:`~robusttext.evaluation.attacks.AttackConfig`."""
+    from ..cli.convert import attack_config, certify_setup
 
     rate, protocol = certify_setup(data, smooth, cert)
-    parse_recipes(attack.recipes)
-    if ev.smoothed_recipes:
-        parse_recipes(ev.smoothed_recipes)
-    attack_targets(ev)
+    configs = {target: attack_config(attack, cert, smoothed=target == "smoothed",
+                                     recipes=ev.smoothed_recipes if target == "smoothed" else None)
+               for target in attack_targets(ev)}
     if not (0.0 < ev.significance < 1.0):
         raise ValueError(f"--significance must be in (0, 1), got {ev.significance}")
     if ev.confirm_n < 1:
         raise ValueError(f"--confirm-n must be >= 1, got {ev.confirm_n}")
-    return rate, protocol
+    return rate, protocol, configs
 
 
 def evaluate_model(
@@ -73,7 +71,7 @@ def evaluate_model(
     from ..cli.convert import data_spec, smoothed_classifier
     from ..runs.certify import certify_dataset
 
-    rate, protocol = validate_evaluate_args(data, smooth, cert, attack, ev)
+    rate, protocol, configs = validate_evaluate_args(data, smooth, cert, attack, ev)
     alpha = protocol.alpha
     state = process_state()
     out = Path(cert.output_dir)
@@ -85,16 +83,11 @@ def evaluate_model(
     timings["certify_seconds"] = time.perf_counter() - start
     num_attacked = attack.num_examples if attack.num_examples is not None else data.max_examples
     attack_summaries: dict[str, dict] = {}
-    for target in attack_targets(ev):
+    for target, config in configs.items():
         start = time.perf_counter()
-        args = replace(attack, smoothed=(target == "smoothed"), num_examples=num_attacked)
-        if target == "smoothed":
-            args = replace(
-                args, recipes=ev.smoothed_recipes or attack.recipes, num_examples=ev.smoothed_num_examples or num_attacked
-            )
-        attack_summaries[target] = run_attacks(
-            data, smooth, replace(cert, output_dir=str(out / f"attack_{target}")), args, clf=clf
-        )
+        num = (ev.smoothed_num_examples or num_attacked) if target == "smoothed" else num_attacked
+        attack_summaries[target] = run_attacks(clf, data_spec(data, num), out / f"attack_{target}", config,
+                                               overwrite=cert.overwrite_output_dir, model=data.model)
         timings[f"attack_{target}_seconds"] = time.perf_counter() - start
     if state.is_main_process:
         report_evaluation(data, smooth, ev, clf, alpha, out, cert_summary, attack_summaries, timings)
