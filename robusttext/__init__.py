@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from .version import __version__
 
-from .deletion import DeletionCollator, DeletionMechanism
-from .engine import Certification, MonteCarloEngine, Prediction
-from .protocol import CertifyProtocol
-from .smoothing import SmoothedTextClassifier
-from .stats import (
+from .certificate.deletion import DeletionCollator, DeletionMechanism
+from .certificate.engine import Certification, MonteCarloEngine, Prediction
+from .certificate.protocol import CertifyProtocol
+from .certificate.smoothing import SmoothedTextClassifier
+from .certificate.stats import (
     EditDistanceCertificate,
     GaussianL2Certificate,
     clopper_pearson_lower,
@@ -43,11 +43,11 @@ __all__ = [
 
 def __getattr__(name: str):  # the Trainer glue loads transformers' Trainer only when asked for
     if name == "FishrTrainer":
-        from .fishr import FishrTrainer
+        from .training.fishr import FishrTrainer
 
         return FishrTrainer
     if name == "ConsistencyTrainer":
-        from .consistency import ConsistencyTrainer
+        from .training.consistency import ConsistencyTrainer
 
         return ConsistencyTrainer
     raise AttributeError(f"module 'robusttext' has no attribute {name!r}")

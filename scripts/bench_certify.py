@@ -82,9 +82,9 @@ def _published(texts: list[str], indices: list[int], model: Any, tok: Any, args:
     import torch
     from tqdm.auto import tqdm
 
-    from robusttext.deletion import keep_masks, model_max_length, split_units
-    from robusttext.engine import input_rng
-    from robusttext.stats import EditDistanceCertificate
+    from robusttext.certificate.deletion import keep_masks, model_max_length, split_units
+    from robusttext.certificate.engine import input_rng
+    from robusttext.certificate.stats import EditDistanceCertificate
 
     n0, n, batch = 1000, 4000, 32
     cert = EditDistanceCertificate(p_del=args.p_del)
@@ -156,10 +156,10 @@ def run_arm(arm: str, args_dict: dict) -> dict:
     """Run one arm in this (fresh) process; returns its records and peak resident memory."""
     import torch
 
-    from robusttext.data import load_text_dataset
-    from robusttext.models import load_classifier
-    from robusttext.pipelines import model_label_names
-    from robusttext.results import ResultsStore
+    from robusttext.runs.data import load_text_dataset
+    from robusttext.certificate.models import load_classifier
+    from robusttext.runs.certify import model_label_names
+    from robusttext.runs.results import ResultsStore
 
     args = BenchArguments(**args_dict)
     lever = "robusttext" if arm in ("robusttext", "full") else arm
@@ -196,9 +196,9 @@ def run_arm(arm: str, args_dict: dict) -> dict:
 def plain_oracle_samples(records: list[dict], p_del: float, alpha: float) -> int | None:
     """Samples that plain sampling needs at the least to certify the published arm's radii: per input, the
     fewest that reach its radius with its top class at the rate its estimation counts show, in one look at
-    the full ``alpha`` (``robusttext.stats.plain_samples_needed``; abstained inputs count 0). Only exact
+    the full ``alpha`` (``robusttext.certificate.stats.plain_samples_needed``; abstained inputs count 0). Only exact
     deduplication and exact strata bring forward passes below it. None without the arm's counts."""
-    from robusttext.stats import EditDistanceCertificate, plain_samples_needed
+    from robusttext.certificate.stats import EditDistanceCertificate, plain_samples_needed
 
     if not records or any("counts" not in r for r in records):
         return None
@@ -212,8 +212,8 @@ def plain_oracle_samples(records: list[dict], p_del: float, alpha: float) -> int
 
 
 def summarize(res: dict, p_del: float, alpha: float) -> dict:
-    from robusttext.report import summarize_certification
-    from robusttext.stats import max_edit_distance_radius
+    from robusttext.runs.report import summarize_certification
+    from robusttext.certificate.stats import max_edit_distance_radius
 
     recs = res["records"]
     s = summarize_certification(recs, {}, range(0, max_edit_distance_radius(p_del) + 1))

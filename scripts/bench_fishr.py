@@ -23,10 +23,10 @@ def make_batches(tokenizer, args) -> list[dict]:
     """``args.steps + args.warmup`` domain-balanced batches of real reviews (synthetic text if absent)."""
     import datasets
 
-    from robusttext.arguments import SmoothingArguments
-    from robusttext.data import load_text_dataset, shared_data_dir
-    from robusttext.deletion import DeletionCollator
-    from robusttext.domain_data import DomainBalancedSampler, DomainCollator
+    from robusttext.cli.arguments import SmoothingArguments
+    from robusttext.runs.data import load_text_dataset, shared_data_dir
+    from robusttext.certificate.deletion import DeletionCollator
+    from robusttext.training.domain_data import DomainBalancedSampler, DomainCollator
 
     folder = Path(args.dataset) if args.dataset else shared_data_dir() / "amazon_multidomain"
     if folder.exists():
@@ -65,8 +65,8 @@ def main() -> None:
     from tqdm.auto import tqdm
     from transformers import Trainer, TrainingArguments
 
-    from robusttext.fishr import FishrTrainer, FishrTrainingArguments
-    from robusttext.models import load_classifier
+    from robusttext.training.fishr import FishrTrainer, FishrTrainingArguments
+    from robusttext.certificate.models import load_classifier
 
     if args.threads:
         torch.set_num_threads(args.threads)

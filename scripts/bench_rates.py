@@ -90,7 +90,7 @@ def write_splits(args: BenchRatesArguments, out: Path) -> tuple[str, str, str, s
     cut from each domain after a shuffle seeded by ``seed``; otherwise the test set is ``test_split``."""
     import random
 
-    from robusttext.data import load_text_dataset
+    from robusttext.runs.data import load_text_dataset
     from robusttext.errors import UserError
 
     train_file, val_file, test_file = out / "train.jsonl", out / "validation.jsonl", out / "test.jsonl"
@@ -128,7 +128,7 @@ def write_splits(args: BenchRatesArguments, out: Path) -> tuple[str, str, str, s
 def certificate_timer():
     """Seconds spent turning counts into bounds and a radius (``_Certificate.bounds``: Clopper-Pearson and
     the radius, fixed-rate closed form or the variable-rate search) while the block runs, as ``[seconds]``."""
-    from robusttext import stats
+    from robusttext.certificate import stats
 
     total, original = [0.0], stats._Certificate.bounds
 
@@ -147,12 +147,14 @@ def certificate_timer():
 
 
 def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, str, str, str]) -> dict:
-    from robusttext.arguments import CertifyArguments, ModelDataArguments, SmoothingArguments, TrainArguments, TuneArguments
+    from robusttext.cli.arguments import TrainArguments
     from robusttext.cli import training_defaults
-    from robusttext.pipelines import certify_dataset
-    from robusttext.rates import parse_rate_schedule
-    from robusttext.training import train_classifier
-    from robusttext.tuning import tune_rates
+    from robusttext import CertifyProtocol, SmoothedTextClassifier
+    from robusttext.runs.certify import certify_dataset
+    from robusttext.runs.data import DataSpec
+    from robusttext.certificate.rates import parse_rate_schedule
+    from robusttext.training.trainer import TrainingRecipe, train_classifier
+    from robusttext.evaluation.tuning import TuneConfig, tune_rates
 
     train_file, val_file, test_source, test_split = splits
     model_dir, timings_file = out / arm / "model", out / arm / "timings.json"
@@ -180,27 +182,26 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
         start = time.perf_counter()
         targs = TrainingArguments(**{**training_defaults(str(model_dir)), "num_train_epochs": args.epochs,
                                      "learning_rate": args.learning_rate, "max_steps": args.max_steps, "seed": args.seed, "save_strategy": "no"})
-        train_classifier(ModelDataArguments(model=args.model, dataset=train_file, split="train", max_length=args.max_length),
-                         SmoothingArguments(rate_schedule=schedule), training, targs)
+        recipe = TrainingRecipe(rate=schedule, max_length=args.max_length, noise_copies=training.noise_copies,
+                                consistency_weight=training.consistency_weight, entropy_weight=training.entropy_weight)
+        train_classifier(args.model, DataSpec(train_file, "train"), targs, recipe)
         timings["train_seconds"] = time.perf_counter() - start
     if arm == "adaptive_plus" and not (model_dir / "tune_rates.json").exists():
         start = time.perf_counter()
-        tune_rates(ModelDataArguments(model=str(model_dir), dataset=val_file, split="validation", max_length=args.max_length),
-                   SmoothingArguments(rate_schedule=f"adaptive:k={args.k},p_lb={args.p_lb}"),
-                   CertifyArguments(n0=args.n0, n=args.tune_n, alpha=args.alpha, top2=args.top2, seed=args.seed),
-                   TuneArguments(edges=args.edges, threshold=args.threshold, iterations=args.tune_iterations,
-                                 max_per_bin=args.tune_per_bin, start_k=args.k, objective=args.objective,
-                                 max_drop=args.max_drop, guard=args.guard, guard_metric=args.guard_metric))
+        clf = SmoothedTextClassifier.from_pretrained(str(model_dir), p_del=parse_rate_schedule(f"adaptive:k={args.k},p_lb={args.p_lb}"),
+                                                     max_length=args.max_length, seed=args.seed)
+        tune_rates(clf, DataSpec(val_file, "validation"),
+                   CertifyProtocol(n0=args.n0, n=args.tune_n, alpha=args.alpha, top2=args.top2),
+                   TuneConfig(edges=args.edges, threshold=args.threshold, iterations=args.tune_iterations,
+                              max_per_bin=args.tune_per_bin, start_k=args.k, objective=args.objective,
+                              max_drop=args.max_drop, guard=args.guard, guard_metric=args.guard_metric))
         timings["tune_seconds"] = time.perf_counter() - start
     finished = (out / arm / "certify" / "summary.json").exists()
     start = time.perf_counter()
     with certificate_timer() as cert_seconds:
-        summary = certify_dataset(
-            ModelDataArguments(model=str(model_dir), dataset=test_source, split=test_split,
-                               max_examples=args.certify_examples, max_length=args.max_length),
-            SmoothingArguments(),  # the schedule the model folder records
-            CertifyArguments(n0=args.n0, n=args.n, alpha=args.alpha, top2=args.top2, seed=args.seed, output_dir=str(out / arm / "certify")),
-        )
+        clf = SmoothedTextClassifier.from_pretrained(str(model_dir), max_length=args.max_length, seed=args.seed)  # the folder's schedule
+        summary = certify_dataset(clf, DataSpec(test_source, test_split, max_examples=args.certify_examples),
+                                  out / arm / "certify", CertifyProtocol(n0=args.n0, n=args.n, alpha=args.alpha, top2=args.top2))
     if not finished:
         timings.update(certify_seconds=time.perf_counter() - start, certificate_seconds=cert_seconds[0])
     timings_file.write_text(json.dumps(timings, indent=2) + "\n")

@@ -1,8 +1,8 @@
 """Benchmark of the vision sidecar against baselines measured in the same run.
 
-1. PGD (Linf and L2) examples/second: ``vision.attacks.pgd`` vs ``torchattacks`` 3.5.1 (``PGD``,
+1. PGD (Linf and L2) examples/second: ``robusttext_vision.attacks.pgd`` vs ``torchattacks`` 3.5.1 (``PGD``,
    ``PGDL2``) on the same model, inputs, eps, step size and steps; prints both success rates.
-2. CERTIFY noisy samples/second: ``vision.smoothing.SmoothedImageClassifier.certify`` with its defaults
+2. CERTIFY noisy samples/second: ``robusttext_vision.smoothing.SmoothedImageClassifier.certify`` with its defaults
    (samples of many images pooled into full batches; on the CPU a frozen, oneDNN-fused copy of a conv
    net) vs a straightforward per-image loop (Cohen et al.'s reference ``Smooth.certify``: per image,
    ``n0`` then ``n`` samples in batches of ``batch_size``, on the model as loaded), with the same base
@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from scipy import stats
 
-from vision.attacks import pgd
-from vision.data import load_images
-from vision.models import build_model, load_model
-from vision.inference import freeze_for_cpu
-from vision.smoothing import SmoothedImageClassifier
+from robusttext_vision.attacks import pgd
+from robusttext_vision.data import load_images
+from robusttext_vision.models import build_model, load_model
+from robusttext_vision.inference import freeze_for_cpu
+from robusttext_vision.smoothing import SmoothedImageClassifier
 
 
 def timed(fn, repeats: int = 1):
@@ -55,7 +55,7 @@ def bench_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: i
               else torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps, random_start=True))
         torch.manual_seed(0)
 
-        def run_ta():  # adversarial examples + per-example success, what vision.attacks.pgd returns
+        def run_ta():  # adversarial examples + per-example success, what robusttext_vision.attacks.pgd returns
             adv = ta(x, y)
             with torch.no_grad():
                 return model(adv).argmax(1) != y
@@ -142,8 +142,8 @@ def main() -> None:
         if Path(d, "model.pt").exists():
             models[name] = load_model(d)[0]
     if not models:
-        from vision.adversarial import train_classifier
-        from vision.training import FitConfig
+        from robusttext_vision.adversarial import train_classifier
+        from robusttext_vision.training import FitConfig
 
         print("no saved model found: training a standard CNN for 1 epoch on test[:8000]")
         train = load_images("mnist", "test[:8000]")

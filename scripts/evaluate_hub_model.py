@@ -16,15 +16,15 @@ import sys
 
 from transformers import HfArgumentParser
 
-from robusttext.arguments import (
+from robusttext.cli.arguments import (
     AttackArguments,
     CertifyArguments,
     EvaluateArguments,
     ModelDataArguments,
     SmoothingArguments,
 )
-from robusttext.evaluation import evaluate_model
-from robusttext.arguments import apply_loading_options  # --trust-remote-code, --encoding
+from robusttext.evaluation.evaluate import evaluate_model
+from robusttext.config import apply_loading_options  # --trust-remote-code, --encoding
 
 
 def main() -> int:

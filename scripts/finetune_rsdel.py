@@ -13,10 +13,10 @@ import sys
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from robusttext.arguments import ModelDataArguments, SmoothingArguments, TrainArguments
+from robusttext.cli.arguments import ModelDataArguments, SmoothingArguments, TrainArguments
 from robusttext.cli import training_defaults
-from robusttext.arguments import apply_loading_options  # --trust-remote-code, --encoding
-from robusttext.training import train_classifier
+from robusttext.cli.convert import train_from_arguments
+from robusttext.config import apply_loading_options  # --trust-remote-code, --encoding
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     else:
         data, smooth, train, args = parser.parse_args_into_dataclasses()
     apply_loading_options((data, smooth, train, args))
-    print(train_classifier(data, smooth, train, args))
+    print(train_from_arguments(data, smooth, train, args))
 
 
 if __name__ == "__main__":

@@ -176,10 +176,32 @@ def anchor(prog: str, name: str) -> str:
     return f"{prog} {name}".replace(" ", "-").lower()
 
 
+DEFAULTS_TABLE = [
+    "## Where a command's default differs",
+    "",
+    "Each default is defined once, beside the code it configures (`CertifyProtocol`, `SmoothedTextClassifier`,",
+    "`robusttext.certificate.rates.DEFAULT_P_DEL`, `TrainingRecipe`, `TuneConfig`, the hyperparameter registry).",
+    "These commands set another, for the reason given:",
+    "",
+    "| command | option | here | library default | why |",
+    "|---|---|---|---|---|",
+    "| `quickstart` | `--n` | 1000 | 4000 (`CertifyProtocol.n`) | the embedded job certifies 60 articles in minutes on a CPU |",
+    "| `quickstart` | `--top2` | bonferroni | complement (`CertifyProtocol.top2`) | BBC News has 5 classes: bounding the runner-up's own share gives larger radii than `1 - top1_lower` |",
+    "| `attack` | `--n` | 1000 | 4000 | every query of an attack on the smoothed classifier costs `n` forward passes |",
+    "| `predict` | `--n` | 1000 (`SmoothedTextClassifier.predict`) | 4000 (certify) | PREDICT needs a vote, not a radius (with `--certify` the protocol's 4000 applies) |",
+    "| `tune-rates` | `--n` | 500 | 4000 | every bin is certified once per search step |",
+    "| `dg` | `--certify-n` | 1000 | 4000 | one certification per trained run of the sweep |",
+    "| `dg` | `--p-del` | 0 | 0.9 (`DEFAULT_P_DEL`) | the sweep compares training algorithms; deletion noise only when asked |",
+    "| `train`, `tune-rates`, `dg` | `--split` | train, validation, all | test (`certify`) | training reads the training split; rates are chosen without test data; the sweep cuts every domain itself |",
+    "| `evaluate` | `--max-examples` | 200 | all | attacks cost many queries per example |",
+    "",
+]
+
+
 def render() -> str:
     """The whole of docs/cli.md."""
     import robusttext.cli as core
-    import vision.cli as vis
+    import robusttext_vision.cli as vis
 
     lines = [
         "# Command-line reference",
@@ -193,6 +215,7 @@ def render() -> str:
         "`true`/`false` or stands alone for true. Every subcommand runs unchanged under `accelerate launch`.",
         "",
     ]
+    lines += DEFAULTS_TABLE
     commands = dict(core.COMMANDS)
     lines += cli_sections("robusttext", core.main, commands)
     lines += cli_sections("robusttext vision", vis.main, dict(vis.COMMANDS))

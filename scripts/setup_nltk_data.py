@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from robusttext.textattack_env import WORDNET_HINT, prepare_nltk_data
+from robusttext.runs.textattack_env import WORDNET_HINT, prepare_nltk_data
 
 
 def main(argv: list[str] | None = None) -> int:

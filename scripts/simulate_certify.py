@@ -8,7 +8,7 @@ Bernoulli source: a noisy copy is classified as the input's label with probabili
 other class otherwise, where ``mu_i`` is the published arm's estimate from its 4,000 estimation samples
 (``scripts/bench_certify.py``; on a binary task the label's rate is ``k / 4000`` or ``1 - k / 4000``).
 Each protocol - the published one and robusttext's with other ``n``, ``futility`` or looks - runs through
-the real :meth:`robusttext.engine.MonteCarloEngine.certify` on these sources ``--reps`` times with
+the real :meth:`robusttext.certificate.engine.MonteCarloEngine.certify` on these sources ``--reps`` times with
 different seeds; the printed certified accuracy at each radius is the average over repetitions (its
 standard error over the repetitions is printed), with the difference to the published protocol.
 
@@ -29,10 +29,10 @@ import numpy as np
 from scipy import special
 from transformers import HfArgumentParser
 
-from robusttext.data import load_text_dataset
-from robusttext.engine import MonteCarloEngine
-from robusttext.protocol import CertifyProtocol, default_alpha_weights, default_looks
-from robusttext.stats import EditDistanceCertificate, max_edit_distance_radius, plain_samples_needed
+from robusttext.runs.data import load_text_dataset
+from robusttext.certificate.engine import MonteCarloEngine
+from robusttext.certificate.protocol import CertifyProtocol, default_alpha_weights, default_looks
+from robusttext.certificate.stats import EditDistanceCertificate, max_edit_distance_radius, plain_samples_needed
 
 #: The published protocol's budget (CERT-ED): n0 selection and n estimation samples, one look.
 PUBLISHED_N0, PUBLISHED_N = 1000, 4000
@@ -93,7 +93,7 @@ class _Bernoulli:
 def oracle_samples(rates: np.ndarray, alpha: float, p_del: float, n_max: int = PUBLISHED_N) -> np.ndarray:
     """A lower bound on what plain sampling must spend: per input, the fewest estimation samples with which
     one look at the full ``alpha`` certifies the radius that ``n_max`` samples certify, the top class's count
-    at its expectation (:func:`robusttext.stats.plain_samples_needed`; the top class's rate is the larger of
+    at its expectation (:func:`robusttext.certificate.stats.plain_samples_needed`; the top class's rate is the larger of
     the label's and the other class's). An input that ``n_max`` samples abstain on counts 0. Only
     deduplication and exact strata take a protocol's forward passes below this (they are not plain sampling).
     """

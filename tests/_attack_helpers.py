@@ -47,8 +47,8 @@ def trained_tiny_model(tmp_path_factory, tiny_model_dir: str, data_dir: Path, p_
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
-    from robusttext.data import load_text_dataset
-    from robusttext.deletion import DeletionCollator
+    from robusttext.runs.data import load_text_dataset
+    from robusttext.certificate.deletion import DeletionCollator
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny_trained")
@@ -75,10 +75,10 @@ def evaluated_run(tmp_path_factory, tiny_model_dir: str, data_dir: Path) -> tupl
     key = f"evaluated:{tiny_model_dir}"
     if key in _CACHE:
         return _CACHE[key]  # type: ignore[return-value]
-    from robusttext.arguments import (
+    from robusttext.cli.arguments import (
         AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments,
     )
-    from robusttext.evaluation import evaluate_model
+    from robusttext.evaluation.evaluate import evaluate_model
 
     model = trained_tiny_model(tmp_path_factory, tiny_model_dir, data_dir)
     tmp = tmp_path_factory.mktemp("evaluate")

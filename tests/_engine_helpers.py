@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from robusttext.protocol import CertifyProtocol
+from robusttext.certificate.protocol import CertifyProtocol
 
 
 def certify_with(engine: Any, xs: Sequence, mechanism: Any, certificate: Any, seed: int = 0,

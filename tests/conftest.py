@@ -19,7 +19,7 @@ import pytest
 
 def shared_data() -> Path:
     """The real-data folder: $ROBUSTTEXT_DATA, default ../shared/data beside the checkout."""
-    from robusttext.data import shared_data_dir
+    from robusttext.runs.data import shared_data_dir
 
     return shared_data_dir()
 

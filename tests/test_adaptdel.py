@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 
 from robusttext.cli import main
-from robusttext.deletion import DeletionCollator, DeletionMechanism
-from robusttext.rates import AdaptiveRate, BinnedRate, FixedRate, UniformKeep, UniformRate
-from robusttext.tuning import accuracy_at_zero, bin_range, bin_score, golden_section, mean_radius, pooled_choice, reach
+from robusttext.certificate.deletion import DeletionCollator, DeletionMechanism
+from robusttext.certificate.rates import AdaptiveRate, BinnedRate, FixedRate, UniformKeep, UniformRate
+from robusttext.evaluation.tuning import accuracy_at_zero, bin_range, bin_score, golden_section, mean_radius, pooled_choice, reach
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_certify_uses_the_model_folder_schedule_and_certifies_beyond_the_fixed_r
     word, both constant here) reaches the variable-rate radius of its exact bounds, above fixed p = 0.9's cap 6."""
     import shutil
 
-    from robusttext.stats import max_edit_distance_radius, variable_rate_radius
+    from robusttext.certificate.stats import max_edit_distance_radius, variable_rate_radius
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
@@ -98,7 +98,7 @@ def test_certify_uses_the_model_folder_schedule_and_certifies_beyond_the_fixed_r
 
 
 def test_the_length_table_shows_each_bins_most_frequent_class_so_a_constant_prediction_stands_out():
-    from robusttext.report import certification_markdown, summarize_certification, summarize_lengths
+    from robusttext.runs.report import certification_markdown, summarize_certification, summarize_lengths
 
     # lengths 30-39: class 1 for all three predicted inputs (one abstains); 60-69: classes 0, 1, 0, 0
     rows = [(30, 1, 40, True), (31, 1, 35, False), (32, -1, -1, False), (33, 1, 40, True),
@@ -206,7 +206,7 @@ def test_the_balanced_guard_refuses_a_constant_prediction_that_the_plain_guard_a
 
 
 def test_the_pooled_choice_charges_a_constant_prediction_its_balanced_drop():
-    from robusttext.tuning import _choose_pooled
+    from robusttext.evaluation.tuning import _choose_pooled
 
     for balanced, expected in ((False, 1.0), (True, 10.0)):  # 1.0: the constant value, 10.0: the fixed rate
         report = [{"bin": 0, "fixed_rate_accuracy_at_0": accuracy_at_zero(_NEAR_CHANCE, balanced)}]
@@ -216,7 +216,7 @@ def test_the_pooled_choice_charges_a_constant_prediction_its_balanced_drop():
 
 
 def test_the_balanced_guard_refuses_one_class_for_every_input_whatever_the_budget():
-    from robusttext.tuning import _choose_pooled, one_class, refused_one_class
+    from robusttext.evaluation.tuning import _choose_pooled, one_class, refused_one_class
 
     assert one_class(_CONSTANT) and not one_class(_NEAR_CHANCE)
     assert one_class(_CONSTANT + _recs([(-1, False, 0)]))  # an abstention is no class

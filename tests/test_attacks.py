@@ -20,7 +20,7 @@ if importlib.util.find_spec("textattack") is None:  # importing it needs robustt
 
 def test_import_robusttext_does_not_import_textattack():
     code = (
-        "import sys, robusttext, robusttext.attacks, robusttext.crosscheck, robusttext.evaluation, robusttext.cli; "
+        "import sys, robusttext, robusttext.evaluation.attacks, robusttext.evaluation.crosscheck, robusttext.evaluation.evaluate, robusttext.cli; "
         "assert 'textattack' not in sys.modules, 'textattack imported'; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -29,7 +29,7 @@ def test_import_robusttext_does_not_import_textattack():
 
 @pytest.mark.parametrize("name", ["textfooler", "bae", "textbugger", "checklist"])
 def test_unavailable_recipes_name_what_is_missing(name):
-    from robusttext.attacks import UNAVAILABLE, parse_recipes
+    from robusttext.evaluation.attacks import UNAVAILABLE, parse_recipes
 
     with pytest.raises(ValueError, match="cannot run offline") as err:
         parse_recipes(f"deepwordbug,{name}")
@@ -37,7 +37,7 @@ def test_unavailable_recipes_name_what_is_missing(name):
 
 
 def test_unknown_recipe_is_refused():
-    from robusttext.attacks import parse_recipes
+    from robusttext.evaluation.attacks import parse_recipes
 
     with pytest.raises(ValueError, match="unknown recipe"):
         parse_recipes("deepwordbugg")
@@ -50,7 +50,7 @@ def test_nltk_data_offline(tmp_path, monkeypatch):
     from nltk.corpus.reader import WordListCorpusReader
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    from robusttext.textattack_env import find_wordnet_source, prepare_nltk_data
+    from robusttext.runs.textattack_env import find_wordnet_source, prepare_nltk_data
 
     info = prepare_nltk_data(tmp_path)
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path), *nltk.data.path])  # NLTK reads only from its paths
@@ -70,19 +70,20 @@ def tiny_trained(tmp_path_factory, tiny_model_dir, data_dir):
     return trained_tiny_model(tmp_path_factory, tiny_model_dir, data_dir)
 
 
-def _args(model, dataset, out, recipes, n_examples, smoothed=False, attack_n=None, **cert):
-    from robusttext.arguments import AttackArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
+def _args(model, dataset, out, recipes, n_examples, smoothed=False, attack_n=None, n=50):
+    """The library call's arguments: a smoothed classifier, the data, the output folder, the attack config."""
+    from robusttext import SmoothedTextClassifier
+    from robusttext.evaluation.attacks import AttackConfig
+    from robusttext.runs.data import DataSpec
 
-    data = ModelDataArguments(model=model, dataset=dataset, split="test", max_length=64)
-    smooth = SmoothingArguments(p_del=0.9, unit="word")
-    c = CertifyArguments(output_dir=str(out), n=cert.pop("n", 50), batch_size=64, **cert)
-    a = AttackArguments(recipes=recipes, num_examples=n_examples, smoothed=smoothed, attack_n=attack_n)
-    return data, smooth, c, a
+    clf = SmoothedTextClassifier.from_pretrained(str(model), p_del=0.9, unit="word", max_length=64, batch_size=64)
+    config = AttackConfig(recipes=recipes, smoothed=smoothed, n=attack_n or n)
+    return clf, DataSpec(dataset, "test", max_examples=n_examples), str(out), config
 
 
 def test_smoothed_wrapper_is_deterministic(tiny_trained, data_dir):
-    from robusttext.attacks import SmoothedModelWrapper
-    from robusttext.smoothing import SmoothedTextClassifier
+    from robusttext.evaluation.attacks import SmoothedModelWrapper
+    from robusttext.certificate.smoothing import SmoothedTextClassifier
 
     clf = SmoothedTextClassifier.from_pretrained(tiny_trained, p_del=0.9, max_length=64)
     texts = [t for t, _ in read_tsv(Path(data_dir) / "sst2" / "test.tsv")[:6]]
@@ -116,11 +117,11 @@ def _check_records(records, recipes, n_examples):
 
 
 def test_attack_base_model_sst2_all_recipes_and_resume(tiny_trained, data_dir, tmp_path, monkeypatch):
-    from robusttext import attacks
-    from robusttext.results import read_jsonl
+    from robusttext.evaluation import attacks
+    from robusttext.runs.results import read_jsonl
 
     recipes = ["deepwordbug", "pruthi", "pwws", "input-reduction"]
-    from robusttext.textattack_env import find_wordnet_source
+    from robusttext.runs.textattack_env import find_wordnet_source
 
     if find_wordnet_source() is None:
         recipes.remove("pwws")
@@ -156,8 +157,8 @@ def test_attack_smoothed_model_agnews_resumes_after_interrupt(tiny_model_dir, da
     """The smoothed wrapper on real AG News (4 classes, random tiny model: only plumbing is checked)."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from robusttext import attacks
-    from robusttext.results import read_jsonl
+    from robusttext.evaluation import attacks
+    from robusttext.runs.results import read_jsonl
 
     import torch
 

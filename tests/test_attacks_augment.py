@@ -15,15 +15,14 @@ if importlib.util.find_spec("textattack") is None:
 
 
 def test_augment_args_are_checked():
-    from robusttext.arguments import AugmentArguments
-    from robusttext.augment import check_augment_args
+    from robusttext.training.augment import Augmentation
 
     with pytest.raises(ValueError, match="cannot run offline"):
-        check_augment_args(AugmentArguments(augment="embedding"))
+        Augmentation(augment="embedding")
     with pytest.raises(ValueError, match="unknown augmenter"):
-        check_augment_args(AugmentArguments(augment="typo"))
+        Augmentation(augment="typo")
     with pytest.raises(ValueError, match="--augment-rate"):
-        check_augment_args(AugmentArguments(augment="charswap", augment_rate=1.5))
+        Augmentation(augment="charswap", augment_rate=1.5)
 
 
 def _features(data_dir, n):
@@ -31,8 +30,8 @@ def _features(data_dir, n):
 
 
 def test_deepwordbug_augmentation_edits_characters_of_a_few_words(data_dir):
-    from robusttext.arguments import AugmentArguments
-    from robusttext.augment import AugmentingCollator
+    from robusttext.training.augment import Augmentation as AugmentArguments
+    from robusttext.training.augment import AugmentingCollator
 
     feats = _features(data_dir, 12)
     aug = AugmentArguments(augment="deepwordbug", augment_rate=1.0, augment_words_pct=0.2)
@@ -58,13 +57,13 @@ def test_deepwordbug_augmentation_edits_characters_of_a_few_words(data_dir):
 def test_train_with_augmentation_runs(tiny_model_dir, data_dir, tmp_path):
     from transformers import TrainingArguments
 
-    from robusttext.arguments import AugmentArguments, ModelDataArguments, SmoothingArguments, TrainArguments
-    from robusttext.training import train_classifier
+    from robusttext.runs.data import DataSpec
+    from robusttext.training.augment import Augmentation
+    from robusttext.training.trainer import TrainingRecipe, train_classifier
 
-    data = ModelDataArguments(model=tiny_model_dir, dataset=str(Path(data_dir) / "sst2"), split="train",
-                              max_examples=64, max_length=32)
+    data = DataSpec(str(Path(data_dir) / "sst2"), "train", max_examples=64)
     args = TrainingArguments(output_dir=str(tmp_path / "m"), max_steps=2, per_device_train_batch_size=16,
                              report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True)
-    train_classifier(data, SmoothingArguments(p_del=0.5), TrainArguments(), args,
-                     AugmentArguments(augment="charswap", augment_rate=0.5))
+    train_classifier(tiny_model_dir, data, args, TrainingRecipe(rate=0.5, max_length=32),
+                     augmentation=Augmentation(augment="charswap", augment_rate=0.5))
     assert (tmp_path / "m" / "config.json").exists()

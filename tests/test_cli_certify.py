@@ -67,7 +67,7 @@ def test_train_then_certify_writes_all_outputs(sst2_model, data_dir, tmp_path, c
     assert summary["parameters"]["futility"] == 0.1  # the library's default, recorded with the run
     looks = summary["parameters"]["look_sizes"]  # the resolved "auto" schedule, so a resume under another is refused
     assert looks == sorted(set(looks)) and looks[-1] == 60
-    from robusttext.precision import cpu_supports_bf16
+    from robusttext.certificate.precision import cpu_supports_bf16
 
     # the run records the precision the base model ran in (precision=auto: bf16 where the CPU has it)
     assert summary["parameters"]["precision"] == ("bf16" if cpu_supports_bf16() else "fp32")
@@ -254,7 +254,7 @@ def test_resume_is_refused_when_the_model_or_the_data_changed(tiny_model_dir, tm
 def test_the_quickstart_config_is_the_quickstart_defaults():
     # configs/quickstart.yaml says it holds the defaults of `robusttext quickstart`: every key must be an
     # option of the command and every value its default (the README's first command runs the defaults)
-    from robusttext.arguments import parse
+    from robusttext.config import parse
     from robusttext.cli import QuickstartArguments
 
     config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"

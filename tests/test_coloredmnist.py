@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vision.coloredmnist import (
+from robusttext_vision.coloredmnist import (
     MLP,
     ColoredMNISTArguments,
     check_args,
@@ -168,7 +168,7 @@ def test_mnist_split_chooses_the_idx_files(tmp_path):
         res = run_coloredmnist(_tiny(tmp_path, split, seeds=1, algorithm="erm", mnist_split=split, env_sizes="120,120,60"))
         assert res["parameters"]["mnist_split"] == split
         assert f"MNIST {split} split" in (tmp_path / split / "report.md").read_text()
-    from vision.data import load_images
+    from robusttext_vision.data import load_images
 
     for split, n, label in (("test", 300, 1), ("train", 400, 0)):
         mnist = load_images("mnist", split, root=str(tmp_path / "mnist"))
@@ -192,7 +192,7 @@ def test_fishr_differs_from_erm_only_through_the_penalty(tmp_path):
 
 
 def test_l2_default_keeps_irms_prior_for_the_training_images():
-    from vision.coloredmnist import IRM_L2, l2_weight
+    from robusttext_vision.coloredmnist import IRM_L2, l2_weight
 
     # IRM: 50,000 training images at 0.00110794568; 8,000 images -> 6.25x; an explicit value is kept
     assert l2_weight(ColoredMNISTArguments(env_sizes="25000,25000,10000")) == pytest.approx(IRM_L2)
@@ -223,7 +223,7 @@ def test_bad_arguments_are_clear_errors(kw, match):
 
 
 def test_cli_prints_the_table(tmp_path, capsys):
-    from vision.cli import main
+    from robusttext_vision.cli import main
 
     (tmp_path / "mnist").mkdir()
     _write_idx(tmp_path / "mnist")

@@ -15,9 +15,9 @@ import torch
 
 datasets = pytest.importorskip("datasets")
 
-from robusttext.consistency import ConsistencyTrainer, consistency_loss  # noqa: E402
-from robusttext.deletion import DeletionCollator  # noqa: E402
-from robusttext.rates import UniformRate  # noqa: E402
+from robusttext.training.consistency import ConsistencyTrainer, consistency_loss  # noqa: E402
+from robusttext.certificate.deletion import DeletionCollator  # noqa: E402
+from robusttext.certificate.rates import UniformRate  # noqa: E402
 
 #: Distinct words that MiniLM's WordPiece vocabulary holds as one token each.
 VOCAB = ("apple bread chair dance eagle fable giant honey island jelly knife lemon mango night ocean piano queen "
@@ -83,13 +83,12 @@ def toy_rows(n: int = 16) -> dict:
 def train_tiny(tiny_model_dir, tmp_path, **consistency):
     from transformers import TrainingArguments
 
-    from robusttext.arguments import SmoothingArguments
-    from robusttext.training import build_trainer
+    from robusttext.training.trainer import TrainingRecipe, build_trainer
 
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=3, learning_rate=1e-3,
                              report_to=[], save_strategy="no", seed=3, use_cpu=True, disable_tqdm=True)
     trainer = build_trainer(tiny_model_dir, datasets.Dataset.from_dict(toy_rows()), ["0", "1"],
-                            SmoothingArguments(p_del=0.5), args, **consistency)
+                            args, TrainingRecipe(rate=0.5, **consistency))
     rows = []
     trainer.model.register_forward_pre_hook(lambda module, a, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
     trainer.train()

@@ -27,7 +27,7 @@ def rec(index, text, pert, result="successful", orig=1, new=0, recipe="deepwordb
 
 
 def test_counts_candidates_and_confirmed_violations_exactly():
-    from robusttext.crosscheck import crosscheck
+    from robusttext.evaluation.crosscheck import crosscheck
 
     certs = [
         {"index": 0, "prediction": 1, "radius": 2},
@@ -63,7 +63,7 @@ def test_counts_candidates_and_confirmed_violations_exactly():
 
 
 def test_char_unit_and_token_unit_need_a_tokenizer():
-    from robusttext.crosscheck import crosscheck
+    from robusttext.evaluation.crosscheck import crosscheck
 
     certs = [{"index": 0, "prediction": 1, "radius": 1}]
     atk = [rec(0, "good film", "good flim")]  # 2 character substitutions ("il" -> "li")
@@ -76,7 +76,7 @@ def test_char_unit_and_token_unit_need_a_tokenizer():
 
 @pytest.mark.parametrize("n,rate,sig", [(10, 0.05, 0.05), (30, 0.1, 0.05), (200, 0.05, 0.01), (1, 0.5, 0.05), (50, 0.02, 0.2)])
 def test_allowed_violations_matches_direct_tail(n, rate, sig):
-    from robusttext.crosscheck import allowed_violations
+    from robusttext.evaluation.crosscheck import allowed_violations
 
     expected = max(v for v in range(n + 1) if tail(v, n, rate) >= sig)
     assert allowed_violations(n, rate, sig) == expected
@@ -88,10 +88,10 @@ def run(tmp_path_factory, tiny_model_dir, data_dir):
 
 
 def test_real_certificate_passes_and_radius_plus_5_is_flagged(run):
-    from robusttext.attacks import text_index
-    from robusttext.crosscheck import crosscheck
-    from robusttext.results import read_jsonl
-    from robusttext.smoothing import SmoothedTextClassifier
+    from robusttext.evaluation.attacks import text_index
+    from robusttext.evaluation.crosscheck import crosscheck
+    from robusttext.runs.results import read_jsonl
+    from robusttext.certificate.smoothing import SmoothedTextClassifier
 
     out, model, p_del = run
     certs = read_jsonl(Path(out) / "certify" / "results.jsonl")

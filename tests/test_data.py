@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from robusttext.data import EMBEDDED_BBC, load_text_dataset
+from robusttext.runs.data import EMBEDDED_BBC, load_text_dataset
 
 
 def test_sst2_tsv_with_header(data_dir):

@@ -7,9 +7,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from robusttext.deletion import DeletionMechanism
-from robusttext.engine import MonteCarloEngine
-from robusttext.stats import EditDistanceCertificate
+from robusttext.certificate.deletion import DeletionMechanism
+from robusttext.certificate.engine import MonteCarloEngine
+from robusttext.certificate.stats import EditDistanceCertificate
 
 from _engine_helpers import certify_with
 
@@ -96,7 +96,7 @@ def test_n_queries_do_not_depend_on_which_inputs_share_a_call(tokenizer):
 
 def test_dedup_with_a_real_model_gives_identical_counts(tiny_model_dir):
     from robusttext import SmoothedTextClassifier
-    from robusttext.models import load_classifier
+    from robusttext.certificate.models import load_classifier
 
     model, tok = load_classifier(tiny_model_dir)
     plain = SmoothedTextClassifier(model, tok, p_del=0.8, dedup=False, batch_size=32, seed=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robusttext.deletion import DeletionCollator, DeletionMechanism, keep_masks, split_units
+from robusttext.certificate.deletion import DeletionCollator, DeletionMechanism, keep_masks, split_units
 
 
 @pytest.fixture(scope="module")

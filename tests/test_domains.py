@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robusttext.dg_tables import dg_markdown, dg_summary, mean_se, select_run, select_step
-from robusttext.domain_data import (
+from robusttext.dg.dg_tables import dg_markdown, dg_summary, mean_se, select_run, select_step
+from robusttext.training.domain_data import (
     DOMAIN_KEY,
     DomainBalancedSampler,
     DomainCollator,
@@ -19,8 +19,8 @@ from robusttext.domain_data import (
     safe_name,
     split_domains,
 )
-from robusttext.domains import run_name
-from robusttext.hparams_registry import ALGORITHMS, default_hparams, parse_algorithms, random_hparams
+from robusttext.dg.domains import run_name
+from robusttext.training.hparams_registry import ALGORITHMS, default_hparams, parse_algorithms, random_hparams
 
 
 # ----------------------------------------------------------------- sampler
@@ -68,7 +68,7 @@ def test_domain_collator_adds_ids_and_strips_column():
 
 # ----------------------------------------------------------------- data: a folder of per-domain files
 def test_folder_of_domain_files_loads_with_domain_column(tmp_path):
-    from robusttext.data import load_text_dataset
+    from robusttext.runs.data import load_text_dataset
 
     for name, label in (("apples", "pos"), ("pears", "neg")):
         (tmp_path / f"{name}.jsonl").write_text(
@@ -85,7 +85,7 @@ def test_folder_of_domain_files_loads_with_domain_column(tmp_path):
 
 
 def test_amazon_multidomain_folder(data_dir):
-    from robusttext.data import load_text_dataset
+    from robusttext.runs.data import load_text_dataset
 
     data = load_text_dataset(str(data_dir / "amazon_multidomain"), "all", domain_column="domain")
     assert Counter(data.dataset["domain"]) == {"books": 2000, "dvd": 2000, "electronics": 2000, "kitchen": 2000}
@@ -165,7 +165,7 @@ def test_dg_summary_and_markdown_tables():
 
 def test_registry_defaults_and_reproducible_random_search():
     assert ALGORITHMS == ("erm", "fishr")
-    from robusttext.fishr import FishrTrainingArguments
+    from robusttext.training.fishr import FishrTrainingArguments
 
     d = default_hparams("fishr")
     args = FishrTrainingArguments(output_dir="unused", report_to="none")
@@ -320,8 +320,9 @@ def test_dg_certify_reports_certified_accuracy_per_radius_for_each_algorithm(tin
 @pytest.mark.parametrize("name", ["dg_amazon", "dg_sentiment", "dg_spurious", "dg_spurious_probe"])
 def test_dg_configs_parse(name):
     # Every key of a shipped dg config is an option of `robusttext dg` (a typo would only fail at run time).
-    from robusttext.arguments import DGArguments, ModelDataArguments, SmoothingArguments, parse
-    from robusttext.fishr import FishrTrainingArguments
+    from robusttext.cli.arguments import DGArguments, ModelDataArguments, SmoothingArguments
+    from robusttext.config import parse
+    from robusttext.training.fishr import FishrTrainingArguments
 
     config = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
     data, smooth, dg, args = parse(

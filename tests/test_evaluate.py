@@ -16,7 +16,7 @@ if importlib.util.find_spec("textattack") is None:
 
 
 def test_certified_accuracy_metric_by_hand():
-    from robusttext.metrics import load_metric
+    from robusttext.hub.metrics import load_metric
 
     m = load_metric("certified_accuracy")
     preds, refs, radii = [1, 0, -1, 1, 2], [1, 0, 1, 0, 2], [2, 0, -1, 5, 1]
@@ -27,7 +27,7 @@ def test_certified_accuracy_metric_by_hand():
 
 
 def test_evaluate_outputs_match_records(tmp_path_factory, tiny_model_dir, data_dir):
-    from robusttext.results import read_jsonl
+    from robusttext.runs.results import read_jsonl
 
     out, _, _ = evaluated_run(tmp_path_factory, tiny_model_dir, data_dir)
     out = Path(out)
@@ -77,7 +77,7 @@ def test_evaluate_script_two_processes_match_one(tmp_path_factory, tiny_model_di
 
     from _attack_helpers import short_sst2, trained_tiny_model
     from _multiprocess import assert_two_shares, launch_two
-    from robusttext.results import read_jsonl
+    from robusttext.runs.results import read_jsonl
 
     root = Path(__file__).resolve().parents[1]
     model = trained_tiny_model(tmp_path_factory, tiny_model_dir, data_dir)

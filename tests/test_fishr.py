@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robusttext.fishr import (
+from robusttext.training.fishr import (
     FishrPenalty,
     FishrTrainingArguments,
     HeadCapture,

@@ -19,7 +19,7 @@ import json, sys, copy
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from robusttext.fishr import FishrPenalty, HeadCapture, find_head
+from robusttext.training.fishr import FishrPenalty, HeadCapture, find_head
 
 acc = Accelerator(cpu=True)
 rank, world = acc.process_index, acc.num_processes

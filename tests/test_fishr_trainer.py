@@ -12,8 +12,8 @@ import torch
 
 datasets = pytest.importorskip("datasets")
 
-from robusttext.fishr import FISHR_STATE, FishrTrainer, FishrTrainingArguments  # noqa: E402
-from robusttext.training import accuracy_metric  # noqa: E402
+from robusttext.training.fishr import FISHR_STATE, FishrTrainer, FishrTrainingArguments  # noqa: E402
+from robusttext.training.trainer import accuracy_metric  # noqa: E402
 
 WORDS = {0: ["bad", "awful", "dull", "boring"], 1: ["good", "great", "fun", "nice"]}
 
@@ -30,8 +30,7 @@ def toy_rows(domains=("a", "b", "c"), per_domain: int = 8) -> dict:
 
 
 def make_trainer(tiny_model_dir, tmp_path, train_rows=None, eval_rows=None, p_del=0.5, **kw) -> FishrTrainer:
-    from robusttext.arguments import SmoothingArguments
-    from robusttext.training import build_trainer
+    from robusttext.training.trainer import TrainingRecipe, build_trainer
 
     defaults = dict(
         output_dir=str(tmp_path), per_device_train_batch_size=6, max_steps=4, learning_rate=1e-3,
@@ -41,7 +40,7 @@ def make_trainer(tiny_model_dir, tmp_path, train_rows=None, eval_rows=None, p_de
     train = datasets.Dataset.from_dict(train_rows or toy_rows())
     evald = datasets.Dataset.from_dict(eval_rows) if eval_rows else None
     return build_trainer(
-        tiny_model_dir, train, ["0", "1"], SmoothingArguments(p_del=p_del, unit="word"), args, algorithm="fishr",
+        tiny_model_dir, train, ["0", "1"], args, TrainingRecipe(rate=p_del, unit="word", algorithm="fishr"),
         eval_dataset=evald, compute_metrics=accuracy_metric() if evald is not None else None,
     )
 
@@ -189,15 +188,14 @@ def test_freeze_encoder_trains_only_the_head(tiny_model_dir, tmp_path):
 
 
 def test_freeze_encoder_with_fishr(tiny_model_dir, tmp_path):
-    from robusttext.arguments import SmoothingArguments
-    from robusttext.training import build_trainer
+    from robusttext.training.trainer import TrainingRecipe, build_trainer
 
     args = FishrTrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=6, max_steps=3, learning_rate=1e-2, report_to=[],
         save_strategy="no", logging_steps=1, seed=7, use_cpu=True, disable_tqdm=True, fishr_lambda=1000.0,
     )
     trainer = build_trainer(tiny_model_dir, datasets.Dataset.from_dict(toy_rows()), ["0", "1"],
-                            SmoothingArguments(p_del=0.0, unit="word"), args, algorithm="fishr", train_head_only=True)
+                            args, TrainingRecipe(rate=0.0, unit="word", algorithm="fishr", freeze_encoder=True))
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
@@ -208,12 +206,11 @@ def test_freeze_encoder_with_fishr(tiny_model_dir, tmp_path):
 def test_frozen_encoder_stays_in_eval_mode_while_the_head_trains(tiny_model_dir, tmp_path):
     # A linear probe trains on the features it is evaluated on: with the model in training mode the frozen
     # encoder's output is deterministic (no dropout), while the head's own dropout still acts.
-    from robusttext.arguments import SmoothingArguments
-    from robusttext.training import build_trainer
+    from robusttext.training.trainer import TrainingRecipe, build_trainer
 
     args = FishrTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, disable_tqdm=True, seed=7)
     model = build_trainer(tiny_model_dir, datasets.Dataset.from_dict(toy_rows()), ["0", "1"],
-                          SmoothingArguments(p_del=0.0, unit="word"), args, train_head_only=True).model
+                          args, TrainingRecipe(rate=0.0, unit="word", freeze_encoder=True)).model
     assert model.config.hidden_dropout_prob > 0  # otherwise this test could not fail
     from transformers import AutoTokenizer
 
@@ -229,7 +226,7 @@ def test_frozen_encoder_stays_in_eval_mode_while_the_head_trains(tiny_model_dir,
 
 
 def test_standardized_head_folds_into_the_same_linear_head():
-    from robusttext.linear_probe import StandardizedHead
+    from robusttext.training.linear_probe import StandardizedHead
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(5, 3).double()
@@ -244,9 +241,8 @@ def test_standardized_head_folds_into_the_same_linear_head():
 def test_freeze_encoder_standardizes_the_head_inputs_and_saves_a_plain_head(tiny_model_dir, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from robusttext.arguments import SmoothingArguments
-    from robusttext.linear_probe import StandardizedHead, unstandardize_head
-    from robusttext.training import build_trainer
+    from robusttext.training.linear_probe import StandardizedHead, unstandardize_head
+    from robusttext.training.trainer import TrainingRecipe, build_trainer
 
     rows = toy_rows()
     args = FishrTrainingArguments(
@@ -254,7 +250,7 @@ def test_freeze_encoder_standardizes_the_head_inputs_and_saves_a_plain_head(tiny
         save_strategy="no", seed=7, use_cpu=True, disable_tqdm=True, fishr_lambda=1000.0,
     )
     trainer = build_trainer(tiny_model_dir, datasets.Dataset.from_dict(rows), ["0", "1"],
-                            SmoothingArguments(p_del=0.0, unit="word"), args, algorithm="fishr", train_head_only=True)
+                            args, TrainingRecipe(rate=0.0, unit="word", algorithm="fishr", freeze_encoder=True))
     model = trainer.model
     assert isinstance(model.classifier, StandardizedHead)
     # The statistics are those of the pooled features of the training texts, computed here through the encoder.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from robusttext.errors import RemoteCodeRefused, UntrainedHeadError, UserError
-from robusttext.models import load_classifier
+from robusttext.certificate.models import load_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from robusttext import precision
-from robusttext.precision import autocast_dtype, cpu_supports_bf16
+from robusttext.certificate import precision
+from robusttext.certificate.precision import autocast_dtype, cpu_supports_bf16
 
 
 def test_explicit_precisions():

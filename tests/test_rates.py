@@ -1,4 +1,4 @@
-"""Deletion-rate schedules (robusttext.rates): values against closed forms, every command-line spelling,
+"""Deletion-rate schedules (robusttext.certificate.rates): values against closed forms, every command-line spelling,
 the JSON round trip (``rate_schedule.json`` as the code writes it), and bad inputs with errors naming the
 field (issue 16)."""
 
@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from robusttext.rates import (
+from robusttext.certificate.rates import (
     FILENAME,
     AdaptiveRate,
     BinnedRate,
@@ -304,7 +304,7 @@ def test_callable_values_outside_the_unit_interval_are_refused_when_used():
 
 
 def test_certification_refuses_a_zero_rate_but_training_accepts_it():
-    from robusttext.stats import variable_rate_radius
+    from robusttext.certificate.stats import variable_rate_radius
 
     assert FixedRate(0.0)(5) == 0.0
     with pytest.raises(ValueError, match=r"p_del=0\.0 at length 5; certification needs p_del in \(0, 1\)"):

@@ -1,4 +1,4 @@
-"""The run skeleton (:class:`robusttext.results.Run`) deals items out over processes: two ranks played by
+"""The run skeleton (:class:`robusttext.runs.results.Run`) deals items out over processes: two ranks played by
 two threads that share a folder and meet at a barrier, as two processes do at ``wait_for_everyone``."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 import threading
 import time
 
-from robusttext.results import Run
+from robusttext.runs.results import Run
 
 
 class ThreadRank:

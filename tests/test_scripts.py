@@ -236,7 +236,7 @@ def vision_model(tmp_path, data_dir) -> Path:
         pytest.skip(f"MNIST not found in {data_dir}/mnist")
     import torch
 
-    from vision.models import build_model, save_model
+    from robusttext_vision.models import build_model, save_model
 
     torch.manual_seed(0)
     config = {"arch": "cnn", "in_channels": 1, "num_classes": 10, "image_size": 28}
@@ -336,7 +336,7 @@ def test_cli_docs_list_every_option_of_every_subcommand(capsys, monkeypatch):
     from transformers import TrainingArguments
 
     import robusttext.cli as core
-    import vision.cli as vis
+    import robusttext_vision.cli as vis
 
     sections = _doc_sections()
     names = [f.name for f in dataclasses.fields(TrainingArguments)]  # listed once, not per subcommand

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from robusttext.deletion import DeletionMechanism
-from robusttext.engine import MonteCarloEngine, input_rng
-from robusttext.protocol import default_alpha_weights, default_looks
-from robusttext.stats import EditDistanceCertificate, edit_distance_radius, split_alpha_weighted
+from robusttext.certificate.deletion import DeletionMechanism
+from robusttext.certificate.engine import MonteCarloEngine, input_rng
+from robusttext.certificate.protocol import default_alpha_weights, default_looks
+from robusttext.certificate.stats import EditDistanceCertificate, edit_distance_radius, split_alpha_weighted
 
 from _engine_helpers import certify_with
 
@@ -287,7 +287,7 @@ def test_fully_enumerated_inputs_get_the_exact_probability(mechanism):
 @pytest.mark.parametrize("q", [0.05, 0.3, 0.65, 0.95])
 @pytest.mark.parametrize("exact_rate", [0.2, 0.66, 0.97])
 def test_residual_draws_are_at_least_as_precise_as_plain_sampling(w, q, exact_rate):
-    from robusttext.engine import residual_fraction
+    from robusttext.certificate.engine import residual_fraction
 
     exact_top = (1 - w) * exact_rate
     p = exact_top + w * q  # the top class's exact smoothed probability

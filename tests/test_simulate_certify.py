@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robusttext.stats import clopper_pearson_lower
+from robusttext.certificate.stats import clopper_pearson_lower
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "simulate_certify.py"
 

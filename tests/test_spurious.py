@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robusttext.fishr import FishrPenalty
-from robusttext.spurious import ORACLE, SpuriousSpec, parse_spec, spurious_environments
+from robusttext.training.fishr import FishrPenalty
+from robusttext.dg.spurious import ORACLE, SpuriousSpec, parse_spec, spurious_environments
 
 
 def _within(count: int, n: int, p: float, z: float = 4.5) -> bool:

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from robusttext import edit_distance_radius, gaussian_l2_radius
-from robusttext.stats import (
+from robusttext.certificate.stats import (
     EditDistanceCertificate,
     GaussianL2Certificate,
     binomial_test_pvalue,

@@ -1,4 +1,4 @@
-"""Soundness of the variable-rate edit-distance certificate (:func:`robusttext.stats.variable_rate_radius`)
+"""Soundness of the variable-rate edit-distance certificate (:func:`robusttext.certificate.stats.variable_rate_radius`)
 by brute force (issue 16).
 
 The reference, built here from first principles and sharing no code with the certificate:
@@ -55,8 +55,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from robusttext.rates import AdaptiveRate, BinnedRate, CallableRate, FixedRate
-from robusttext.stats import edit_distance_radius, variable_rate_radius
+from robusttext.certificate.rates import AdaptiveRate, BinnedRate, CallableRate, FixedRate
+from robusttext.certificate.stats import edit_distance_radius, variable_rate_radius
 
 EXTENDED = os.environ.get("ROBUSTTEXT_SOUNDNESS_EXTENDED", "") not in ("", "0")
 MAX_R = 3  # radii checked: every x' within edit distance MAX_R is enumerated

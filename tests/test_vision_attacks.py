@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vision.attacks import fgsm, pgd, robust_accuracy
-from vision.models import Normalize
+from robusttext_vision.attacks import fgsm, pgd, robust_accuracy
+from robusttext_vision.models import Normalize
 
 
 def linear_model(dim: int = 16, seed: int = 0) -> nn.Module:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vision.cli import main
+from robusttext_vision.cli import main
 
 CERT = ["--dataset", "digits", "--split", "test", "--max_examples", "12", "--sigma", "0.25", "--n0", "20",
         "--n", "200", "--alpha", "0.01", "--chunk_size", "5"]
@@ -63,7 +63,7 @@ def test_two_processes_attack_like_one(model_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([*attack, "--output_dir", str(one)]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*launch_two(), "-m", "vision.cli", *attack, "--output_dir", str(two)], env=env,
+    proc = subprocess.run([*launch_two(), "-m", "robusttext_vision.cli", *attack, "--output_dir", str(two)], env=env,
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_two_shares(two, 40)
@@ -96,7 +96,7 @@ def test_two_processes_certify_like_one(model_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["certify", "--model_dir", model_dir, *CERT, "--output_dir", str(one)]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*launch_two(), "-m", "vision.cli", "certify", "--model_dir", model_dir, *CERT,
+    proc = subprocess.run([*launch_two(), "-m", "robusttext_vision.cli", "certify", "--model_dir", model_dir, *CERT,
                            "--output_dir", str(two)], env=env, capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]

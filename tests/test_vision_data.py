@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vision.data import FASHION_ROOT, load_images, parse_split, read_idx, validate_images
+from robusttext_vision.data import FASHION_ROOT, load_images, parse_split, read_idx, validate_images
 
 
 def write_idx(path: Path, arr: np.ndarray) -> None:

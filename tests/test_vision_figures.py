@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from vision import figures as F
-from vision.cli import main
-from vision.data import load_images
-from vision.linear import binary_task, train_linear
+from robusttext_vision import figures as F
+from robusttext_vision.cli import main
+from robusttext_vision.data import load_images
+from robusttext_vision.linear import binary_task, train_linear
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -45,7 +45,7 @@ def model_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def model(model_dir):
-    from vision.models import load_model
+    from robusttext_vision.models import load_model
 
     return load_model(model_dir)[0]
 

@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from vision.data import load_images
-from vision.linear import (
+from robusttext_vision.data import load_images
+from robusttext_vision.linear import (
     binary_task,
     errors,
     hinge_loss,
@@ -60,7 +60,7 @@ def test_l2_worst_case_is_not_beaten_by_sphere_samples():
 
 
 def test_pgd_on_the_hinge_reaches_the_closed_form():
-    from vision.attacks import pgd
+    from robusttext_vision.attacks import pgd
 
     w, b, x, y = small_problem()
 

@@ -14,7 +14,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from vision.smoothing import SmoothedImageClassifier, gaussian_noise_loss
+from robusttext_vision.smoothing import SmoothedImageClassifier, gaussian_noise_loss
 
 SIGMA = 0.5
 
@@ -148,8 +148,8 @@ class _InputDependent(nn.Module):
 
 
 def test_frozen_cpu_classifier_matches_the_eager_model():
-    from vision.models import build_model
-    from vision.smoothing import ImageBatchClassifier
+    from robusttext_vision.models import build_model
+    from robusttext_vision.smoothing import ImageBatchClassifier
 
     torch.manual_seed(0)
     model = build_model("cnn", 1, 10, 28).eval()
@@ -167,7 +167,7 @@ def test_frozen_cpu_classifier_matches_the_eager_model():
 
 
 def test_input_dependent_model_falls_back_to_eager_with_a_warning():
-    from vision.smoothing import ImageBatchClassifier
+    from robusttext_vision.smoothing import ImageBatchClassifier
 
     torch.manual_seed(0)
     model = _InputDependent().eval()

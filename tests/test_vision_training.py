@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from vision.adversarial import adversarial_loss, train_classifier, training_loss
-from vision.data import load_images
-from vision.denoise import DnCNN, denoiser_loss, load_denoiser, train_denoiser
-from vision.models import build_model
-from vision.smoothing import SmoothedImageClassifier
-from vision.training import FitConfig
+from robusttext_vision.adversarial import adversarial_loss, train_classifier, training_loss
+from robusttext_vision.data import load_images
+from robusttext_vision.denoise import DnCNN, denoiser_loss, load_denoiser, train_denoiser
+from robusttext_vision.models import build_model
+from robusttext_vision.smoothing import SmoothedImageClassifier
+from robusttext_vision.training import FitConfig
 
 
 @pytest.fixture(scope="module")

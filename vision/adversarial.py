@@ -1,4 +1,4 @@
-"""Adversarial training: Madry PGD-AT and "fast" FGSM with random start, as losses for :func:`vision.training.fit`.
+"""Adversarial training: Madry PGD-AT and "fast" FGSM with random start, as losses for :func:`robusttext_vision.training.fit`.
 
 * **PGD-AT** (Madry et al., ICLR 2018, Eq. 2.1): minimize ``E max_{||delta|| <= eps} CE(f(x + delta), y)``,
   the inner max approximated by ``steps`` PGD steps from a random start.
@@ -7,7 +7,7 @@
   standard training.
 
 Both ramp eps linearly from 0 over ``warmup_epochs`` (helps PGD-AT on MNIST leave the trivial
-solution early in training). The attacks are :func:`vision.attacks.pgd`, so perturbed training
+solution early in training). The attacks are :func:`robusttext_vision.attacks.pgd`, so perturbed training
 images stay in the valid pixel range.
 """
 

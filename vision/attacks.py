@@ -10,7 +10,7 @@ with an optional uniform random start in the ball, several restarts (each exampl
 result), and **per-example early stopping**: an example stops moving once it is fooled, and only the
 still-unfooled examples are sent through the model (this is where most of the speed comes from).
 FGSM is one step of size eps from the clean input. Distances are in pixel units: a model that
-expects normalized inputs either normalizes inside (:class:`vision.models.Normalize`) or gets the
+expects normalized inputs either normalizes inside (:class:`robusttext_vision.models.Normalize`) or gets the
 normalization here via ``normalize=(mean, std)``.
 """
 

@@ -9,7 +9,7 @@ core CLI through the entry-point group ``robusttext.commands``; the core never i
     robusttext vision compare --config configs/vision_compare.yaml
     robusttext vision coloredmnist --algorithm erm,fishr,gray --seeds 10
 
-Each subcommand parses its dataclasses with :func:`robusttext.arguments.parse` (``HfArgumentParser`` +
+Each subcommand parses its dataclasses with :func:`robusttext.config.parse` (``HfArgumentParser`` +
 ``--config FILE.yaml``) and calls one library function; everything runs under ``accelerate launch``.
 """
 
@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Callable, Sequence
 
-from robusttext.arguments import dispatch, parse
+from robusttext.config import dispatch, parse
 
 
 def _print(obj: object) -> None:
@@ -106,7 +106,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``robusttext vision ...`` (also ``python -m vision.cli ...``); errors are reported as
+    """``robusttext vision ...`` (also ``python -m robusttext_vision.cli ...``); errors are reported as
     :mod:`robusttext.errors` says (user errors: one line, exit 2; Ctrl-C: exit 130; bugs: traceback)."""
     return dispatch("robusttext vision", COMMANDS, list(sys.argv[1:] if argv is None else argv))
 

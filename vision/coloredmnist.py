@@ -29,7 +29,7 @@ in ``docs/benchmarks.md``). ``--subsample-views 4`` (not IRM's) puts each traini
 at the four row/column offsets of the 2x grid, with its one noisy label and colour (N above counts digits,
 not views); the test environments keep IRM's offset.
 
-The Fishr penalty is the core's :class:`robusttext.fishr.FishrPenalty` (EMA off: full batch) on the
+The Fishr penalty is the core's :class:`robusttext.training.fishr.FishrPenalty` (EMA off: full batch) on the
 two-logit view ``[0, z]`` of the single logit, whose softmax cross-entropy is the binary one. Its
 gradient-variance coordinates are those of the single logit, each twice, and it averages over
 coordinates and environments where the paper's code sums, so the paper's penalty is exactly
@@ -212,8 +212,8 @@ class MLP(nn.Module):
 def paper_penalty(features: torch.Tensor, logit: torch.Tensor, labels: torch.Tensor, domain_ids: torch.Tensor,
                   num_domains: int) -> torch.Tensor:
     """Fishr's Colored MNIST penalty, ``sum_e ||v_e - mean_e v_e||^2`` over the head's gradient-variance
-    coordinates, through the core's :class:`~robusttext.fishr.FishrPenalty` (EMA off) times ``K (D + 1)``."""
-    from robusttext.fishr import FishrPenalty
+    coordinates, through the core's :class:`~robusttext.training.fishr.FishrPenalty` (EMA off) times ``K (D + 1)``."""
+    from robusttext.training.fishr import FishrPenalty
 
     two = torch.stack([torch.zeros_like(logit), logit], dim=1)
     core = FishrPenalty(num_domains, ema=0.0, sync=False)(features, two, labels.long(), domain_ids)
@@ -257,7 +257,7 @@ def train_one(envs: list[Environment], algorithm: str, args: ColoredMNISTArgumen
 # --------------------------------------------------------------------------- the table
 def summarize(records: list[dict], algorithms: list[str]) -> dict[str, dict[str, list[float]]]:
     """Per algorithm and column: ``[mean, standard error]`` over seeds (accuracies in [0, 1])."""
-    from robusttext.dg_tables import mean_se
+    from robusttext.dg.dg_tables import mean_se
 
     return {a: {c: list(mean_se([r[c] for r in records if r["algorithm"] == a])) for c in (*COLUMNS, "seconds_per_step")}
             for a in algorithms if any(r["algorithm"] == a for r in records)}
@@ -268,7 +268,7 @@ def table_markdown(summary: dict, args: ColoredMNISTArguments, n_seeds: int, tra
     """The paper's Table 2 layout: train / test / gray-test accuracy (%), mean ± s.e. over seeds, then the
     training time summed over runs (seconds, from the records: the same after a resume) and this
     command's wall time (seconds, when given)."""
-    from robusttext.dg_tables import markdown_table
+    from robusttext.dg.dg_tables import markdown_table
 
     names = {"erm": "ERM", "fishr": "Fishr", "gray": "ERM, grayscale (oracle)"}
     rows = [[names[a]] + [f"{100 * s[c][0]:.1f} ± {100 * s[c][1]:.1f}" for c in COLUMNS] + [f"{1000 * s['seconds_per_step'][0]:.1f}"]
@@ -290,7 +290,7 @@ def table_markdown(summary: dict, args: ColoredMNISTArguments, n_seeds: int, tra
 def run_coloredmnist(args: ColoredMNISTArguments) -> dict[str, Any]:
     """Every (algorithm, seed) run, one line each in ``runs.jsonl`` (resumable), then ``summary.json``
     and ``report.md`` in ``args.output_dir``; returns the summary."""
-    from robusttext.results import ResultsStore, write_json
+    from robusttext.runs.results import ResultsStore, write_json
 
     from .data import load_images
 

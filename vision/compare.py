@@ -6,7 +6,7 @@ clean accuracy; robust accuracy under FGSM and PGD at Linf eps (default 0.3) and
 1, 2, 3); and, for the model smoothed at ``sigma``, the number of images certified correct and their
 average certified L2 radius. Output in ``output_dir``: ``compare.json``, ``compare.md``,
 ``compare.png`` (accuracies), ``compare_certified.png`` (certified accuracy vs radius) and the figures of
-:func:`vision.figures.compare_figure_set` (adversarial examples, accuracy vs eps, exact certified curves).
+:func:`robusttext_vision.figures.compare_figure_set` (adversarial examples, accuracy vs eps, exact certified curves).
 Every stage is cached (models via their checkpoints, attacks in ``eval/``, certification via its
 results store), so an interrupted run resumes where it stopped.
 """
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from robusttext.results import write_json
+from robusttext.runs.results import write_json
 
 from .arguments import CURVE_L2_EPS, CURVE_LINF_EPS, CertifyImageArguments, ImageDataArguments, TrainImageArguments
 from .figures import check_figure_args, compare_figure_set, figures_markdown
@@ -127,7 +127,7 @@ def write_compare(
 ) -> None:
     """``compare.json``, ``compare.md`` (table and figures), ``compare.png`` and ``compare_certified.png``
     (main process). Adds each row's ``certified_fraction`` after ``compare.json`` is written."""
-    from robusttext.report import plot_certified_accuracy
+    from robusttext.runs.report import plot_certified_accuracy
 
     from .report import plot_accuracy_bars, table_markdown
 
@@ -156,7 +156,7 @@ def write_compare(
 
 def run_compare(args: CompareArguments) -> dict[str, Any]:
     """Train (or reuse) the three models, attack and certify them; write and return the table."""
-    from robusttext.distributed import process_state
+    from robusttext.runs.distributed import process_state
 
     from .models import load_model
     from .pipelines import clean_accuracy, load_data

@@ -165,7 +165,7 @@ def _torchvision(name: str, base: str, root: Path, download: bool) -> tuple[np.n
 
 def _mnist(base: str, root: str | Path | None, download: bool) -> tuple[np.ndarray, np.ndarray]:
     """MNIST split ``base`` from ``root`` (default: the shared data's ``mnist/``), downloading if allowed."""
-    from robusttext.data import shared_data_dir
+    from robusttext.runs.data import shared_data_dir
 
     folder = Path(root) if root else shared_data_dir() / "mnist"
     if not folder.is_dir() and not download:
@@ -189,7 +189,7 @@ def load_images(
     ``root`` overrides the folder holding the files; ``download`` lets torchvision fetch missing
     MNIST/CIFAR-10 files (never used by tests).
     """
-    from robusttext.data import shared_data_dir
+    from robusttext.runs.data import shared_data_dir
 
     key = str(name).lower().replace("_", "-")
     base, part = parse_split(split)

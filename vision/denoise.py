@@ -2,7 +2,7 @@
 
 A denoiser ``D`` is trained in front of a *frozen* classifier ``f`` so that ``f(D(.))`` classifies
 Gaussian-noisy images well; ``f(D(.))`` is then certified by the same CERTIFY as any base classifier
-(:class:`vision.smoothing.SmoothedImageClassifier` with ``denoiser=D``). Two objectives (Sec. 3):
+(:class:`robusttext_vision.smoothing.SmoothedImageClassifier` with ``denoiser=D``). Two objectives (Sec. 3):
 
 * **MSE**: ``E ||D(x + d) - x||_2^2`` (a classifier-agnostic denoiser);
 * **stability**: ``E CE(f(D(x + d)), f(x))`` - the classifier should give the noisy-denoised image the

@@ -9,7 +9,7 @@ a ``torch.Generator`` seeded by the caller: the same seed gives the same PNG byt
 * attacks (Goodfellow et al. 2015; Madry et al. 2018): :func:`adversarial_grid` /
   :func:`plot_adversarial_grid` (clean images and their FGSM/PGD versions with the model's
   predictions), :func:`accuracy_curve` / :func:`plot_accuracy_curves` (accuracy under attack vs eps);
-* the exactly robust linear classifier (:mod:`vision.linear`): :func:`exact_attack_accuracy` /
+* the exactly robust linear classifier (:mod:`robusttext_vision.linear`): :func:`exact_attack_accuracy` /
   :func:`plot_linear_curves` (accuracy under the exact worst-case attack vs eps),
   :func:`boundary_misclassified` / :func:`plot_boundary_digits` (misclassified digits with the smallest
   ``|w . x + b|``), :func:`plot_misclassified_logits` (their logit histogram);
@@ -201,7 +201,7 @@ def exact_attack_accuracy(
     images moved by the worst-case perturbation ``x - eps y sign(w)`` (Linf; ``x - eps y w / ||w||_2``
     for L2) at each eps. For a linear model this attack is optimal, so the accuracy is exactly the
     fraction of images whose whole eps-ball is classified correctly (no pixel-range box, as in
-    :mod:`vision.linear`)."""
+    :mod:`robusttext_vision.linear`)."""
     out = {}
     for eps in eps_values:
         moved = x + worst_case_perturbation(w, y, float(eps), norm)
@@ -475,8 +475,8 @@ def certify_figure_set(
 
 
 def attack_command_figures(model: nn.Module, name: str, data: Any, args: Any, out: Path) -> list[tuple[str, str, Any]]:
-    """The figures of ``vision attack`` (``data``: an :class:`vision.data.ImageData`, ``args``: its
-    :class:`vision.arguments.AttackArguments`): the model's adversarial-example grid and its accuracy
+    """The figures of ``vision attack`` (``data``: an :class:`robusttext_vision.data.ImageData`, ``args``: its
+    :class:`robusttext_vision.arguments.AttackArguments`): the model's adversarial-example grid and its accuracy
     under ``args.attack`` vs eps on the first ``args.figure_examples`` images, both norms."""
     if args.figure_examples < 1:
         return []
@@ -495,7 +495,7 @@ def compare_figure_set(
     certified-accuracy grid it already draws, each model's adversarial-example grid, accuracy under PGD
     vs eps for every model on the first ``args.figure_examples`` evaluation images, and the exact
     certified-accuracy curves from the ``results.jsonl`` in each model's ``certify_dirs`` folder."""
-    from robusttext.results import read_jsonl
+    from robusttext.runs.results import read_jsonl
 
     figures: list[tuple[str, str, Any]] = [
         ("compare.png", "clean and robust accuracies and the certified fraction, per model", None),

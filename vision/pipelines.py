@@ -3,7 +3,7 @@
 * :func:`train_and_save` - ``train``: a classifier trained plain / PGD-AT / FGSM-RS / under Gaussian noise;
 * :func:`run_attack` - ``attack``: robust accuracy (and attack success rate) at each eps;
 * :func:`certify_images` / :func:`run_certify` - ``certify``: Gaussian (or denoised) smoothing of a split,
-  sharded over processes like :func:`robusttext.pipelines.certify_dataset` (inputs dealt out by index,
+  sharded over processes like :func:`robusttext.runs.certify.certify_dataset` (inputs dealt out by index,
   per-image random streams, one part file per process, merged by the main process), resumable;
 * :func:`run_denoise` - ``denoise``: train a denoiser, certify ``f`` with and without it;
 * :func:`run_linear` - ``linear``: regular vs exactly robust binary linear classifier, weight pictures.
@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from robusttext.distributed import process_state
-from robusttext.results import Run, versions, write_json
+from robusttext.runs.distributed import process_state
+from robusttext.runs.results import Run, versions, write_json
 
 from .arguments import (
     AttackArguments,
@@ -54,7 +54,7 @@ def clean_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000) ->
 # --------------------------------------------------------------------------- train
 def train_and_save(data_args: ImageDataArguments, train: TrainImageArguments) -> dict[str, Any]:
     """Train a classifier with ``train.method`` on ``data_args``'s split and save it to ``train.output_dir``
-    (load with :func:`vision.models.load_model`); returns and writes ``metrics.json``. Resumable."""
+    (load with :func:`robusttext_vision.models.load_model`); returns and writes ``metrics.json``. Resumable."""
     from .adversarial import train_classifier
     from .models import build_model, save_model
     from .training import FitConfig
@@ -131,13 +131,13 @@ def write_robustness(
 
 def run_attack(data_args: ImageDataArguments, args: AttackArguments) -> dict[str, Any]:
     """Attack a saved model on a split at every ``args.eps``; writes ``robustness.json``, ``robustness.md`` and
-    the figures of :func:`vision.figures.attack_command_figures` in ``args.output_dir``.
+    the figures of :func:`robusttext_vision.figures.attack_command_figures` in ``args.output_dir``.
 
     Runs on the core's run skeleton: batches of ``args.batch_size`` images (one random stream each,
-    :func:`vision.attacks.batch_generator`) dealt out over the processes of ``accelerate launch``/``torchrun``,
+    :func:`robusttext_vision.attacks.batch_generator`) dealt out over the processes of ``accelerate launch``/``torchrun``,
     per-image records in ``results.jsonl`` written as they finish, resumable; N processes give the numbers
     of one."""
-    from robusttext.fingerprint import examples_fingerprint, folder_fingerprint
+    from robusttext.runs.fingerprint import examples_fingerprint, folder_fingerprint
 
     from .attacks import attack_batch
     from .figures import check_figure_args
@@ -193,16 +193,16 @@ def certify_images(
 ) -> dict[str, Any]:
     """CERTIFY every image of ``data`` with Gaussian smoothing of ``model`` (``f(D(.))`` with a denoiser).
 
-    Runs on the core's run skeleton (:class:`robusttext.results.Run`: sharded, resumable, content-checked;
+    Runs on the core's run skeleton (:class:`robusttext.runs.results.Run`: sharded, resumable, content-checked;
     each image draws from its own seeded stream, so N processes give the numbers of one). Writes
     ``results.jsonl`` (index, label, prediction, radius, top1_lower, top2_upper, correct,
     clean_prediction, n_samples, n_queries, seconds), ``summary.json``, ``certified_accuracy.png``,
-    ``report.md``, ``run_config.json`` and the figures of :func:`vision.figures.certify_figure_set` in
+    ``report.md``, ``run_config.json`` and the figures of :func:`robusttext_vision.figures.certify_figure_set` in
     ``cert.output_dir``; returns the summary.
     """
-    from robusttext.fingerprint import examples_fingerprint
-    from robusttext.protocol import CertifyProtocol
-    from robusttext.report import plot_certified_accuracy
+    from robusttext.runs.fingerprint import examples_fingerprint
+    from robusttext.certificate.protocol import CertifyProtocol
+    from robusttext.runs.report import plot_certified_accuracy
 
     from .figures import certify_figure_set, figures_markdown
     from .report import certification_markdown, summarize_l2
@@ -251,7 +251,7 @@ def certify_images(
 
 def run_certify(data_args: ImageDataArguments, cert: CertifyImageArguments) -> dict[str, Any]:
     """``robusttext vision certify``: load the model (and denoiser), certify the split."""
-    from robusttext.fingerprint import folder_fingerprint
+    from robusttext.runs.fingerprint import folder_fingerprint
 
     from .denoise import load_denoiser
     from .models import load_model
@@ -271,7 +271,7 @@ def run_denoise(data_args: ImageDataArguments, den: DenoiseArguments) -> dict[st
     """Train a denoiser in front of the frozen classifier, then certify ``f`` and ``f(D(.))`` on
     ``den.certify_examples`` images of ``den.eval_split`` with the same CERTIFY; writes ``denoise.json``
     and ``denoise.md``."""
-    from robusttext.report import plot_certified_accuracy
+    from robusttext.runs.report import plot_certified_accuracy
 
     from .denoise import train_denoiser
     from .models import load_model
@@ -313,7 +313,7 @@ def run_denoise(data_args: ImageDataArguments, den: DenoiseArguments) -> dict[st
 def run_linear(data_args: ImageDataArguments, args: LinearArguments) -> dict[str, Any]:
     """Regular vs exactly robust hinge-loss training of a binary linear classifier; exact errors on
     ``args.eval_split``; ``linear.json``, ``linear.md``, ``weights.png`` and the figures of
-    :func:`vision.figures.linear_figure_set` in ``args.output_dir``."""
+    :func:`robusttext_vision.figures.linear_figure_set` in ``args.output_dir``."""
     from .figures import check_figure_args, figures_markdown, linear_figure_set
     from .linear import binary_task, errors, plot_weights, train_linear
     from .report import table_markdown

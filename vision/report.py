@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from robusttext.report import summarize_certification
+from robusttext.runs.report import summarize_certification
 
 
 def radius_grid(sigma: float, n: int, alpha: float, step: float = 0.25) -> list[float]:

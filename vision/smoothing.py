@@ -5,13 +5,13 @@ within the L2 radius ``sigma * Phi^-1(pA)`` (Thm. 1). This module only supplies 
 lacks for images:
 
 * :class:`GaussianMechanism` - the noise, in the draw/key/cost protocol of
-  :class:`robusttext.engine.Mechanism` (continuous noise never repeats, so ``key`` is None and the
+  :class:`robusttext.certificate.engine.Mechanism` (continuous noise never repeats, so ``key`` is None and the
   engine runs with ``dedup=False``);
 * :class:`ImageBatchClassifier` - the base classifier ``f`` (optionally ``f(D(.))`` with a denoiser)
   as the engine's ``classify`` function;
-* :class:`SmoothedImageClassifier` - PREDICT and CERTIFY through :class:`robusttext.engine.MonteCarloEngine`
-  with :class:`robusttext.stats.GaussianL2Certificate`: noisy samples of many images are pooled into
-  full batches, and image ``i`` always draws from ``robusttext.engine.input_rng(seed, i)``, so results
+* :class:`SmoothedImageClassifier` - PREDICT and CERTIFY through :class:`robusttext.certificate.engine.MonteCarloEngine`
+  with :class:`robusttext.certificate.stats.GaussianL2Certificate`: noisy samples of many images are pooled into
+  full batches, and image ``i`` always draws from ``robusttext.certificate.engine.input_rng(seed, i)``, so results
   are reproducible and identical however images are batched or sharded over processes;
 * :func:`gaussian_noise_loss` - Gaussian data augmentation for training the base classifier.
 
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robusttext.engine import Certification, MonteCarloEngine, Prediction
-from robusttext.protocol import CertifyProtocol
-from robusttext.stats import GaussianL2Certificate, Top2Rule
+from robusttext.certificate.engine import Certification, MonteCarloEngine, Prediction
+from robusttext.certificate.protocol import CertifyProtocol
+from robusttext.certificate.stats import GaussianL2Certificate, Top2Rule
 
 from .data import validate_images
 from .inference import freeze_for_cpu
@@ -89,7 +89,7 @@ class ImageBatchClassifier:
     same logits up to float summation order:
 
     * ``optimize`` (CPU only): classify with a traced, frozen, oneDNN-fused copy of the network
-      (:func:`vision.inference.freeze_for_cpu`), built on the first batch and used only if it reproduces
+      (:func:`robusttext_vision.inference.freeze_for_cpu`), built on the first batch and used only if it reproduces
       the eager logits there. ``model`` is not modified.
     * ``channels_last`` (when not optimizing, e.g. on GPUs): run convolutions in the NHWC memory format
       (PyTorch's recommended layout for oneDNN and cuDNN). Like
@@ -151,7 +151,7 @@ class SmoothedImageClassifier:
         batch_size: noisy images per forward pass (pooled across images; default :func:`default_batch_size`).
         seed: image ``i`` draws from ``input_rng(seed, i)`` (reproducible, batching/sharding independent).
         denoiser: optional denoiser ``D`` in front of the model (certifies ``f(D(.))``).
-        top2: runner-up bound, see :class:`robusttext.stats.GaussianL2Certificate`.
+        top2: runner-up bound, see :class:`robusttext.certificate.stats.GaussianL2Certificate`.
         channels_last, optimize: inference levers of :class:`ImageBatchClassifier` (default: on for
             conv nets, ``optimize`` on the CPU and ``channels_last`` elsewhere).
     """

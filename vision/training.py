@@ -2,7 +2,7 @@
 
 :func:`fit` minimizes ``loss_fn(model, images, labels, progress)`` over shuffled minibatches; what is
 learned (plain, PGD adversarial training, FGSM-RS, Gaussian noise, a denoiser) is entirely in the
-loss function (:mod:`vision.adversarial`, :mod:`vision.smoothing`, :mod:`vision.denoise`).
+loss function (:mod:`robusttext_vision.adversarial`, :mod:`robusttext_vision.smoothing`, :mod:`robusttext_vision.denoise`).
 After every epoch the full state (weights, optimizer, random states) is saved with
 ``Accelerator.save_state`` under ``output_dir/checkpoints/epoch_K``, and ``log.jsonl`` gets one line
 of metrics; rerunning with the same ``output_dir`` resumes after the last finished epoch.
@@ -131,7 +131,7 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` in place; returns the per-epoch log (``epoch``, ``loss``, ``accuracy`` on the
     training batches as the loss saw them). Resumes from ``output_dir/checkpoints`` when present."""
-    from robusttext.distributed import accelerator as make_accelerator
+    from robusttext.runs.distributed import accelerator as make_accelerator
     from accelerate.utils import set_seed
 
     config.validate()

@@ -1,0 +1,294 @@
+"""The ``robusttext`` command line's arguments, as dataclasses (parsed by :mod:`robusttext.config`).
+
+Every option is ``--snake_case`` or ``--kebab-case`` on the command line, or a key of a YAML file passed
+with ``--config FILE.yaml`` (command-line options win).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..runs.data import EMBEDDED_BBC
+from ..certificate.models import EMBEDDED_MINILM
+from ..certificate.protocol import CertifyProtocol
+from ..certificate.rates import DEFAULT_P_DEL, parse_rate_schedule
+from ..evaluation.tuning import TuneConfig
+from ..training.augment import Augmentation
+from ..training.trainer import TrainingRecipe
+
+
+
+@dataclass
+class ModelDataArguments:
+    """Which model and which data."""
+
+    model: str = field(default=EMBEDDED_MINILM, metadata={"help": "Hub model id or local folder (or embedded:minilm-l6)."})
+    dataset: str = field(
+        default=EMBEDDED_BBC,
+        metadata={"help": "Hub dataset id, local .tsv/.csv/.jsonl/.parquet file or folder (or embedded:bbc-news)."},
+    )
+    dataset_config: Optional[str] = field(default=None, metadata={"help": "Hub dataset configuration, e.g. sst2 for glue."})
+    split: str = field(default="test", metadata={"help": "Split to use (train for `train`, test for `certify`)."})
+    text_column: Optional[str] = field(default=None, metadata={"help": "Text column (auto-detected when obvious)."})
+    label_column: Optional[str] = field(default=None, metadata={"help": "Label column (auto-detected when obvious)."})
+    max_examples: Optional[int] = field(default=None, metadata={"help": "Use only the first N examples."})
+    max_length: Optional[int] = field(default=None, metadata={"help": "Tokens the model sees (default: its limit, <= 512)."})
+    encoding: str = field(
+        default="utf-8",
+        metadata={"help": "Text encoding of local .tsv/.csv/.jsonl/.json files, e.g. latin-1 (default utf-8; "
+                          "an undecodable file is refused, naming the byte)."},
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Let the model run the Python code shipped with it (auto_map in its config). Off: such "
+                          "a model is refused. Turn on only for code you have read and trust."},
+    )
+
+
+@dataclass
+class SmoothingArguments:
+    """The randomized-deletion mechanism."""
+
+    p_del: Optional[float] = field(
+        default=None,
+        metadata={"help": "Probability of deleting each unit, in (0, 1) (training also takes 0: no noise). Default "
+                          f"{DEFAULT_P_DEL}; certify and predict default to the model folder's rate_schedule.json."},
+    )
+    rate_schedule: Optional[str] = field(
+        default=None,
+        metadata={"help": "Deletion rate as a function of the input's length (replaces --p-del): e.g. "
+                          "'adaptive:k=13,p_lb=0.9' (AdaptDel), 'binned:edges=20|50,values=2|5|13' (AdaptDel+), "
+                          "'uniform:0.7,0.99' or 'uniform_keep:low=5,high=25,p_lb=0.9' (training only), or a JSON file; see robusttext.certificate.rates."},
+    )
+    unit: str = field(default="word", metadata={"help": "Deletion unit: word, char or token.", "choices": ["word", "char", "token"]})
+
+    def training_rate(self) -> Any:
+        """The rate ``robusttext train`` draws each example's noise with: the schedule, else ``p_del``
+        (default 0.9; 0 = no noise)."""
+        if self.rate_schedule:
+            return parse_rate_schedule(self.rate_schedule)
+        return DEFAULT_P_DEL if self.p_del is None else float(self.p_del)
+
+
+#: The protocol defaults, shown in the help of the options that leave them unset.
+_P = CertifyProtocol()
+
+
+@dataclass
+class CertifyArguments:
+    """Monte Carlo budget, confidence, outputs. The protocol fields (n0 ... top2) left unset take the
+    defaults of :class:`robusttext.certificate.protocol.CertifyProtocol`; :meth:`protocol` turns them into one."""
+
+    n0: Optional[int] = field(default=None, metadata={"help": f"Selection samples per input (default {_P.n0})."})
+    n: Optional[int] = field(default=None, metadata={"help": f"Estimation samples per input, at most (default {_P.n})."})
+    alpha: Optional[float] = field(
+        default=None, metadata={"help": f"Failure probability of each certificate, in (0, 1) (default {_P.alpha})."}
+    )
+    looks: Optional[str] = field(
+        default=None,
+        metadata={"help": "Sequential looks: 'auto' (n/20, n/8, n/4, 3n/8, n/2, 3n/4, n; the default), 'none' "
+                          "(one look at n), or e.g. '200,1000,4000'."},
+    )
+    exact_budget: Optional[int] = field(
+        default=None,
+        metadata={"help": "Classify up to this many of an input's most likely deletions with their exact "
+                          f"probabilities and sample only the rest (0: plain sampling; default {_P.exact_budget})."},
+    )
+    futility: Optional[float] = field(
+        default=None,
+        metadata={"help": "Futility stopping level in [0, 1): an input stops once its radius would not grow even "
+                          "at this optimistic a projection of its remaining votes (0: off; larger: cheaper, "
+                          f"sometimes a smaller radius, never an invalid one; default {_P.futility})."},
+    )
+    candidate_pvalue: Optional[float] = field(
+        default=None,
+        metadata={"help": "In [0, 1): classes whose selection votes are not significantly fewer than the majority's "
+                          "at this level stay candidates, chosen between by the estimation votes (alpha split "
+                          f"over them; 0: the selection majority only; default {_P.candidate_pvalue})."},
+    )
+    top2: Optional[str] = field(
+        default=None,
+        metadata={"help": f"Runner-up bound (default {_P.top2}).", "choices": ["complement", "bonferroni"]},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of every input's random stream."})
+    batch_size: int = field(default=256, metadata={"help": "Noisy samples per forward pass."})
+    chunk_size: int = field(default=32, metadata={"help": "Inputs certified together (and written) at a time."})
+    dedup: bool = field(
+        default=True,
+        metadata={"help": "Classify identical noisy samples once (same results, fewer forward passes)."},
+    )
+    precision: str = field(
+        default="auto", metadata={"help": "fp32, bf16, fp16, or auto (bf16 where the GPU or CPU computes it natively).", "choices": ["auto", "fp32", "bf16", "fp16"]}
+    )
+    output_dir: str = field(default="runs/certify", metadata={"help": "Where results.jsonl, summary.json, report.md go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier results in output_dir first."})
+
+    def protocol(self) -> CertifyProtocol:
+        """The certification protocol these arguments describe (validated; errors name the option)."""
+        try:
+            return CertifyProtocol.from_arguments(self)
+        except ValueError as err:
+            name = str(err).split(" ", 1)[0]
+            raise ValueError(f"--{name.replace('_', '-')}{str(err)[len(name):]}") from None
+
+
+@dataclass
+class PredictArguments:
+    """``robusttext predict``: what to predict and whether to certify."""
+
+    certify: bool = field(default=False, metadata={"help": "Also certify each text (radius, bounds) under the protocol options."})
+    dataset_file: Optional[str] = field(
+        default=None, metadata={"help": "Predict the texts of this file (labels not needed) instead of arguments or stdin."}
+    )
+
+
+@dataclass
+class TuneArguments:
+    """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.evaluation.tuning)."""
+
+    edges: str = field(default=TuneConfig.edges, metadata={"help": "Length bin edges in units, e.g. 20|50|100|200."})
+    threshold: float = field(
+        default=TuneConfig.threshold, metadata={"help": "Each bin's value maximises the radius at which its certified accuracy stays >= this."}
+    )
+    iterations: int = field(default=TuneConfig.iterations, metadata={"help": "Golden-section steps per bin."})
+    max_per_bin: int = field(default=TuneConfig.max_per_bin, metadata={"help": "Validation inputs certified per bin and step."})
+    start_k: float = field(default=TuneConfig.start_k, metadata={"help": "Initial value of every bin (clipped to its range)."})
+    p_lb: float = field(default=TuneConfig.p_lb, metadata={
+        "help": "Floor of every bin's rate, p(L) = max(p_lb, 1 - v/L), so the fixed rate p_lb is a candidate of every "
+                "bin; 0: the paper's unfloored 1 - v/L."})
+    objective: str = field(default=TuneConfig.objective, metadata={
+        "help": "What each bin's value maximises on its validation inputs: reach (the paper's: the largest radius whose "
+                "certified accuracy is >= --threshold) or mean-radius (mean certified radius, wrong or abstained = -1).",
+        "choices": ["reach", "mean-radius"]})
+    max_drop: Optional[float] = field(default=TuneConfig.max_drop, metadata={
+        "help": "Guard, in [0, 1): refuse a value whose certified accuracy at radius 0 on the bin's validation inputs is "
+                "more than this below that of the bin's fixed rate p_lb (e.g. 0.03); needs --p-lb > 0. Default: no guard."})
+    guard: str = field(default=TuneConfig.guard, metadata={
+        "help": "Where --max-drop applies: per-bin (each bin on its own) or pooled (to the whole validation split, bins "
+                "weighted by their share of it: the drop is spent in the bins where it buys the most mean radius; "
+                "needs --objective mean-radius).", "choices": ["per-bin", "pooled"]})
+    guard_metric: str = field(default=TuneConfig.guard_metric, metadata={
+        "help": "What --max-drop bounds: accuracy (certified accuracy at radius 0) or balanced (its mean over classes, so "
+                "a bin cannot pass the guard by predicting its majority class for every input; a value under which a "
+                "bin's smoothed classifier gives one class to every input is refused outright, unless the fixed rate does too).",
+        "choices": ["accuracy", "balanced"]})
+
+
+#: ``--freeze-encoder`` of ``robusttext train`` and ``robusttext dg`` (robusttext.training.linear_probe).
+FREEZE_ENCODER_HELP = ("Train only the classification head, on standardized features of the frozen pretrained encoder, "
+                       "kept in eval mode (a linear probe).")
+
+
+@dataclass
+class TrainArguments:
+    """Training under deletion noise (and, with --algorithm fishr, across domains)."""
+
+    eval_split: Optional[str] = field(default=None, metadata={"help": "Split evaluated during training (optional)."})
+    algorithm: str = field(
+        default="erm", metadata={"help": "erm (plain) or fishr (domain generalization).", "choices": ["erm", "fishr"]}
+    )
+    ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a classification head of another size."})
+    freeze_encoder: bool = field(default=False, metadata={"help": FREEZE_ENCODER_HELP})
+    test_domains: Optional[list[str]] = field(
+        default=None,
+        metadata={"help": "Domains held out of training (and evaluated unless --eval-split is given); needs --domain-column."},
+    )
+    noise_copies: int = field(default=TrainingRecipe.noise_copies, metadata={
+        "help": "Noisy copies of each training example per batch (consistency training, robusttext.training.consistency; "
+                "--per-device-train-batch-size counts examples). Jeong & Shin use 2."})
+    consistency_weight: float = field(default=TrainingRecipe.consistency_weight, metadata={
+        "help": "Weight lambda of the KL term pulling each copy's prediction to the copies' mean (needs "
+                "--noise-copies >= 2; Jeong & Shin: 5-20)."})
+    entropy_weight: float = field(default=TrainingRecipe.entropy_weight, metadata={
+        "help": "Weight eta of the entropy of the copies' mean prediction (Jeong & Shin: 0.5)."})
+
+
+@dataclass
+class DGArguments:
+    """A leave-one-domain-out sweep (``robusttext dg``). Fishr hyper-parameters and ``--eval-steps`` (evaluate
+    validation + held-out domain every N steps; default once per epoch) are training arguments."""
+
+    algorithms: str = field(default="erm,fishr", metadata={"help": "Comma-separated algorithms of robusttext.training.hparams_registry: erm, fishr."})
+    test_domains: Optional[list[str]] = field(
+        default=None, metadata={"help": "Held-out domains to run (default: every domain, one at a time)."}
+    )
+    seeds: int = field(default=1, metadata={"help": "Seeds per (algorithm, held-out domain, trial): seed, seed+1, ..."})
+    val_fraction: float = field(
+        default=0.2, metadata={"help": "Fraction of each training domain kept for model selection (DomainBed: 0.2)."}
+    )
+    max_per_domain: Optional[int] = field(
+        default=None, metadata={"help": "Use at most N examples of each training domain (reduced budget)."}
+    )
+    max_test_examples: Optional[int] = field(
+        default=None, metadata={"help": "Test on at most N examples of the held-out domain (reduced budget)."}
+    )
+    hparam_trials: int = field(
+        default=0,
+        metadata={"help": "Random hyper-parameter trials per cell besides the given values (robusttext.training.hparams_registry); "
+                          "selection picks among them."},
+    )
+    freeze_encoder: bool = field(default=False, metadata={"help": FREEZE_ENCODER_HELP})
+    spurious: Optional[str] = field(
+        default=None,
+        metadata={"help": "Two marker words 'A,B': build the constructed spurious-marker benchmark from the dataset's "
+                          "texts (robusttext.dg.spurious) and add a marker-free ERM oracle."},
+    )
+    spurious_agreements: str = field(
+        default="0.9,0.8,0.1",
+        metadata={"help": "Marker-label agreement per environment, training environments first, the held-out one last."},
+    )
+    spurious_label_noise: float = field(default=0.25, metadata={"help": "Label flip probability, in [0, 0.5)."})
+    spurious_seed: int = field(default=0, metadata={"help": "Seed of the environments' cut, label noise and markers."})
+    certify: bool = field(
+        default=False, metadata={"help": "Certify each held-out domain with each run's model (needs --p-del > 0)."}
+    )
+    certify_n: int = field(default=1000, metadata={"help": "Estimation samples per input when certifying."})
+    certify_alpha: float = field(default=0.05, metadata={"help": "Failure probability of each certificate."})
+    certify_max_examples: Optional[int] = field(
+        default=100, metadata={"help": "Certify at most N held-out test examples per run."}
+    )
+
+
+@dataclass
+class AttackArguments:
+    """TextAttack attacks (``robusttext attack``; also used by ``robusttext evaluate``)."""
+
+    recipes: str = field(
+        default="deepwordbug,pruthi,pwws,input-reduction",
+        metadata={"help": "Comma-separated TextAttack recipes that run offline: deepwordbug, pruthi, pwws, input-reduction."},
+    )
+    num_examples: Optional[int] = field(default=None, metadata={"help": "Attack the first N examples (default: --max-examples)."})
+    smoothed: bool = field(default=False, metadata={"help": "Attack the smoothed classifier (Monte Carlo frequencies) instead of the base model."})
+    attack_n: Optional[int] = field(default=None, metadata={"help": "Monte Carlo samples per smoothed query (default: --n)."})
+    query_budget: Optional[int] = field(default=None, metadata={"help": "Stop an attack after this many model queries."})
+
+
+@dataclass
+class EvaluateArguments:
+    """``robusttext evaluate``: what to run besides certification."""
+
+    attack_target: str = field(
+        default="smoothed",
+        metadata={"help": "Model the attacks target: smoothed, base or both.", "choices": ["smoothed", "base", "both"]},
+    )
+    smoothed_recipes: Optional[str] = field(
+        default=None, metadata={"help": "Recipes run against the smoothed target (default: --recipes); smoothed queries cost --attack-n samples each."}
+    )
+    smoothed_num_examples: Optional[int] = field(
+        default=None, metadata={"help": "Attack only the first N examples through the smoothed target (default: --num-examples)."}
+    )
+    confirm_n: int = field(default=1000, metadata={"help": "Samples of the smoothed PREDICT that confirms a cross-check violation."})
+    significance: float = field(default=0.05, metadata={"help": "Flag the cross-check when its binomial-tail p-value is below this."})
+
+
+@dataclass
+class AugmentArguments:
+    """Adversarial data augmentation during training (TextAttack augmenters, on the fly)."""
+
+    augment: Optional[str] = field(
+        default=None,
+        metadata={"help": "Augmenter: deepwordbug, charswap, swap, deletion, wordnet, eda (default: none)."},
+    )
+    augment_rate: float = field(default=Augmentation.augment_rate, metadata={"help": "Probability that a training example is augmented, in [0, 1]."})
+    augment_words_pct: float = field(default=Augmentation.augment_words_pct, metadata={"help": "Share of an example's words an augmentation changes, in (0, 1]."})

@@ -1,0 +1,143 @@
+"""The command line's one conversion: argument dataclasses -> library objects (a data spec, a rate, a
+protocol, a smoothed classifier). Checks run in the library constructors; :func:`flag_errors` makes their
+messages name the command-line flag instead of the Python field."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import fields, replace
+from typing import Any, Iterator
+
+from ..certificate.protocol import CertifyProtocol
+from ..certificate.rates import RateSchedule
+from ..certificate.smoothing import SmoothedTextClassifier
+from ..runs.certify import certification_rate, certify_dataset
+from ..runs.data import DataSpec
+from ..runs.distributed import process_state
+from ..evaluation.attacks import AttackConfig, run_attacks
+from ..evaluation.tuning import TuneConfig, tune_rates
+from ..training.augment import Augmentation
+from ..training.trainer import TrainingRecipe, train_classifier
+from .arguments import (
+    AttackArguments,
+    AugmentArguments,
+    CertifyArguments,
+    ModelDataArguments,
+    SmoothingArguments,
+    TrainArguments,
+    TuneArguments,
+)
+
+
+@contextmanager
+def flag_errors(*bundles: Any) -> Iterator[None]:
+    """Re-raise a ``ValueError`` whose message starts with a field of ``bundles`` (``chunk_size must ...``)
+    with that field written as its flag (``--chunk-size must ...``)."""
+    names = {f.name for b in bundles for f in fields(b)}
+    try:
+        yield
+    except ValueError as err:
+        m = re.match(r"(\w+)\b", str(err))
+        if m and m.group(1) in names and type(err) is ValueError:
+            raise ValueError(f"--{m.group(1).replace('_', '-')}{str(err)[m.end():]}") from None
+        raise
+
+
+def data_spec(data: ModelDataArguments, max_examples: int | None = None) -> DataSpec:
+    """The examples ``data`` names (``max_examples`` overrides ``data.max_examples``)."""
+    return DataSpec(data.dataset, data.split, data.dataset_config, data.text_column, data.label_column,
+                    data.max_examples if max_examples is None else max_examples)
+
+
+def certify_setup(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments) -> tuple[RateSchedule, CertifyProtocol]:
+    """The rate (reading the model folder once) and the protocol, checked before any model is loaded."""
+    protocol = cert.protocol()
+    return certification_rate(data.model, smooth.p_del, smooth.rate_schedule), protocol
+
+
+def smoothed_classifier(
+    data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, rate: RateSchedule, device: Any = None
+) -> SmoothedTextClassifier:
+    """The one factory of :class:`SmoothedTextClassifier` from command-line arguments (certify, predict,
+    attack, evaluate, tune-rates): loads ``data.model`` and smooths it at ``rate`` with these batching
+    parameters."""
+    with flag_errors(data, smooth, cert):
+        return SmoothedTextClassifier.from_pretrained(
+            data.model, p_del=rate, unit=smooth.unit, batch_size=cert.batch_size, max_length=data.max_length,
+            seed=cert.seed, dedup=cert.dedup, device=device,
+            autocast_dtype=cert.precision,  # resolved on the model's device (robusttext.certificate.precision)
+        )
+
+
+def certify_from_arguments(
+    data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, clf: SmoothedTextClassifier | None = None
+) -> dict:
+    """``robusttext certify``: convert the arguments once (rate and protocol before any loading), then
+    :func:`robusttext.runs.certify.certify_dataset`; ``clf`` may pass the classifier already loaded from them."""
+    rate, protocol = certify_setup(data, smooth, cert)
+    if clf is None:
+        clf = smoothed_classifier(data, smooth, cert, rate, device=process_state().device)
+    with flag_errors(cert):
+        return certify_dataset(clf, data_spec(data), cert.output_dir, protocol, chunk_size=cert.chunk_size,
+                               overwrite=cert.overwrite_output_dir, model=data.model)
+
+
+def training_recipe(data: ModelDataArguments, smooth: SmoothingArguments, train: TrainArguments) -> TrainingRecipe:
+    """How ``robusttext train`` trains: the noise (``--rate-schedule``, else ``--p-del``), algorithm and head."""
+    return TrainingRecipe(
+        rate=smooth.training_rate(), unit=smooth.unit, max_length=data.max_length, algorithm=train.algorithm,
+        noise_copies=train.noise_copies, consistency_weight=train.consistency_weight,
+        entropy_weight=train.entropy_weight, freeze_encoder=train.freeze_encoder,
+        ignore_mismatched_sizes=train.ignore_mismatched_sizes,
+    )
+
+
+def train_from_arguments(
+    data: ModelDataArguments, smooth: SmoothingArguments, train: TrainArguments, args: Any,
+    augment: AugmentArguments | None = None,
+) -> dict:
+    """``robusttext train``: convert the arguments once, then :func:`robusttext.training.trainer.train_classifier`."""
+    spec = data_spec(data)
+    eval_data = replace(spec, split=train.eval_split, max_examples=None) if train.eval_split else None
+    return train_classifier(data.model, spec, args, training_recipe(data, smooth, train), eval_data=eval_data,
+                            test_domains=train.test_domains or (),
+                            augmentation=None if augment is None else augmentation_of(augment))
+
+
+def augmentation_of(augment: AugmentArguments) -> Augmentation | None:
+    """``--augment`` and its rates as an :class:`Augmentation` (None without ``--augment``)."""
+    if augment.augment is None:
+        return None
+    return Augmentation(augment.augment, augment.augment_rate, augment.augment_words_pct)
+
+
+def tune_from_arguments(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments,
+                        tune: TuneArguments) -> dict:
+    """``robusttext tune-rates``: the tuning configuration (checked before any loading), the classifier, then
+    :func:`robusttext.evaluation.tuning.tune_rates` writing into the ``--model`` folder."""
+    config = TuneConfig(**{f.name: getattr(tune, f.name) for f in fields(TuneConfig)})
+    rate, protocol = certify_setup(data, smooth, cert)
+    clf = smoothed_classifier(data, smooth, cert, rate)
+    return tune_rates(clf, data_spec(data), protocol, config, model_dir=data.model)
+
+
+def attack_config(attack: AttackArguments, cert: CertifyArguments, smoothed: bool | None = None,
+                  recipes: str | None = None) -> AttackConfig:
+    """``--recipes``, ``--smoothed``, ``--attack-n`` (else ``--n``) and ``--query-budget`` as an :class:`AttackConfig`."""
+    return AttackConfig(recipes=recipes or attack.recipes, smoothed=attack.smoothed if smoothed is None else smoothed,
+                        n=attack.attack_n or cert.n, query_budget=attack.query_budget)
+
+
+def attack_from_arguments(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments,
+                          attack: AttackArguments) -> dict:
+    """``robusttext attack``: the attack configuration (checked before any loading), the classifier, then
+    :func:`robusttext.evaluation.attacks.run_attacks` on the first ``--num-examples`` (else ``--max-examples``)."""
+    if attack.num_examples is not None and attack.num_examples < 1:
+        raise ValueError(f"--num-examples must be >= 1, got {attack.num_examples}")
+    config = attack_config(attack, cert)
+    rate = certification_rate(data.model, smooth.p_del, smooth.rate_schedule)
+    clf = smoothed_classifier(data, smooth, cert, rate, device=process_state().device)
+    with flag_errors(cert):
+        return run_attacks(clf, data_spec(data, attack.num_examples), cert.output_dir, config,
+                           overwrite=cert.overwrite_output_dir, model=data.model)
