@@ -23,6 +23,7 @@ from .stats import (
 )
 
 __all__ = [
+    "CertifiedEvalCallback",
     "CertifyProtocol",
     "Certification",
     "ConsistencyTrainer",
@@ -46,6 +47,10 @@ def __getattr__(name: str):  # the Trainer glue loads transformers' Trainer only
         from .fishr import FishrTrainer
 
         return FishrTrainer
+    if name == "CertifiedEvalCallback":
+        from .hub.callbacks import CertifiedEvalCallback
+
+        return CertifiedEvalCallback
     if name == "ConsistencyTrainer":
         from .consistency import ConsistencyTrainer
 

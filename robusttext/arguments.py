@@ -211,6 +211,12 @@ class TrainArguments:
                 "--noise-copies >= 2; Jeong & Shin: 5-20)."})
     entropy_weight: float = field(default=0.0, metadata={
         "help": "Weight eta of the entropy of the copies' mean prediction (Jeong & Shin: 0.5)."})
+    certify_eval: int = field(default=0, metadata={
+        "help": "Certify the first N inputs of the evaluation set at each evaluation (robusttext.hub.CertifiedEvalCallback): "
+                "adds eval_smoothed_accuracy, eval_abstain_rate, eval_median_radius, eval_certified_accuracy_r{k} "
+                "(usable as --metric-for-best-model); needs --eval-split or --test-domains. 0: off."})
+    certify_eval_n: int = field(default=256, metadata={
+        "help": "Estimation samples per input of --certify-eval (32 selection samples, alpha 0.05)."})
 
 
 @dataclass

@@ -231,6 +231,10 @@ def train_classifier(
         trainer.data_collator = AugmentingCollator(
             trainer.data_collator, augment, seed=args.seed, active=lambda: trainer.model.training
         )
+    if train.certify_eval:
+        from .hub.callbacks import certified_eval_for
+
+        certified_eval_for(trainer, train.certify_eval, train.certify_eval_n, smooth.unit, args.seed)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(args))
     metrics = dict(result.metrics)
     if eval_ds is not None:
