@@ -153,6 +153,20 @@ class PredictArguments:
 
 
 @dataclass
+class CardArguments:
+    """The model's Hugging Face card (robusttext.hub.model_card): certify --update-model-card, robusttext card RUN_DIR."""
+
+    update_model_card: bool = field(default=False, metadata={
+        "help": "Merge the certified results into the model folder's README.md (model-index metadata and a section; "
+                "the rest of a card you wrote is kept)."})
+    push_to_hub: Optional[str] = field(default=None, metadata={
+        "help": "Then upload the model folder to this Hub repository (token: HF_TOKEN or `hf auth login`); implies "
+                "--update-model-card."})
+    model_dir: Optional[str] = field(default=None, metadata={
+        "help": "The folder whose README.md to write (default: the run's --model, when a local folder)."})
+
+
+@dataclass
 class TuneArguments:
     """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.tuning)."""
 
