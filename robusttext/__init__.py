@@ -34,6 +34,7 @@ __all__ = [
     "GaussianL2Certificate",
     "MonteCarloEngine",
     "Prediction",
+    "SmoothedTextClassificationPipeline",
     "SmoothedTextClassifier",
     "clopper_pearson_lower",
     "clopper_pearson_upper",
@@ -51,6 +52,10 @@ def __getattr__(name: str):  # the Trainer glue loads transformers' Trainer only
         from .hub.callbacks import CertifiedEvalCallback
 
         return CertifiedEvalCallback
+    if name == "SmoothedTextClassificationPipeline":
+        from .hub.pipeline import SmoothedTextClassificationPipeline
+
+        return SmoothedTextClassificationPipeline
     if name == "ConsistencyTrainer":
         from .consistency import ConsistencyTrainer
 
