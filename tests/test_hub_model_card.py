@@ -171,3 +171,21 @@ def test_certify_push_offline_refuses_before_certifying(tiny_model_dir, run, tmp
                               "--output-dir", str(out), "--push-to-hub", "me/model", HF_HUB_OFFLINE="1"))
     assert "HF_HUB_OFFLINE is set" in line
     assert not out.exists() and not (Path(tiny_model_dir) / "README.md").exists()
+
+
+def test_evaluate_certified_accuracy_metric_gives_the_reports_numbers(run):
+    import evaluate
+
+    from robusttext.metrics import metric_path
+
+    run_dir, summary = run
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    metric = evaluate.load(metric_path("certified_accuracy"))  # offline: HF_HUB_OFFLINE=1 in the tests
+    inputs = dict(predictions=[r["prediction"] for r in records], references=[r["label"] for r in records],
+                  radii=[r["radius"] for r in records])
+    radii = [int(r) for r in summary["certified_accuracy"]]
+    assert metric.compute(**inputs, radius=radii)["certified_accuracy"] == summary["certified_accuracy"]
+    # brute force at one radius: correct and certified at >= 2
+    at2 = sum(r["prediction"] == r["label"] and r["radius"] >= 2 for r in records) / len(records)
+    assert metric.compute(**inputs, radius=2)["certified_accuracy"] == at2 == summary["certified_accuracy"]["2"]
+    assert 0 < summary["certified_accuracy"]["0"]  # a run with certified inputs, not an empty comparison
