@@ -35,7 +35,8 @@ from typing import Any, Callable, Sequence
 
 from transformers import TrainerCallback
 
-from robusttext import CertifyProtocol, SmoothedTextClassifier
+from robusttext.protocol import CertifyProtocol  # internal paths: robusttext itself exports this module lazily
+from robusttext.smoothing import SmoothedTextClassifier
 
 logger = logging.getLogger("robusttext")
 
@@ -199,7 +200,7 @@ class CertifiedEvalCallback(TrainerCallback):
 
     def _rate_and_unit(self, collator: Any) -> tuple[Any, str]:
         """``p_del`` / ``unit`` as given, else the trainer's DeletionCollator's (refused when not certifiable)."""
-        from robusttext import DeletionCollator
+        from robusttext.deletion import DeletionCollator
 
         is_deletion = isinstance(collator, DeletionCollator)
         unit = self.unit or (collator.mechanism.unit if is_deletion else "word")

@@ -30,7 +30,8 @@ from typing import Any, Sequence
 
 from transformers import Pipeline
 
-from robusttext import CertifyProtocol, SmoothedTextClassifier
+from robusttext.protocol import CertifyProtocol  # internal paths: robusttext itself exports this module lazily
+from robusttext.smoothing import SmoothedTextClassifier
 
 _CALL_OPTIONS = ("n", "n0", "alpha", "top2", "certify", "radius")
 
