@@ -189,3 +189,20 @@ def test_evaluate_certified_accuracy_metric_gives_the_reports_numbers(run):
     at2 = sum(r["prediction"] == r["label"] and r["radius"] >= 2 for r in records) / len(records)
     assert metric.compute(**inputs, radius=2)["certified_accuracy"] == at2 == summary["certified_accuracy"]["2"]
     assert 0 < summary["certified_accuracy"]["0"]  # a run with certified inputs, not an empty comparison
+
+
+def test_radii_are_in_numeric_order(run, model, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from robusttext.hub.model_card import write_model_card
+
+    run_dir, summary = run
+    wide = {**summary, "certified_accuracy": {str(r): 1 / (r + 1) for r in range(12)}}
+    other = tmp_path / "wide"
+    shutil.copytree(run_dir, other)
+    (other / "summary.json").write_text(json.dumps(wide, sort_keys=True))  # as written: "10" before "2"
+    write_model_card(other, model)
+    radii = [r.metric_args["radius"] for r in ModelCard.load(model / "README.md").data.eval_results
+             if r.metric_type == "certified_accuracy"]
+    assert radii == list(range(12))
+    assert "| radius (words) | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 11 |" in (model / "README.md").read_text()

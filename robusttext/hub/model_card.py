@@ -184,6 +184,9 @@ def write_model_card(run_dir: str | Path, model_dir: str | Path | None = None) -
     if not (run / "summary.json").is_file():
         raise ValueError(f"{run}: no summary.json; give the output folder of a finished robusttext certify run")
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    for curve in ("certified_accuracy", "certified_fraction"):  # JSON sorted the radii as text: 0, 1, 10, 2, ...
+        if summary.get(curve):
+            summary[curve] = dict(sorted(summary[curve].items(), key=lambda kv: float(kv[0])))
     params = summary.get("parameters") or {}
     folder = Path(model_dir) if model_dir else Path(str(params.get("model")))
     if not folder.is_dir():
