@@ -75,3 +75,17 @@ def test_without_a_rate_is_refused(tiny_model_dir):
 
     with pytest.raises(ValueError, match="no p_del given and the model folder records no rate_schedule.json"):
         pipeline("text-classification", model=tiny_model_dir, pipeline_class=SmoothedTextClassificationPipeline)
+
+
+def test_a_rate_schedule_by_name(tiny_model_dir):
+    from transformers import pipeline
+
+    from robusttext import SmoothedTextClassificationPipeline, SmoothedTextClassifier
+    from robusttext.rates import AdaptiveRate
+
+    smoothed = pipeline("text-classification", model=tiny_model_dir, pipeline_class=SmoothedTextClassificationPipeline,
+                        p_del="adaptive:k=2,p_lb=0.5", n=64, certify=False)
+    assert smoothed.smoothed.rate == AdaptiveRate(k=2, p_lb=0.5)
+    clf = SmoothedTextClassifier.from_pretrained(tiny_model_dir, p_del=AdaptiveRate(k=2, p_lb=0.5))
+    assert [g["score"] for g in smoothed(TEXTS, batch_size=5)] == [
+        max(p.counts) / sum(p.counts) for p in clf.predict(TEXTS, n=64)]

@@ -40,7 +40,7 @@ class SmoothedTextClassificationPipeline(Pipeline):
     """A ``text-classification`` pipeline answering with the smoothed classifier (see the module docstring).
 
     Construction options (``pipeline(..., p_del=..., unit=..., seed=..., noise_batch_size=...)``): ``p_del`` a
-    deletion probability in (0, 1) or a certifiable rate schedule (default: the model folder's
+    deletion probability in (0, 1), a certifiable rate schedule or its text (``"adaptive:k=13,p_lb=0.9"``; default: the model folder's
     ``rate_schedule.json``, else refused); ``unit`` ``"word"``/``"char"``/``"token"``; ``seed``. Call options
     (also accepted at construction): ``n`` (default 1000), ``n0`` (certify's selection samples, default 50),
     ``alpha`` (default 0.05), ``top2``, ``certify`` (bool), ``radius`` (integer >= 0, with ``certify=True``).
@@ -123,12 +123,16 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rate(model: Any, p_del: Any) -> Any:
-    """``p_del`` as given, else the model folder's recorded schedule (ValueError when there is none)."""
-    if p_del is not None:
-        return p_del
+    """``p_del`` as given (a number, a schedule, or its command-line text such as ``"adaptive:k=13,p_lb=0.9"``),
+    else the model folder's recorded schedule (ValueError when there is none)."""
     from pathlib import Path
 
-    from robusttext.rates import load
+    from robusttext.rates import load, parse_rate_schedule
+
+    if isinstance(p_del, str):
+        return parse_rate_schedule(p_del)
+    if p_del is not None:
+        return p_del
 
     folder = getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "")
     recorded = load(folder) if folder and Path(folder).is_dir() else None
