@@ -154,16 +154,21 @@ class PredictArguments:
 
 @dataclass
 class CardArguments:
-    """The model's Hugging Face card (robusttext.hub.model_card): certify --update-model-card, robusttext card RUN_DIR."""
+    """The model's Hugging Face card (robusttext.hub.model_card): robusttext card RUN_DIR."""
+
+    push_to_hub: Optional[str] = field(default=None, metadata={
+        "help": "Then upload the model folder to this Hub repository (token: HF_TOKEN or `hf auth login`)."})
+    model_dir: Optional[str] = field(default=None, metadata={
+        "help": "The folder whose README.md to write (default: the run's --model, when a local folder)."})
+
+
+@dataclass
+class CertifyCardArguments(CardArguments):
+    """certify --update-model-card (and --push-to-hub, which implies it)."""
 
     update_model_card: bool = field(default=False, metadata={
         "help": "Merge the certified results into the model folder's README.md (model-index metadata and a section; "
                 "the rest of a card you wrote is kept)."})
-    push_to_hub: Optional[str] = field(default=None, metadata={
-        "help": "Then upload the model folder to this Hub repository (token: HF_TOKEN or `hf auth login`); implies "
-                "--update-model-card."})
-    model_dir: Optional[str] = field(default=None, metadata={
-        "help": "The folder whose README.md to write (default: the run's --model, when a local folder)."})
 
 
 @dataclass

@@ -24,11 +24,11 @@ logger = logging.getLogger("robusttext")
 # --------------------------------------------------------------------------- commands
 def cmd_certify(argv: Sequence[str]) -> int:
     """Certify every example of a dataset split (see ``robusttext.pipelines.certify_dataset``)."""
-    from .arguments import CardArguments, CertifyArguments, ModelDataArguments, SmoothingArguments
+    from .arguments import CertifyArguments, CertifyCardArguments, ModelDataArguments, SmoothingArguments
     from .hub.model_card import card_for_run, hub_token
     from .pipelines import certify_dataset
 
-    data, smooth, cert, card = parse((ModelDataArguments, SmoothingArguments, CertifyArguments, CardArguments), argv,
+    data, smooth, cert, card = parse((ModelDataArguments, SmoothingArguments, CertifyArguments, CertifyCardArguments), argv,
                                      "robusttext certify")
     token = hub_token(card.push_to_hub) if card.push_to_hub else None  # refused before anything is written
     summary = certify_dataset(data, smooth, cert)
