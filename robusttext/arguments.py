@@ -159,7 +159,7 @@ class CardArguments:
     push_to_hub: Optional[str] = field(default=None, metadata={
         "help": "Then upload the model folder to this Hub repository (token: HF_TOKEN or `hf auth login`)."})
     model_dir: Optional[str] = field(default=None, metadata={
-        "help": "The folder whose README.md to write (default: the run's --model, when a local folder)."})
+        "help": "The folder whose README.md to write (default: the run's model, when a local folder)."})
 
 
 @dataclass

@@ -161,9 +161,10 @@ class CertifiedEvalCallback(TrainerCallback):
         seconds = time.perf_counter() - start
         self.seconds += seconds
         self.history.append({"step": step, "metrics": metrics, "seconds": seconds})
-        logger.info("certified eval at step %d (%d inputs, %s %s, n=%d, alpha=%g) in %.1f s: %s", step, len(texts),
-                    clf.rate.describe(), clf.unit, self.protocol.n, self.protocol.alpha, seconds,
-                    " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        if _rank_and_world()[0] == 0:  # one line, not one per process
+            logger.info("certified eval at step %d (%d inputs, %s %s, n=%d, alpha=%g) in %.1f s: %s", step, len(texts),
+                        clf.rate.describe(), clf.unit, self.protocol.n, self.protocol.alpha, seconds,
+                        " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         return metrics
 
     def _certify_share(self, clf: SmoothedTextClassifier, texts: list[str], labels: list[int]) -> list[dict]:
