@@ -23,6 +23,7 @@ from .certificate.stats import (
 )
 
 __all__ = [
+    "CertifiedEvalCallback",
     "CertifyProtocol",
     "Certification",
     "ConsistencyTrainer",
@@ -33,6 +34,7 @@ __all__ = [
     "GaussianL2Certificate",
     "MonteCarloEngine",
     "Prediction",
+    "SmoothedTextClassificationPipeline",
     "SmoothedTextClassifier",
     "clopper_pearson_lower",
     "clopper_pearson_upper",
@@ -46,6 +48,14 @@ def __getattr__(name: str):  # the Trainer glue loads transformers' Trainer only
         from .training.fishr import FishrTrainer
 
         return FishrTrainer
+    if name == "CertifiedEvalCallback":
+        from .hub.callbacks import CertifiedEvalCallback
+
+        return CertifiedEvalCallback
+    if name == "SmoothedTextClassificationPipeline":
+        from .hub.pipeline import SmoothedTextClassificationPipeline
+
+        return SmoothedTextClassificationPipeline
     if name == "ConsistencyTrainer":
         from .training.consistency import ConsistencyTrainer
 

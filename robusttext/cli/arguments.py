@@ -144,6 +144,25 @@ class PredictArguments:
 
 
 @dataclass
+class CardArguments:
+    """The model's Hugging Face card (robusttext.hub.model_card): robusttext card RUN_DIR."""
+
+    push_to_hub: Optional[str] = field(default=None, metadata={
+        "help": "Then upload the model folder to this Hub repository (token: HF_TOKEN or `hf auth login`)."})
+    model_dir: Optional[str] = field(default=None, metadata={
+        "help": "The folder whose README.md to write (default: the run's model, when a local folder)."})
+
+
+@dataclass
+class CertifyCardArguments(CardArguments):
+    """certify --update-model-card (and --push-to-hub, which implies it)."""
+
+    update_model_card: bool = field(default=False, metadata={
+        "help": "Merge the certified results into the model folder's README.md (model-index metadata and a section; "
+                "the rest of a card you wrote is kept)."})
+
+
+@dataclass
 class TuneArguments:
     """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.evaluation.tuning)."""
 
@@ -202,6 +221,12 @@ class TrainArguments:
                 "--noise-copies >= 2; Jeong & Shin: 5-20)."})
     entropy_weight: float = field(default=TrainingRecipe.entropy_weight, metadata={
         "help": "Weight eta of the entropy of the copies' mean prediction (Jeong & Shin: 0.5)."})
+    certify_eval: int = field(default=0, metadata={
+        "help": "Certify the first N inputs of the evaluation set at each evaluation (robusttext.hub.CertifiedEvalCallback): "
+                "adds eval_smoothed_accuracy, eval_abstain_rate, eval_median_radius, eval_certified_accuracy_r{k} "
+                "(usable as --metric-for-best-model); needs --eval-split or --test-domains. 0: off."})
+    certify_eval_n: int = field(default=256, metadata={
+        "help": "Estimation samples per input of --certify-eval (32 selection samples, alpha 0.05)."})
 
 
 @dataclass

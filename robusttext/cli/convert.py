@@ -17,6 +17,7 @@ from ..runs.data import DataSpec
 from ..runs.distributed import process_state
 from ..evaluation.attacks import AttackConfig, run_attacks
 from ..evaluation.tuning import TuneConfig, tune_rates
+from ..hub.callbacks import EVAL_PROTOCOL, CertifiedEvalCallback
 from ..training.augment import Augmentation
 from ..training.trainer import TrainingRecipe, train_classifier
 from .arguments import (
@@ -100,9 +101,26 @@ def train_from_arguments(
     """``robusttext train``: convert the arguments once, then :func:`robusttext.training.trainer.train_classifier`."""
     spec = data_spec(data)
     eval_data = replace(spec, split=train.eval_split, max_examples=None) if train.eval_split else None
-    return train_classifier(data.model, spec, args, training_recipe(data, smooth, train), eval_data=eval_data,
+    recipe = training_recipe(data, smooth, train)
+    return train_classifier(data.model, spec, args, recipe, eval_data=eval_data,
                             test_domains=train.test_domains or (),
-                            augmentation=None if augment is None else augmentation_of(augment))
+                            augmentation=None if augment is None else augmentation_of(augment),
+                            certified_eval=certified_eval_of(train, recipe, args.seed))
+
+
+def certified_eval_of(train: TrainArguments, recipe: TrainingRecipe, seed: int) -> CertifiedEvalCallback | None:
+    """``--certify-eval N`` as a :class:`CertifiedEvalCallback` under the training rate (None when 0); refused
+    before anything loads without an evaluation set or a certifiable rate."""
+    if not train.certify_eval:
+        return None
+    if not (train.eval_split or train.test_domains):
+        raise ValueError("--certify-eval needs an evaluation set: add --eval-split (or --test-domains)")
+    rate = recipe.rate
+    if (isinstance(rate, float) and rate <= 0) or not getattr(rate, "certifiable", True):
+        raise ValueError("--certify-eval needs a certifiable deletion rate to smooth with: train with --p-del in (0, 1) "
+                         "or a fixed, adaptive or binned --rate-schedule")
+    return CertifiedEvalCallback(train.certify_eval, p_del=rate, unit=recipe.unit,
+                                 protocol=EVAL_PROTOCOL.with_budget(n=train.certify_eval_n), seed=seed)
 
 
 def augmentation_of(augment: AugmentArguments) -> Augmentation | None:

@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from ..config import dispatch, parse
+from ..hub.model_card import card_for_run, hub_token
 from ..runs.certify import predict_texts
 from ..runs.data import load_text_dataset
 from ..runs.distributed import process_state
 from .arguments import (
     AugmentArguments,
+    CardArguments,
     CertifyArguments,
+    CertifyCardArguments,
     DGArguments,
     ModelDataArguments,
     PredictArguments,
@@ -38,10 +41,24 @@ logger = logging.getLogger("robusttext")
 
 # --------------------------------------------------------------------------- commands
 def cmd_certify(argv: Sequence[str]) -> int:
-    """Certify every example of a dataset split (see ``robusttext.runs.certify.certify_dataset``)."""
-    data, smooth, cert = parse((ModelDataArguments, SmoothingArguments, CertifyArguments), argv, "robusttext certify")
+    """Certify every example of a dataset split (see ``robusttext.runs.certify.certify_dataset``); with
+    ``--update-model-card`` / ``--push-to-hub``, the model folder's Hub card too (``robusttext.hub.model_card``)."""
+    data, smooth, cert, card = parse((ModelDataArguments, SmoothingArguments, CertifyArguments, CertifyCardArguments), argv,
+                                     "robusttext certify")
+    token = hub_token(card.push_to_hub) if card.push_to_hub else None  # refused before anything is written
     summary = certify_from_arguments(data, smooth, cert)
     print_summary(summary, cert.output_dir)
+    if card.update_model_card or card.push_to_hub:
+        print(card_for_run(cert.output_dir, card.model_dir, card.push_to_hub, token))
+    return 0
+
+
+def cmd_card(argv: Sequence[str]) -> int:
+    """Write (and push) the model card of a certify run folder (see ``robusttext.hub.model_card``)."""
+    card, runs = parse((CardArguments,), argv, "robusttext card", positional=True)
+    if len(runs) != 1:
+        raise ValueError(f"robusttext card: give one run folder (the --output-dir of robusttext certify), got {len(runs)}")
+    print(card_for_run(runs[0], card.model_dir, card.push_to_hub))
     return 0
 
 
@@ -195,6 +212,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "train": ("fine-tune a classifier under deletion noise", cmd_train),
     "certify": ("certify a dataset split with randomized deletion", cmd_certify),
     "tune-rates": ("AdaptDel+: per-length-bin deletion rates chosen on a validation split", cmd_tune_rates),
+    "card": ("write a certify run's results into the model folder's Hugging Face card (README.md)", cmd_card),
     "predict": ("smoothed predictions (with --certify: radii) of texts, as JSON lines", cmd_predict),
     "attack": ("TextAttack recipes against the base or the smoothed classifier",
                lambda argv: __import__("robusttext.cli.attack_commands", fromlist=["_"]).cmd_attack(argv)),

@@ -1,5 +1,15 @@
-"""Hugging Face faces: the local ``evaluate`` metric modules (``hub.metrics``), loadable offline.
+"""Hugging Face faces: model cards, TrainerCallback, Pipeline; may import every library layer, never the CLI.
 
-May import: nothing else of the package today (the metric modules are leaves that ``evaluate.load`` runs on
-their own); faces built on the layers above (model cards, callbacks, pipelines) may import them.
+- :class:`~robusttext.hub.callbacks.CertifiedEvalCallback`: certified accuracy of the current weights at
+  every ``Trainer`` evaluation, as ``eval_*`` metrics (``metric_for_best_model``, early stopping, ``report_to``).
+- :mod:`robusttext.hub.model_card`: a certification run's results as the model folder's Hub card
+  (``model-index`` metadata plus a human section), merged into a card the user wrote; push to the Hub.
+- :class:`~robusttext.hub.pipeline.SmoothedTextClassificationPipeline`: the smoothed classifier behind
+  ``transformers.pipeline(...)``.
+
+- :mod:`robusttext.hub.metrics`: the local ``evaluate`` metric modules, loadable offline.
+
+May import: every library layer (certificate, runs), never the command line; nothing below imports the
+faces except ``training``, which loads the ``accuracy`` metric module and attaches the callback. The
+submodules import ``transformers`` / ``huggingface_hub`` when loaded; this package itself imports nothing.
 """

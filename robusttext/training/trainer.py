@@ -14,7 +14,7 @@ import json
 import logging
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from .augment import Augmentation, AugmentingCollator
 from .consistency import ConsistencyTrainer, check_consistency_args
 from .domain_data import check_heldout, training_domains
 from .linear_probe import freeze_encoder, standardize_head, unstandardize_head
+
+if TYPE_CHECKING:
+    from ..hub.callbacks import CertifiedEvalCallback
 
 logger = logging.getLogger("robusttext")
 
@@ -224,6 +227,7 @@ def save_training_info(
 def train_classifier(
     model: str, data: Any, args: Any, recipe: TrainingRecipe = TrainingRecipe(), *, eval_data: Any = None,
     test_domains: Sequence[str] = (), augmentation: Augmentation | None = None,
+    certified_eval: "CertifiedEvalCallback | None" = None,
 ) -> dict:
     """Fine-tune ``model`` (a Hub id, a folder or ``embedded:minilm-l6``) on ``data`` under ``recipe``'s noise;
     returns the final metrics and saves the model, its tokenizer, ``rate_schedule.json`` (certify's default)
@@ -234,12 +238,15 @@ def train_classifier(
     ``args.domain_column``, default ``domain``). ``args`` is a ``transformers.TrainingArguments`` (or
     :class:`~robusttext.training.fishr.FishrTrainingArguments`); ``remove_unused_columns`` is forced off so
     the raw text reaches the collator. Training resumes from the last checkpoint in ``args.output_dir``.
-    ``augmentation`` adds TextAttack augmentation before the deletion noise.
+    ``augmentation`` adds TextAttack augmentation before the deletion noise. ``certified_eval`` (a
+    :class:`~robusttext.hub.callbacks.CertifiedEvalCallback`) adds certified metrics to every evaluation.
     """
     train_data, train_ds, eval_ds = load_training_splits(data, recipe, eval_data, test_domains,
                                                          getattr(args, "domain_column", "domain"))
     trainer = build_trainer(model, train_ds, train_data.label_names, args, recipe, eval_dataset=eval_ds,
                             compute_metrics=accuracy_metric() if eval_ds is not None else None)
+    if certified_eval is not None:
+        certified_eval.attach(trainer)  # before augmentation wraps the DeletionCollator it reads
     if augmentation is not None:
         trainer.data_collator = AugmentingCollator(
             trainer.data_collator, augmentation, seed=args.seed, active=lambda: trainer.model.training

@@ -1,5 +1,7 @@
 """Certified accuracy at radius r: the fraction of inputs predicted correctly with a certified radius >= r
 (a local ``evaluate`` module; loads offline: ``evaluate.load(robusttext.hub.metrics.metric_path("certified_accuracy"))``).
+It computes with :func:`robusttext.runs.report.certified_accuracy_curve`, the function behind ``summary.json``,
+``report.md`` and the model cards, so its numbers are the reports' (keys of several radii as there: ``"2"``, ``"0.5"``).
 """
 
 import datasets
@@ -38,12 +40,13 @@ class CertifiedAccuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, radii, radius=0.0):
-        total = len(references)
+        # the definition robusttext's reports use (summary.json, report.md, model cards): one implementation
+        from robusttext.runs.report import certified_accuracy_curve
 
-        def at(r):
-            hits = sum(int(p) == int(y) and int(p) >= 0 and float(d) >= float(r) for p, y, d in zip(predictions, references, radii))
-            return hits / total if total else 0.0
-
+        records = [{"correct": int(p) == int(y) and int(p) >= 0, "radius": float(d)}
+                   for p, y, d in zip(predictions, references, radii)]
         if isinstance(radius, (list, tuple)):
-            return {"certified_accuracy": {str(r): at(r) for r in radius}}
-        return {"certified_accuracy": at(radius)}
+            return {"certified_accuracy": certified_accuracy_curve(records, radius) if records else {}}
+        if not records:
+            return {"certified_accuracy": 0.0}
+        return {"certified_accuracy": next(iter(certified_accuracy_curve(records, [radius]).values()))}
