@@ -33,7 +33,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from .compat import ResumableTrainingArguments
+from ..compat import ResumableTrainingArguments
 
 from .domain_data import DOMAIN_KEY, DomainBalancedSampler, DomainCollator, training_domains
 from .hparams_registry import default_hparams
