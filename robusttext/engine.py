@@ -36,6 +36,7 @@ from typing import Any, Callable, Generic, Hashable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
+from .batching import RowChunk, length_batches, prefetch
 from .protocol import CertifyProtocol
 from .stats import ABSTAIN, binomial_test_pvalue, clopper_pearson_upper
 
@@ -136,6 +137,8 @@ class Strata:
     probs: np.ndarray
     residual_mass: float
     draw_residual: Callable[[int, np.random.Generator], Sequence[Any]]
+    #: the same draws as ``draw_residual`` as arrays (a :class:`robusttext.batching.RowChunk`), for the array path
+    draw_residual_rows: Callable[[int, np.random.Generator], Any] | None = None
 
 
 @dataclass
@@ -185,6 +188,7 @@ class _Job:
     n_queries: int = 0
     n_samples: int = 0
     draw: Callable[[int, np.random.Generator], Sequence[Any]] | None = None  # None: mechanism.draw
+    draw_rows: Callable[[int, np.random.Generator], Any] | None = None  # None: mechanism.draw_rows
 
     def charge(self, key: Hashable) -> None:
         """Count a forward pass for each distinct noisy copy of this input: what it costs certified alone,
@@ -252,6 +256,18 @@ class MonteCarloEngine(Generic[X, S]):
         batch_size: samples per ``classify`` call.
         dedup: classify identical noisy samples of an input once (exact; see module docstring).
         pool_batches: how many batches of pending samples are pooled and length-sorted at once.
+        classify_rows: the array path (with ``dedup``, for a mechanism with ``draw_rows``, e.g.
+            :class:`~robusttext.deletion.DeletionMechanism`): maps padded token ids ``(rows, width)`` int64 and
+            each row's length to a class per row; it may return a device tensor (anything with ``.cpu()``),
+            read only after the pool's batches are all submitted, so the device computes while the host
+            builds the next batch. It must give the class ``classify`` gives the same sample. The draws, the
+            dedup, the batches (stable length sort, ``batch_size`` rows) and hence the counts are those of
+            the per-copy path; only the host work differs (arrays: :mod:`robusttext.batching`).
+        token_budget: with ``classify_rows``, also cap each batch at this many padded tokens (rows x longest
+            row); None: ``batch_size`` rows only. Changes the batches, not the counts (``classify`` is
+            deterministic per sample).
+        prefetch: with ``classify_rows``, draw chunks prepared ahead in a background thread (0: none);
+            deterministic (one producer, in order). Useful when the model runs on an accelerator.
     """
 
     def __init__(
@@ -261,6 +277,9 @@ class MonteCarloEngine(Generic[X, S]):
         batch_size: int = 64,
         dedup: bool = True,
         pool_batches: int = 16,
+        classify_rows: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+        token_budget: int | None = None,
+        prefetch: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -274,10 +293,23 @@ class MonteCarloEngine(Generic[X, S]):
         #: base-classifier forward passes (samples classified) so far, over all calls: with dedup across the
         #: inputs of a call this can be fewer than the sum of the inputs' ``n_queries``.
         self.forward_passes = 0
+        self.classify_rows = classify_rows
+        self.token_budget = None if token_budget is None else int(token_budget)
+        self.prefetch = int(prefetch)
+        #: tokens in the array path's batches: the samples' own and the padded total (rows x batch width)
+        self.real_tokens = 0
+        self.padded_tokens = 0
+
+    @property
+    def padding_share(self) -> float:
+        """Share of the array path's batch tokens that were padding so far (0 before any batch)."""
+        return 1.0 - self.real_tokens / self.padded_tokens if self.padded_tokens else 0.0
 
     # ------------------------------------------------------------------ sampling and counting
     def _count(self, jobs: Sequence[_Job], mechanism: Mechanism, n: Sequence[int]) -> list[np.ndarray]:
         """Draw ``n[j]`` more samples of every job and return their class counts (one array per job)."""
+        if self._rows_path(jobs, mechanism):
+            return self._count_rows(jobs, mechanism, n)
         counts = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
 
         def vote(j: int, cls: int, mult: int) -> None:
@@ -330,8 +362,104 @@ class MonteCarloEngine(Generic[X, S]):
         self._flush_blocks(blocks, jobs, counts)
         return counts
 
+    # ------------------------------------------------------------------ the array path
+    def _rows_path(self, jobs: Sequence[_Job], mechanism: Mechanism) -> bool:
+        return (self.dedup and self.classify_rows is not None and hasattr(mechanism, "draw_rows")
+                and all(job.draw is None or job.draw_rows is not None for job in jobs))
+
+    @staticmethod
+    def _row_chunks(jobs: Sequence[_Job], mechanism: Any, n: Sequence[int]):
+        """``(job, size, RowChunk)`` for each draw chunk, in the per-copy path's order (same draws from each stream)."""
+        for j, (job, m) in enumerate(zip(jobs, n)):
+            remaining = int(m)
+            while remaining > 0:
+                size = min(DRAW_CHUNK, remaining)
+                remaining -= size
+                rows = job.draw_rows(size, job.rng) if job.draw_rows else mechanism.draw_rows(job.x, size, job.rng)
+                yield j, size, rows
+
+    def _count_rows(self, jobs: Sequence[_Job], mechanism: Any, n: Sequence[int]) -> list[np.ndarray]:
+        """:meth:`_count` on arrays: per chunk its distinct rows; cached classes vote at once, the others are
+        pooled (``pool_size`` rows) and classified by :meth:`_flush_rows`. Same pending order, pools and
+        batches as the per-copy path, so the same counts, ``n_queries`` and ``forward_passes``."""
+        k = self.num_classes
+        counts = np.zeros((len(jobs), k), dtype=np.int64)
+        pending: list[tuple[int, RowChunk, np.ndarray]] = []
+        waiting = 0
+        for j, size, chunk in prefetch(self._row_chunks(jobs, mechanism, n), self.prefetch):
+            job = jobs[j]
+            job.n_samples += size
+            miss, hit, hit_cls = [], [], []
+            for i, key in enumerate(chunk.keys):
+                job.charge(key)
+                cls = job.cache.get(key)
+                if cls is None:
+                    miss.append(i)
+                else:
+                    hit.append(i)
+                    hit_cls.append(cls)
+            if hit:
+                counts[j] += np.bincount(hit_cls, weights=chunk.mult[hit], minlength=k).astype(np.int64)
+            if miss:
+                pending.append((j, chunk, np.array(miss, dtype=np.int64)))
+                waiting += len(miss)
+            if waiting >= self.pool_size:
+                self._flush_rows(pending, jobs, counts)
+                pending, waiting = [], 0
+        self._flush_rows(pending, jobs, counts)
+        return list(counts)
+
+    def _flush_rows(self, pending: list[tuple[int, RowChunk, np.ndarray]], jobs: Sequence[_Job], counts: np.ndarray) -> None:
+        """Classify pooled rows once per distinct key (across chunks and inputs), length-sorted into batches,
+        then add each pending copy's multiplicity to its input's count of its class."""
+        if not pending:
+            return
+        where: dict = {}  # key -> distinct row
+        src: list[tuple[int, int]] = []  # distinct row -> (pending chunk, row in it)
+        ent_d: list[int] = []
+        for c, (_, chunk, miss) in enumerate(pending):
+            for i in miss.tolist():
+                d = where.setdefault(chunk.keys[i], len(src))
+                if d == len(src):
+                    src.append((c, i))
+                ent_d.append(d)
+        lengths = np.array([pending[c][1].lengths[i] for c, i in src], dtype=np.int64)
+        ids = np.zeros((len(src), int(lengths.max())), dtype=np.int64)
+        src_c = np.array([c for c, _ in src])
+        src_i = np.array([i for _, i in src])
+        for c in np.unique(src_c):
+            sel = np.nonzero(src_c == c)[0]
+            block = pending[c][1].ids[src_i[sel]]
+            ids[sel, : block.shape[1]] = block[:, : ids.shape[1]]
+        classes = self._classify_rows(ids, lengths)
+        self.forward_passes += len(src)
+        jobs[0].cache.update(zip(where, classes.tolist()))  # one dict shared by all jobs of the call
+        ent_job = np.concatenate([np.full(len(miss), j) for j, _, miss in pending])
+        ent_mult = np.concatenate([chunk.mult[miss] for _, chunk, miss in pending])
+        k = self.num_classes
+        tally = np.bincount(ent_job * k + classes[np.array(ent_d)], weights=ent_mult, minlength=len(jobs) * k)
+        counts += tally.reshape(len(jobs), k).astype(np.int64)
+
+    def _classify_rows(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Classes of padded rows, in length-sorted batches; every batch is submitted before any result is read."""
+        order, batches = length_batches(lengths, self.batch_size, self.token_budget)
+        submitted = []
+        for sl in batches:
+            idx = order[sl]
+            width = int(lengths[idx].max())
+            submitted.append((idx, self.classify_rows(ids[idx, :width], lengths[idx])))  # type: ignore[misc]
+            self.padded_tokens += len(idx) * width
+        self.real_tokens += int(lengths.sum())
+        classes = np.empty(len(lengths), dtype=np.int64)
+        for idx, out in submitted:
+            classes[idx] = self._check(out.cpu().numpy() if hasattr(out, "cpu") else out, len(idx))
+        return classes
+
     def _classify(self, batch: Any, size: int) -> np.ndarray:
-        classes = np.asarray(self.classify(batch), dtype=np.int64).reshape(-1)
+        return self._check(self.classify(batch), size)
+
+    def _check(self, out: Any, size: int) -> np.ndarray:
+        classes = np.asarray(out, dtype=np.int64).reshape(-1)
         if classes.shape[0] != size:
             raise RuntimeError(f"classify returned {classes.shape[0]} classes for {size} samples")
         if classes.size and (classes.min() < 0 or classes.max() >= self.num_classes):
@@ -531,6 +659,7 @@ class MonteCarloEngine(Generic[X, S]):
             if st.strata is not None:
                 st.residual = min(1.0, max(0.0, float(st.strata.residual_mass)))
                 st.job.draw = st.strata.draw_residual
+                st.job.draw_rows = st.strata.draw_residual_rows
 
     def _plan(self, states: Sequence["_InputState"], looks: Sequence[int], candidate_pvalue: float) -> None:
         """Phase 3: each input's top class (ties -> lowest id; fully enumerated -> the exact top), its
