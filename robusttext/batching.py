@@ -11,7 +11,8 @@ same work on arrays, per draw chunk:
   indexing, truncated to the model's limit, inside the tokenizer's special-token frame, as one padded
   ``int64`` matrix with each row's length;
 * :class:`RowChunk` - one chunk's distinct copies (rows, lengths, multiplicities and the copies' keys:
-  the tuples of ids the per-copy path uses, so both paths share one cache and count the same copies);
+  :func:`sample_key`, which the per-copy path uses too, so both paths share one cache and count the
+  same copies);
 * :func:`length_batches` - batches of a length-sorted pool, by rows (``batch_size``) and optionally by a
   token budget (rows x padded width), with the padding they cost;
 * :func:`prefetch` - the next draw chunks prepared in a background thread while the device computes.
@@ -23,6 +24,7 @@ Everything is exact: a row holds exactly the ids the per-copy path builds for th
 from __future__ import annotations
 
 import queue
+from array import array
 import threading
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence, TypeVar
@@ -38,7 +40,7 @@ class RowChunk:
 
     ``ids`` (rows x width, int64, padded with ``pad_id`` past each row's ``lengths``) holds each distinct
     copy's token ids, special tokens included; ``mult[i]`` is how many of the chunk's copies equal row ``i``
-    (they sum to the chunk's size); ``keys[i]`` is row ``i`` as a tuple of ints (its dedup key). Rows are
+    (they sum to the chunk's size); ``keys[i]`` is row ``i``'s dedup key (:func:`sample_key`). Rows are
     distinct as token sequences and in the order of their first copy in the draw.
     """
 
@@ -65,8 +67,9 @@ def unique_masks(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return masks, np.zeros(0, dtype=np.int64)
     if masks.shape[1] == 0:
         return masks[:1], np.array([masks.shape[0]], dtype=np.int64)
-    packed = np.packbits(masks, axis=1)
-    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    packed = np.ascontiguousarray(np.packbits(masks, axis=1))
+    flat = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)  # one bytes-comparable item per row
+    _, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
     mult = np.bincount(inverse.reshape(-1), minlength=len(first))
     order = np.argsort(first, kind="stable")
     return masks[first[order]], mult[order]
@@ -112,20 +115,29 @@ def rows_from_tuples(samples: Sequence[Sequence[int]], pad_id: int = 0) -> tuple
     return ids, lengths
 
 
-def row_keys(ids: np.ndarray, lengths: np.ndarray) -> list[tuple[int, ...]]:
-    """Each row's ids up to its length as a tuple of ints (the dedup key of the per-copy path)."""
-    return [tuple(row[:n]) for row, n in zip(ids.tolist(), lengths.tolist())]
+def sample_key(sample: Sequence[int]) -> bytes:
+    """The dedup key of an encoded sample: its ids as native C ints, as bytes (cheap to build from arrays and
+    to hash; equal keys if and only if equal id sequences, for ids below 2**31)."""
+    return array("i", sample).tobytes()
+
+
+def row_keys(ids: np.ndarray, lengths: np.ndarray) -> list[bytes]:
+    """Each row's ids up to its length as :func:`sample_key` gives them, built from one buffer."""
+    valid = np.arange(ids.shape[1]) < lengths[:, None]
+    buf = ids[valid].astype(np.intc).tobytes()
+    ends = (np.cumsum(lengths) * np.dtype(np.intc).itemsize).tolist()
+    return [buf[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
 
 def merge_chunk(ids: np.ndarray, lengths: np.ndarray, mult: np.ndarray) -> RowChunk:
     """Merge rows that are the same token sequence (distinct masks can give equal ids: truncation, repeated
     words), keeping first-occurrence order and adding multiplicities."""
     keys = row_keys(ids, lengths)
+    if len(set(keys)) == len(keys):
+        return RowChunk(ids, lengths, mult, keys)
     where: dict = {}
     for i, k in enumerate(keys):
         where.setdefault(k, i)
-    if len(where) == len(keys):
-        return RowChunk(ids, lengths, mult, keys)
     first = np.fromiter(where.values(), dtype=np.int64, count=len(where))
     slot = np.fromiter((where[k] for k in keys), dtype=np.int64, count=len(keys))
     dense = np.searchsorted(first, slot)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import numpy as np
 from scipy import stats
 
-from .batching import RowChunk, kept_token_rows, merge_chunk, rows_from_tuples, unique_masks, unit_spans
+from .batching import RowChunk, kept_token_rows, merge_chunk, rows_from_tuples, sample_key, unique_masks, unit_spans
 from .compat import special_token_frame, with_special_tokens
 
 if TYPE_CHECKING:
@@ -101,8 +101,9 @@ class DeletionInput:
 class DeletionMechanism:
     """Randomized deletion for a ``transformers`` tokenizer: prepares texts, draws encoded noisy copies.
 
-    A noisy sample is a tuple of input ids (special tokens added, truncated to ``max_length``); it is
-    its own deduplication key and its length is its batching cost.
+    A noisy sample is a tuple of input ids (special tokens added, truncated to ``max_length``); its
+    deduplication key is those ids as bytes and its length is its batching cost. :meth:`draw_rows` gives
+    the same copies as arrays (the engine's array path).
 
     Args:
         tokenizer: the classifier's tokenizer (fast or slow).
@@ -280,8 +281,9 @@ class DeletionMechanism:
         return rank < kept[:, None]
 
     @staticmethod
-    def key(sample: tuple[int, ...]) -> tuple[int, ...]:
-        return sample
+    def key(sample: tuple[int, ...]) -> bytes:
+        """The sample's ids as bytes (:func:`robusttext.batching.sample_key`): the key the array path builds too."""
+        return sample_key(sample)
 
     @staticmethod
     def cost(sample: tuple[int, ...]) -> int:

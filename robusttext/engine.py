@@ -30,6 +30,7 @@ from :mod:`robusttext.stats`:
 from __future__ import annotations
 
 import math
+from itertools import repeat
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Hashable, Protocol, Sequence, TypeVar
@@ -196,6 +197,30 @@ class _Job:
         if key not in self.seen:
             self.seen.add(key)
             self.n_queries += 1
+
+class _RowPool:
+    """Pending rows of the array path: each distinct key once (``where``: key -> pool row, in first-occurrence
+    order; ``sources``: the chunk rows they come from) and, per pending copy group, its job, pool row and
+    multiplicity."""
+
+    def __init__(self) -> None:
+        self.where: dict = {}
+        self.sources: list[tuple[Any, np.ndarray]] = []
+        self.job: list[np.ndarray] = []
+        self.row: list[np.ndarray] = []
+        self.mult: list[np.ndarray] = []
+        self.waiting = 0
+
+    def add(self, j: int, chunk: Any, miss: np.ndarray) -> None:
+        where, keys = self.where, chunk.keys
+        before = len(where)
+        rows = [where.setdefault(keys[i], len(where)) for i in miss.tolist()]
+        self.sources.append((chunk, miss[np.asarray(rows) >= before]))
+        self.job.append(np.full(len(miss), j, dtype=np.int64))
+        self.row.append(np.asarray(rows, dtype=np.int64))
+        self.mult.append(chunk.mult[miss])
+        self.waiting += len(miss)
+
 
 @dataclass
 class _InputState:
@@ -380,65 +405,48 @@ class MonteCarloEngine(Generic[X, S]):
 
     def _count_rows(self, jobs: Sequence[_Job], mechanism: Any, n: Sequence[int]) -> list[np.ndarray]:
         """:meth:`_count` on arrays: per chunk its distinct rows; cached classes vote at once, the others are
-        pooled (``pool_size`` rows) and classified by :meth:`_flush_rows`. Same pending order, pools and
-        batches as the per-copy path, so the same counts, ``n_queries`` and ``forward_passes``."""
+        pooled (``pool_size`` pending rows) and classified by :meth:`_flush_rows`. Same pending order, pools
+        and batches as the per-copy path, so the same counts, ``n_queries`` and ``forward_passes``."""
         k = self.num_classes
         counts = np.zeros((len(jobs), k), dtype=np.int64)
-        pending: list[tuple[int, RowChunk, np.ndarray]] = []
-        waiting = 0
+        cache = jobs[0].cache if jobs else {}  # one dict shared by all jobs of the call
+        pool = _RowPool()
         for j, size, chunk in prefetch(self._row_chunks(jobs, mechanism, n), self.prefetch):
             job = jobs[j]
             job.n_samples += size
-            miss, hit, hit_cls = [], [], []
-            for i, key in enumerate(chunk.keys):
-                job.charge(key)
-                cls = job.cache.get(key)
-                if cls is None:
-                    miss.append(i)
-                else:
-                    hit.append(i)
-                    hit_cls.append(cls)
-            if hit:
-                counts[j] += np.bincount(hit_cls, weights=chunk.mult[hit], minlength=k).astype(np.int64)
-            if miss:
-                pending.append((j, chunk, np.array(miss, dtype=np.int64)))
-                waiting += len(miss)
-            if waiting >= self.pool_size:
-                self._flush_rows(pending, jobs, counts)
-                pending, waiting = [], 0
-        self._flush_rows(pending, jobs, counts)
+            job.seen.update(chunk.keys)  # dedup: a forward pass per distinct copy of this input (``charge``)
+            job.n_queries = len(job.seen)
+            cls = np.fromiter(map(cache.get, chunk.keys, repeat(-1, len(chunk))), dtype=np.int64, count=len(chunk))
+            hit = cls >= 0
+            if hit.any():
+                counts[j] += np.bincount(cls[hit], weights=chunk.mult[hit], minlength=k).astype(np.int64)
+            if not hit.all():
+                pool.add(j, chunk, np.nonzero(~hit)[0])
+            if pool.waiting >= self.pool_size:
+                self._flush_rows(pool, len(jobs), counts, cache)
+                pool = _RowPool()
+        self._flush_rows(pool, len(jobs), counts, cache)
         return list(counts)
 
-    def _flush_rows(self, pending: list[tuple[int, RowChunk, np.ndarray]], jobs: Sequence[_Job], counts: np.ndarray) -> None:
-        """Classify pooled rows once per distinct key (across chunks and inputs), length-sorted into batches,
-        then add each pending copy's multiplicity to its input's count of its class."""
-        if not pending:
+    def _flush_rows(self, pool: "_RowPool", num_jobs: int, counts: np.ndarray, cache: dict) -> None:
+        """Classify a pool's distinct rows (length-sorted batches), cache their classes, and add each pending
+        copy's multiplicity to its input's count of its class."""
+        if not pool.where:
             return
-        where: dict = {}  # key -> distinct row
-        src: list[tuple[int, int]] = []  # distinct row -> (pending chunk, row in it)
-        ent_d: list[int] = []
-        for c, (_, chunk, miss) in enumerate(pending):
-            for i in miss.tolist():
-                d = where.setdefault(chunk.keys[i], len(src))
-                if d == len(src):
-                    src.append((c, i))
-                ent_d.append(d)
-        lengths = np.array([pending[c][1].lengths[i] for c, i in src], dtype=np.int64)
-        ids = np.zeros((len(src), int(lengths.max())), dtype=np.int64)
-        src_c = np.array([c for c, _ in src])
-        src_i = np.array([i for _, i in src])
-        for c in np.unique(src_c):
-            sel = np.nonzero(src_c == c)[0]
-            block = pending[c][1].ids[src_i[sel]]
-            ids[sel, : block.shape[1]] = block[:, : ids.shape[1]]
+        lengths = np.concatenate([chunk.lengths[rows] for chunk, rows in pool.sources])
+        ids = np.zeros((len(lengths), int(lengths.max())), dtype=np.int64)
+        start = 0
+        for chunk, rows in pool.sources:
+            width = min(chunk.ids.shape[1], ids.shape[1])
+            ids[start : start + len(rows), :width] = chunk.ids[rows, :width]
+            start += len(rows)
         classes = self._classify_rows(ids, lengths)
-        self.forward_passes += len(src)
-        jobs[0].cache.update(zip(where, classes.tolist()))  # one dict shared by all jobs of the call
-        ent_job = np.concatenate([np.full(len(miss), j) for j, _, miss in pending])
-        ent_mult = np.concatenate([chunk.mult[miss] for _, chunk, miss in pending])
+        self.forward_passes += len(lengths)
+        cache.update(zip(pool.where, classes.tolist()))
         k = self.num_classes
-        tally = np.bincount(ent_job * k + classes[np.array(ent_d)], weights=ent_mult, minlength=len(jobs) * k)
-        counts += tally.reshape(len(jobs), k).astype(np.int64)
+        job, row, mult = (np.concatenate(v) for v in (pool.job, pool.row, pool.mult))
+        tally = np.bincount(job * k + classes[row], weights=mult, minlength=num_jobs * k)
+        counts += tally.reshape(num_jobs, k).astype(np.int64)
 
     def _classify_rows(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Classes of padded rows, in length-sorted batches; every batch is submitted before any result is read."""
