@@ -67,8 +67,13 @@ def unique_masks(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return masks, np.zeros(0, dtype=np.int64)
     if masks.shape[1] == 0:
         return masks[:1], np.array([masks.shape[0]], dtype=np.int64)
-    packed = np.ascontiguousarray(np.packbits(masks, axis=1))
-    flat = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)  # one bytes-comparable item per row
+    packed = np.packbits(masks, axis=1)
+    if packed.shape[1] <= 8:  # up to 64 units: one uint64 per row
+        packed = np.pad(packed, ((0, 0), (0, 8 - packed.shape[1])))
+        flat = np.ascontiguousarray(packed).view(np.uint64).reshape(-1)
+    else:
+        packed = np.ascontiguousarray(packed)
+        flat = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)  # one bytes-comparable item per row
     _, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
     mult = np.bincount(inverse.reshape(-1), minlength=len(first))
     order = np.argsort(first, kind="stable")
