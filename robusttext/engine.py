@@ -352,7 +352,7 @@ class MonteCarloEngine(Generic[X, S]):
                 remaining -= size
                 samples = job.draw(size, job.rng) if job.draw else mechanism.draw(job.x, size, job.rng)
                 job.n_samples += size
-                if not self.dedup and isinstance(samples, np.ndarray):
+                if not self.dedup and _is_array(samples):
                     # Equal-shape samples (images): nothing to bucket, so nothing to pool; classify the
                     # rows as soon as they fill a batch (less memory).
                     blocks.append((j, samples))
@@ -460,7 +460,7 @@ class MonteCarloEngine(Generic[X, S]):
         self.real_tokens += int(lengths.sum())
         classes = np.empty(len(lengths), dtype=np.int64)
         for idx, out in submitted:
-            classes[idx] = self._check(out.cpu().numpy() if hasattr(out, "cpu") else out, len(idx))
+            classes[idx] = self._check(_host(out), len(idx))
         return classes
 
     def _classify(self, batch: Any, size: int) -> np.ndarray:
@@ -474,14 +474,16 @@ class MonteCarloEngine(Generic[X, S]):
             raise RuntimeError(f"classify returned a class outside [0, {self.num_classes})")
         return classes
 
-    def _flush_blocks(self, blocks: list[tuple[int, np.ndarray]], jobs: Sequence[_Job], counts: list[np.ndarray]) -> None:
-        """Classify array blocks in batches of ``batch_size`` rows (each batch one array slice)."""
+    def _flush_blocks(self, blocks: list[tuple[int, Any]], jobs: Sequence[_Job], counts: list[np.ndarray]) -> None:
+        """Classify array blocks in batches of ``batch_size`` rows (each batch one slice of the rows, numpy or a
+        device tensor); every batch is submitted before any class is read (see ``classify_rows``)."""
         if not blocks:
             return
-        rows = np.concatenate([b for _, b in blocks]) if len(blocks) > 1 else blocks[0][1]
+        rows = _concat([b for _, b in blocks])
         owner = np.repeat(np.array([j for j, _ in blocks]), [len(b) for _, b in blocks])
-        batches = [rows[s : s + self.batch_size] for s in range(0, len(rows), self.batch_size)]
-        classes = np.concatenate([self._classify(b, len(b)) for b in batches])
+        submitted = [self.classify(rows[s : s + self.batch_size]) for s in range(0, len(rows), self.batch_size)]
+        classes = np.concatenate([self._check(_host(out), min(self.batch_size, len(rows) - i * self.batch_size))
+                                  for i, out in enumerate(submitted)])
         self.forward_passes += len(rows)
         k = self.num_classes
         tally = np.bincount(owner * k + classes, minlength=len(jobs) * k).reshape(len(jobs), k)
@@ -723,6 +725,27 @@ class MonteCarloEngine(Generic[X, S]):
             proj[others[np.argmax(proj[others])]] += remaining - gained
         projected = certificate.bounds(proj, top, alpha_last, exact, residual).radius
         return radius >= projected or projected == ABSTAIN
+
+
+def _is_array(samples: Any) -> bool:
+    """Samples drawn as one array (numpy, or a tensor: anything with a shape that is not a list)."""
+    return isinstance(samples, np.ndarray) or (hasattr(samples, "shape") and hasattr(samples, "cpu"))
+
+
+def _concat(blocks: list[Any]) -> Any:
+    """Concatenate array blocks along rows: numpy arrays, or tensors (on their device)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    if isinstance(blocks[0], np.ndarray):
+        return np.concatenate(blocks)
+    import torch  # only reached with tensor samples, so torch is there
+
+    return torch.cat(blocks)
+
+
+def _host(out: Any) -> Any:
+    """A classifier's output on the host: a device tensor is read back (``.cpu()``), anything else as is."""
+    return out.cpu().numpy() if hasattr(out, "cpu") else out
 
 
 def _check_n(name: str, value: int) -> None:
