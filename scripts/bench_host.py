@@ -173,12 +173,14 @@ def bench(args: BenchHostArguments) -> list[dict]:
                     runs[p].append(time_loop(texts, tok, rate, args, p))
             floor = fastest(runs["floor"])
             row = {"dataset": name, "rate": spec, "inputs": len(texts), "median_words": words[len(words) // 2],
+                   "floor_copies": floor["copies"], "floor_rows": floor["rows"],
                    "floor_copies_per_s": floor["copies"] / floor["seconds"], "floor_rows_per_s": floor["rows"] / floor["seconds"]}
             for p in paths:
                 loop = fastest(runs[p])
                 row[f"{p}_copies_per_s"] = loop["copies"] / loop["seconds"]
                 row[f"{p}_rows_per_s"] = loop["rows"] / loop["seconds"]
                 row[f"{p}_ratio"] = row[f"{p}_copies_per_s"] / row["floor_copies_per_s"]
+                row[f"{p}_copies"], row[f"{p}_rows"] = loop["copies"], loop["rows"]
             rows.append(row)
             print(show(row, paths), flush=True)
     return rows
