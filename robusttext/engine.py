@@ -345,44 +345,40 @@ class MonteCarloEngine(Generic[X, S]):
         # blocks: (job_id, array of samples) when samples come as one array and are not deduplicated
         blocks: list[tuple[int, np.ndarray]] = []
         block_rows = 0
-        for j, (job, m) in enumerate(zip(jobs, n)):
-            remaining = int(m)
-            while remaining > 0:
-                size = min(DRAW_CHUNK, remaining)
-                remaining -= size
-                samples = job.draw(size, job.rng) if job.draw else mechanism.draw(job.x, size, job.rng)
-                job.n_samples += size
-                if not self.dedup and _is_array(samples):
-                    # Equal-shape samples (images): nothing to bucket, so nothing to pool; classify the
-                    # rows as soon as they fill a batch (less memory).
-                    blocks.append((j, samples))
-                    block_rows += len(samples)
-                    if block_rows >= self.batch_size:
-                        self._flush_blocks(blocks, jobs, counts)
-                        blocks, block_rows = [], 0
-                elif self.dedup:
-                    groups: dict[Hashable, list] = {}
-                    for s in samples:
-                        k = mechanism.key(s)
-                        if k is None:
-                            raise ValueError("dedup=True needs a mechanism whose key() is not None")
-                        g = groups.get(k)
-                        if g is None:
-                            groups[k] = [s, 1]
-                        else:
-                            g[1] += 1
-                    for k, (s, mult) in groups.items():
-                        job.charge(k)
-                        cls = job.cache.get(k)
-                        if cls is None:
-                            pending.append((mechanism.cost(s), j, k, s, mult))
-                        else:
-                            counts[j][cls] += mult
-                else:
-                    pending.extend((mechanism.cost(s), j, None, s, 1) for s in samples)
-                if len(pending) >= self.pool_size:
-                    self._flush(pending, jobs, vote)
-                    pending = []
+        for j, job, size in _draw_chunks(jobs, n):
+            samples = job.draw(size, job.rng) if job.draw else mechanism.draw(job.x, size, job.rng)
+            job.n_samples += size
+            if not self.dedup and _is_array(samples):
+                # Equal-shape samples (images): nothing to bucket, so nothing to pool; classify the
+                # rows as soon as they fill a batch (less memory).
+                blocks.append((j, samples))
+                block_rows += len(samples)
+                if block_rows >= self.batch_size:
+                    self._flush_blocks(blocks, jobs, counts)
+                    blocks, block_rows = [], 0
+            elif self.dedup:
+                groups: dict[Hashable, list] = {}
+                for s in samples:
+                    k = mechanism.key(s)
+                    if k is None:
+                        raise ValueError("dedup=True needs a mechanism whose key() is not None")
+                    g = groups.get(k)
+                    if g is None:
+                        groups[k] = [s, 1]
+                    else:
+                        g[1] += 1
+                for k, (s, mult) in groups.items():
+                    job.charge(k)
+                    cls = job.cache.get(k)
+                    if cls is None:
+                        pending.append((mechanism.cost(s), j, k, s, mult))
+                    else:
+                        counts[j][cls] += mult
+            else:
+                pending.extend((mechanism.cost(s), j, None, s, 1) for s in samples)
+            if len(pending) >= self.pool_size:
+                self._flush(pending, jobs, vote)
+                pending = []
         self._flush(pending, jobs, vote)
         self._flush_blocks(blocks, jobs, counts)
         return counts
@@ -395,13 +391,9 @@ class MonteCarloEngine(Generic[X, S]):
     @staticmethod
     def _row_chunks(jobs: Sequence[_Job], mechanism: Any, n: Sequence[int]):
         """``(job, size, RowChunk)`` for each draw chunk, in the per-copy path's order (same draws from each stream)."""
-        for j, (job, m) in enumerate(zip(jobs, n)):
-            remaining = int(m)
-            while remaining > 0:
-                size = min(DRAW_CHUNK, remaining)
-                remaining -= size
-                rows = job.draw_rows(size, job.rng) if job.draw_rows else mechanism.draw_rows(job.x, size, job.rng)
-                yield j, size, rows
+        for j, job, size in _draw_chunks(jobs, n):
+            rows = job.draw_rows(size, job.rng) if job.draw_rows else mechanism.draw_rows(job.x, size, job.rng)
+            yield j, size, rows
 
     def _count_rows(self, jobs: Sequence[_Job], mechanism: Any, n: Sequence[int]) -> list[np.ndarray]:
         """:meth:`_count` on arrays: per chunk its distinct rows; cached classes vote at once, the others are
@@ -725,6 +717,16 @@ class MonteCarloEngine(Generic[X, S]):
             proj[others[np.argmax(proj[others])]] += remaining - gained
         projected = certificate.bounds(proj, top, alpha_last, exact, residual).radius
         return radius >= projected or projected == ABSTAIN
+
+
+def _draw_chunks(jobs: Sequence[_Job], n: Sequence[int]):
+    """``(job index, job, size)`` of every draw: ``n[j]`` samples of job ``j`` in pieces of at most ``DRAW_CHUNK``."""
+    for j, (job, m) in enumerate(zip(jobs, n)):
+        remaining = int(m)
+        while remaining > 0:
+            size = min(DRAW_CHUNK, remaining)
+            remaining -= size
+            yield j, job, size
 
 
 def _is_array(samples: Any) -> bool:
