@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """One prepared GPU check: certification throughput, precision agreement, a training step, vision CERTIFY.
 
-Run on a machine with a GPU (about 2-5 minutes on one H100; nothing is downloaded, ``datasets`` is not
-needed, the model is built from its config with random weights)::
+Run on a machine with a GPU (sized to finish well under 8 minutes; nothing is downloaded, ``datasets`` is
+not needed, the model is built from its config with random weights)::
 
     python scripts/gpu_check.py --json_out gpu_check.json
 
