@@ -183,20 +183,24 @@ def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
     stop = threading.Event()
     done = object()
 
+    def put(entry: tuple) -> bool:
+        """Queue ``entry`` unless the consumer has stopped; False once it has."""
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        box.put((True, item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((True, item)):
                     return
-            box.put((True, done))
+            put((True, done))
         except BaseException as err:  # handed to the consumer, raised there
-            box.put((False, err))
+            put((False, err))
 
     worker = threading.Thread(target=produce, name="robusttext-prefetch", daemon=True)
     worker.start()
