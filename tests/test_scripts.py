@@ -55,7 +55,8 @@ def text_data(tmp_path) -> Path:
 
 def test_script_list_is_covered():
     # a new script must get a smoke test here
-    tested = {"bench_certify.py", "bench_fishr.py", "bench_rates.py", "bench_vision.py", "certify_hub_model.py", "evaluate_hub_model.py",
+    tested = {"bench_certify.py", "bench_fishr.py", "bench_host.py", "bench_rates.py", "bench_vision.py", "certify_hub_model.py",
+              "evaluate_hub_model.py", "gpu_check.py",
               "finetune_rsdel.py", "gen_cli_docs.py", "setup_nltk_data.py", "simulate_certify.py"}
     assert {p.name for p in SCRIPTS.glob("*.py")} == tested
 
@@ -349,3 +350,43 @@ def test_cli_docs_list_every_option_of_every_subcommand(capsys, monkeypatch):
             documented = set(re.findall(r"`(--[\w-]+)`", sections[title]))
             missing = _help_options(main, [name, "--help"], capsys) - documented - inherited
             assert not missing, f"`{title}` options missing from docs/cli.md: {sorted(missing)}"
+
+
+# --------------------------------------------------------------------------- host pipeline and the GPU check
+def test_bench_host(tmp_path, data_dir):
+    out = tmp_path / "host.json"
+    proc = run_script("bench_host.py", "--inputs", "3", "--n0", "10", "--n", "50", "--repeats", "1", "--datasets", "sst2,amazon",
+                      "--rates", "0.9,adaptive", "--data_dir", str(data_dir), "--json_out", str(out), cwd=tmp_path)
+    rows = json.loads(out.read_text())
+    assert [(r["dataset"], r["rate"]) for r in rows] == [("sst2", "0.9"), ("sst2", "adaptive"), ("amazon", "0.9"), ("amazon", "adaptive")]
+    for r in rows:
+        # every arm handles every copy; both engine paths classify the same distinct copies
+        assert r["floor_copies"] == r["per-copy_copies"] == r["arrays_copies"] == 3 * 60
+        assert r["per-copy_rows"] == r["arrays_rows"] <= r["floor_rows"]
+        assert r["arrays_ratio"] == pytest.approx(r["arrays_copies_per_s"] / r["floor_copies_per_s"])
+    assert len(re.findall(r"x floor", proc.stdout)) == 2 * 4
+    bad = run_script("bench_host.py", "--datasets", "imdb", "--data_dir", str(data_dir), cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["bench_host: --datasets: unknown dataset 'imdb'; use sst2, amazon, bbc"]
+
+
+def test_gpu_check_tiny_runs_on_cpu_without_datasets(tmp_path, monkeypatch):
+    # the GPU machine has no `datasets`: an import of it fails the run
+    (tmp_path / "block" / "datasets").mkdir(parents=True)
+    (tmp_path / "block" / "datasets" / "__init__.py").write_text("raise ImportError('datasets is not installed here')\n")
+    out = tmp_path / "gpu.json"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "block"), os.environ.get("PYTHONPATH")])))
+    proc = run_script("gpu_check.py", "--tiny", "--json_out", str(out), cwd=tmp_path)
+    report = json.loads(out.read_text())
+    assert proc.stdout.startswith("device: CPU (no GPU)")
+    for name in ("sst2", "amazon"):
+        arms = {arm: report["certify"][f"{name} {arm}"] for arm in ("fp32", "bf16", "bf16 no prefetch", "bf16 per-copy")}
+        # the same draws everywhere: 4 inputs x (n0 + n) copies, the same distinct rows on every path and precision
+        assert {a["copies"] for a in arms.values()} == {4 * 110}
+        assert len({a["rows"] for a in arms.values()}) == 1
+        # the array path, with or without prefetch, certifies exactly as the per-copy path
+        assert arms["bf16"]["radii"] == arms["bf16 no prefetch"]["radii"] == arms["bf16 per-copy"]["radii"]
+        assert all(0.0 < a["device_busy"] <= 1.0 for a in arms.values())
+        assert 0.0 <= report["agreement"][name] <= 1.0
+    assert set(report["train_step_s"]) == {"fp32", "bf16"} and all(v > 0 for v in report["train_step_s"].values())
+    assert report["vision"]["images"] == 2
+    assert len(re.findall(r"^certify ", proc.stdout, re.M)) == 8

@@ -180,3 +180,28 @@ def test_input_dependent_model_falls_back_to_eager_with_a_warning():
         assert np.array_equal(classes, model(x).argmax(1).numpy())
         flipped = -x  # takes the other branch: the eager model is the one classifying
         assert np.array_equal(clf(flipped.numpy()), model(flipped).argmax(1).numpy())
+
+
+def test_noise_drawn_on_the_models_device_equals_the_numpy_draws_on_cpu():
+    """Device-side noise (a tensor that stays on the device) is, on the CPU, the same numbers as numpy-side noise,
+    so certificates do not change; the batches handed to the model are tensors."""
+    from robusttext_vision.smoothing import GaussianMechanism
+
+    x = np.random.default_rng(0).random((3, 5, 5), dtype=np.float32)
+    on_host = GaussianMechanism(SIGMA).draw(x, 300, np.random.default_rng(7))
+    on_device = GaussianMechanism(SIGMA, device="cpu").draw(torch.from_numpy(x), 300, np.random.default_rng(7))
+    assert isinstance(on_host, np.ndarray) and isinstance(on_device, torch.Tensor)
+    assert np.array_equal(on_host, on_device.numpy())
+
+    model, img = setup(0.3)
+    seen = []
+    device_side = SmoothedImageClassifier(model, 2, SIGMA, batch_size=64, seed=5)
+    host_side = SmoothedImageClassifier(model, 2, SIGMA, batch_size=64, seed=5)
+    host_side.mechanism = GaussianMechanism(SIGMA)  # numpy draws, as before
+    forward = device_side.base.logits
+    device_side.base.logits = lambda batch: (seen.append(type(batch)), forward(batch))[1]  # type: ignore[method-assign]
+    a = device_side.certify(img.repeat(3, 1, 1, 1), n0=30, n=500, alpha=0.01)
+    b = host_side.certify(img.repeat(3, 1, 1, 1), n0=30, n=500, alpha=0.01)
+    assert [(c.prediction, c.radius, c.top1_lower, c.n_queries) for c in a] == [
+        (c.prediction, c.radius, c.top1_lower, c.n_queries) for c in b]
+    assert seen and all(t is torch.Tensor for t in seen)

@@ -54,23 +54,33 @@ def check_budget(n0: int, n: int, alpha: float) -> None:
 
 
 class GaussianMechanism:
-    """Isotropic Gaussian noise ``N(0, sigma^2 I)`` added to a float32 image array ``(C, H, W)``."""
+    """Isotropic Gaussian noise ``N(0, sigma^2 I)`` added to a float32 image ``(C, H, W)``.
 
-    def __init__(self, sigma: float) -> None:
+    ``device`` None: copies are numpy arrays drawn on the CPU. A device (e.g. ``"cuda"``): the noise is drawn
+    there by that device's generator and the copies stay there as one tensor (nothing crosses the bus but
+    the clean image). On the CPU both give the same numbers; on an accelerator the generator is the
+    device's own (e.g. CUDA's Philox), so the noise, still a pure function of (seed, input index, draw
+    number) on that kind of device, differs from the CPU's.
+    """
+
+    def __init__(self, sigma: float, device: str | torch.device | None = None) -> None:
         check_sigma(sigma)
         self.sigma = float(sigma)
+        self.device = None if device is None else torch.device(device)
 
-    def draw(self, x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` noisy copies of ``x`` as one array ``(n, C, H, W)`` (its rows are the samples).
+    def draw(self, x: np.ndarray | torch.Tensor, n: int, rng: np.random.Generator) -> np.ndarray | torch.Tensor:
+        """``n`` noisy copies of ``x`` as one array ``(n, C, H, W)`` (its rows are the samples): a numpy array,
+        or a tensor on ``device`` when the mechanism has one.
 
         The normals come from torch's vectorized sampler, seeded by one draw of the input's own
         stream ``rng``: a pure function of (seed, input index, draw number), hence reproducible and
         independent of batching and sharding, and several times faster than numpy's ziggurat.
         """
-        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
-        noise = torch.randn((int(n),) + tuple(x.shape), generator=gen, dtype=torch.float32)
-        noise.mul_(self.sigma).add_(torch.from_numpy(x))
-        return noise.numpy()
+        device = self.device or torch.device("cpu")
+        gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**63 - 1)))
+        noise = torch.randn((int(n),) + tuple(x.shape), generator=gen, dtype=torch.float32, device=device)
+        noise.mul_(self.sigma).add_(torch.as_tensor(x, device=device))
+        return noise if self.device is not None else noise.numpy()
 
     def key(self, sample: np.ndarray) -> None:
         """Continuous noise: no two samples coincide, nothing to deduplicate."""
@@ -125,7 +135,11 @@ class ImageBatchClassifier:
             self._frozen = freeze_for_cpu(self.net, x)
         return (self._frozen if self._frozen is not None else self.net)(x)
 
-    def __call__(self, samples: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    def __call__(self, samples: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> np.ndarray | torch.Tensor:
+        """The class of each image: a numpy array for numpy input; for a tensor, a tensor on ``device``, not
+        synchronised (the engine reads it after submitting its other batches)."""
+        if isinstance(samples, torch.Tensor):
+            return self.logits(samples).argmax(dim=1)
         batch = torch.from_numpy(samples if isinstance(samples, np.ndarray) else np.stack(samples))
         return self.logits(batch).argmax(dim=1).cpu().numpy()
 
@@ -161,9 +175,10 @@ class SmoothedImageClassifier:
         device: str | torch.device = "cpu", denoiser: nn.Module | None = None, top2: Top2Rule = "complement",
         channels_last: bool | None = None, optimize: bool | None = None,
     ) -> None:
-        self.mechanism = GaussianMechanism(sigma)
         self.certificate = GaussianL2Certificate(sigma=float(sigma), top2=top2)
         self.base = ImageBatchClassifier(model, device, denoiser, channels_last, optimize)
+        # noise drawn where the model runs; on the CPU the same numbers as numpy-side draws
+        self.mechanism = GaussianMechanism(sigma, device=self.base.device)
         batch_size = default_batch_size(self.base.device) if batch_size is None else batch_size
         self.engine = MonteCarloEngine(self.base, int(num_classes), batch_size=batch_size, dedup=False)
         self.seed = int(seed)
@@ -172,9 +187,10 @@ class SmoothedImageClassifier:
     def sigma(self) -> float:
         return self.mechanism.sigma
 
-    def _prepare(self, images: torch.Tensor) -> list[np.ndarray]:
+    def _prepare(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The clean images as float32 tensors on the model's device (each copied there once)."""
         validate_images(images)
-        return list(images.detach().cpu().numpy().astype(np.float32, copy=False))
+        return list(images.detach().to(self.base.device, torch.float32))
 
     def predict(
         self, images: torch.Tensor, n: int = 1000, alpha: float = 0.001, indices: Sequence[int] | None = None

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import stats
 
 from ..compat import special_token_frame, with_special_tokens
+from .batching import RowChunk, kept_token_rows, merge_chunk, rows_from_tuples, sample_key, unique_masks, unit_spans
 
 if TYPE_CHECKING:
     from .engine import Strata
@@ -96,6 +97,7 @@ class DeletionInput:
     unit_ids: list[list[int]] | None = None  # word unit fast path: ids of each word, concatenable
     cache: dict = field(default_factory=dict)  # kept-mask bytes -> encoded ids
     p_del: float = 0.9  # this input's deletion probability (the schedule at its length)
+    spans: tuple | None = None  # (flat ids, unit starts, unit lengths) for the array path, built on first use
 
     def __len__(self) -> int:
         return len(self.units)
@@ -104,8 +106,9 @@ class DeletionInput:
 class DeletionMechanism:
     """Randomized deletion for a ``transformers`` tokenizer: prepares texts, draws encoded noisy copies.
 
-    A noisy sample is a tuple of input ids (special tokens added, truncated to ``max_length``); it is
-    its own deduplication key and its length is its batching cost.
+    A noisy sample is a tuple of input ids (special tokens added, truncated to ``max_length``); its
+    deduplication key is those ids as bytes and its length is its batching cost. :meth:`draw_rows` gives
+    the same copies as arrays (the engine's array path).
 
     Args:
         tokenizer: the classifier's tokenizer (fast or slow).
@@ -192,6 +195,34 @@ class DeletionMechanism:
                 x.cache[uniq[u].tobytes()] = ids
         return [encoded[i] for i in inverse]  # type: ignore[misc]
 
+    def encode_rows(self, x: DeletionInput, masks: np.ndarray) -> RowChunk:
+        """The distinct noisy copies that the rows of ``masks`` give, as arrays (:class:`robusttext.certificate.batching.RowChunk`).
+
+        Row for row the ids equal :meth:`encode_kept`'s tuples; equal masks are merged first (packed bits),
+        then equal token sequences (truncation, repeated words), in first-occurrence order, with
+        multiplicities summing to ``len(masks)``. Words that tokenize independently and token units are
+        gathered by indexing; other inputs go through :meth:`encode_kept` once per distinct mask.
+        """
+        distinct, mult = unique_masks(masks)
+        if x.unit_ids is not None or (self.unit == "token" and len(x)):
+            if x.spans is None:
+                x.spans = unit_spans(x.unit_ids if x.unit_ids is not None else [[t] for t in x.units])
+            ids, lengths = kept_token_rows(x.spans, distinct, self.max_length - self._n_special, self._frame,
+                                           self.pad_id)
+        else:
+            ids, lengths = rows_from_tuples(self.encode_kept(x, distinct), self.pad_id)
+        return merge_chunk(ids, lengths, mult)
+
+    def draw_rows(self, x: DeletionInput, n: int, rng: np.random.Generator) -> RowChunk:
+        """The engine's array path: the same ``n`` copies as :meth:`draw` (same draws from ``rng``), as distinct rows."""
+        return self.encode_rows(x, keep_masks(rng, n, len(x), x.p_del))
+
+    @property
+    def pad_id(self) -> int:
+        """The id that pads rows (the tokenizer's pad token, else 0); masked out by the attention mask."""
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return int(pad) if pad is not None else 0
+
     def encode_clean(self, x: DeletionInput) -> tuple[int, ...]:
         """The noise-free encoding (every unit kept): what the base classifier sees without smoothing."""
         return self.encode_kept(x, np.ones((1, len(x)), dtype=bool))[0]
@@ -233,6 +264,7 @@ class DeletionMechanism:
         return Strata(
             samples=self.encode_kept(x, masks), probs=probs, residual_mass=residual,
             draw_residual=lambda n, rng: self.draw_residual(x, n, rng, depth),
+            draw_residual_rows=lambda n, rng: self.encode_rows(x, self.residual_masks(x, n, rng, depth)),
         )
 
     def draw_residual(self, x: DeletionInput, n: int, rng: np.random.Generator, depth: int) -> list[tuple[int, ...]]:
@@ -240,6 +272,10 @@ class DeletionMechanism:
         than ``depth`` units: the kept count K from Binomial(L, 1 - p_del) truncated to K > depth, then a
         uniformly random K-subset (given K, every K-subset is equally likely under independent deletion).
         """
+        return self.encode_kept(x, self.residual_masks(x, n, rng, depth))
+
+    def residual_masks(self, x: DeletionInput, n: int, rng: np.random.Generator, depth: int) -> np.ndarray:
+        """The keep masks of :meth:`draw_residual` (rows keep more than ``depth`` of ``x``'s units)."""
         length = len(x)
         if not 0 <= depth < length:
             raise ValueError(f"depth must be in [0, {length}) for an input of {length} units, got {depth}")
@@ -247,11 +283,12 @@ class DeletionMechanism:
         pmf = stats.binom.pmf(counts, length, 1.0 - x.p_del)
         kept = rng.choice(counts, size=n, p=pmf / pmf.sum())
         rank = np.argsort(np.argsort(rng.random((n, length)), axis=1), axis=1)  # a random permutation per row
-        return self.encode_kept(x, rank < kept[:, None])
+        return rank < kept[:, None]
 
     @staticmethod
-    def key(sample: tuple[int, ...]) -> tuple[int, ...]:
-        return sample
+    def key(sample: tuple[int, ...]) -> bytes:
+        """The sample's ids as bytes (:func:`robusttext.certificate.batching.sample_key`): the key the array path builds too."""
+        return sample_key(sample)
 
     @staticmethod
     def cost(sample: tuple[int, ...]) -> int:

@@ -30,12 +30,14 @@ from :mod:`robusttext.certificate.stats`:
 from __future__ import annotations
 
 import math
+from itertools import repeat
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Hashable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
+from .batching import RowChunk, length_batches, prefetch
 from .protocol import CertifyProtocol
 from .stats import ABSTAIN, binomial_test_pvalue, clopper_pearson_upper
 
@@ -136,6 +138,8 @@ class Strata:
     probs: np.ndarray
     residual_mass: float
     draw_residual: Callable[[int, np.random.Generator], Sequence[Any]]
+    #: the same draws as ``draw_residual`` as arrays (a :class:`robusttext.certificate.batching.RowChunk`), for the array path
+    draw_residual_rows: Callable[[int, np.random.Generator], Any] | None = None
 
 
 @dataclass
@@ -185,6 +189,7 @@ class _Job:
     n_queries: int = 0
     n_samples: int = 0
     draw: Callable[[int, np.random.Generator], Sequence[Any]] | None = None  # None: mechanism.draw
+    draw_rows: Callable[[int, np.random.Generator], Any] | None = None  # None: mechanism.draw_rows
 
     def charge(self, key: Hashable) -> None:
         """Count a forward pass for each distinct noisy copy of this input: what it costs certified alone,
@@ -192,6 +197,30 @@ class _Job:
         if key not in self.seen:
             self.seen.add(key)
             self.n_queries += 1
+
+class _RowPool:
+    """Pending rows of the array path: each distinct key once (``where``: key -> pool row, in first-occurrence
+    order; ``sources``: the chunk rows they come from) and, per pending copy group, its job, pool row and
+    multiplicity."""
+
+    def __init__(self) -> None:
+        self.where: dict = {}
+        self.sources: list[tuple[Any, np.ndarray]] = []
+        self.job: list[np.ndarray] = []
+        self.row: list[np.ndarray] = []
+        self.mult: list[np.ndarray] = []
+        self.waiting = 0
+
+    def add(self, j: int, chunk: Any, miss: np.ndarray) -> None:
+        where, keys = self.where, chunk.keys
+        before = len(where)
+        rows = [where.setdefault(keys[i], len(where)) for i in miss.tolist()]
+        self.sources.append((chunk, miss[np.asarray(rows) >= before]))
+        self.job.append(np.full(len(miss), j, dtype=np.int64))
+        self.row.append(np.asarray(rows, dtype=np.int64))
+        self.mult.append(chunk.mult[miss])
+        self.waiting += len(miss)
+
 
 @dataclass
 class _InputState:
@@ -252,6 +281,18 @@ class MonteCarloEngine(Generic[X, S]):
         batch_size: samples per ``classify`` call.
         dedup: classify identical noisy samples of an input once (exact; see module docstring).
         pool_batches: how many batches of pending samples are pooled and length-sorted at once.
+        classify_rows: the array path (with ``dedup``, for a mechanism with ``draw_rows``, e.g.
+            :class:`~robusttext.certificate.deletion.DeletionMechanism`): maps padded token ids ``(rows, width)`` int64 and
+            each row's length to a class per row; it may return a device tensor (anything with ``.cpu()``),
+            read only after the pool's batches are all submitted, so the device computes while the host
+            builds the next batch. It must give the class ``classify`` gives the same sample. The draws, the
+            dedup, the batches (stable length sort, ``batch_size`` rows) and hence the counts are those of
+            the per-copy path; only the host work differs (arrays: :mod:`robusttext.certificate.batching`).
+        token_budget: with ``classify_rows``, also cap each batch at this many padded tokens (rows x longest
+            row); None: ``batch_size`` rows only. Changes the batches, not the counts (``classify`` is
+            deterministic per sample).
+        prefetch: with ``classify_rows``, draw chunks prepared ahead in a background thread (0: none);
+            deterministic (one producer, in order). Useful when the model runs on an accelerator.
     """
 
     def __init__(
@@ -261,6 +302,9 @@ class MonteCarloEngine(Generic[X, S]):
         batch_size: int = 64,
         dedup: bool = True,
         pool_batches: int = 16,
+        classify_rows: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+        token_budget: int | None = None,
+        prefetch: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -274,10 +318,23 @@ class MonteCarloEngine(Generic[X, S]):
         #: base-classifier forward passes (samples classified) so far, over all calls: with dedup across the
         #: inputs of a call this can be fewer than the sum of the inputs' ``n_queries``.
         self.forward_passes = 0
+        self.classify_rows = classify_rows
+        self.token_budget = None if token_budget is None else int(token_budget)
+        self.prefetch = int(prefetch)
+        #: tokens in the array path's batches: the samples' own and the padded total (rows x batch width)
+        self.real_tokens = 0
+        self.padded_tokens = 0
+
+    @property
+    def padding_share(self) -> float:
+        """Share of the array path's batch tokens that were padding so far (0 before any batch)."""
+        return 1.0 - self.real_tokens / self.padded_tokens if self.padded_tokens else 0.0
 
     # ------------------------------------------------------------------ sampling and counting
     def _count(self, jobs: Sequence[_Job], mechanism: Mechanism, n: Sequence[int]) -> list[np.ndarray]:
         """Draw ``n[j]`` more samples of every job and return their class counts (one array per job)."""
+        if self._rows_path(jobs, mechanism):
+            return self._count_rows(jobs, mechanism, n)
         counts = [np.zeros(self.num_classes, dtype=np.int64) for _ in jobs]
 
         def vote(j: int, cls: int, mult: int) -> None:
@@ -288,64 +345,137 @@ class MonteCarloEngine(Generic[X, S]):
         # blocks: (job_id, array of samples) when samples come as one array and are not deduplicated
         blocks: list[tuple[int, np.ndarray]] = []
         block_rows = 0
-        for j, (job, m) in enumerate(zip(jobs, n)):
-            remaining = int(m)
-            while remaining > 0:
-                size = min(DRAW_CHUNK, remaining)
-                remaining -= size
-                samples = job.draw(size, job.rng) if job.draw else mechanism.draw(job.x, size, job.rng)
-                job.n_samples += size
-                if not self.dedup and isinstance(samples, np.ndarray):
-                    # Equal-shape samples (images): nothing to bucket, so nothing to pool; classify the
-                    # rows as soon as they fill a batch (less memory).
-                    blocks.append((j, samples))
-                    block_rows += len(samples)
-                    if block_rows >= self.batch_size:
-                        self._flush_blocks(blocks, jobs, counts)
-                        blocks, block_rows = [], 0
-                elif self.dedup:
-                    groups: dict[Hashable, list] = {}
-                    for s in samples:
-                        k = mechanism.key(s)
-                        if k is None:
-                            raise ValueError("dedup=True needs a mechanism whose key() is not None")
-                        g = groups.get(k)
-                        if g is None:
-                            groups[k] = [s, 1]
-                        else:
-                            g[1] += 1
-                    for k, (s, mult) in groups.items():
-                        job.charge(k)
-                        cls = job.cache.get(k)
-                        if cls is None:
-                            pending.append((mechanism.cost(s), j, k, s, mult))
-                        else:
-                            counts[j][cls] += mult
-                else:
-                    pending.extend((mechanism.cost(s), j, None, s, 1) for s in samples)
-                if len(pending) >= self.pool_size:
-                    self._flush(pending, jobs, vote)
-                    pending = []
+        for j, job, size in _draw_chunks(jobs, n):
+            samples = job.draw(size, job.rng) if job.draw else mechanism.draw(job.x, size, job.rng)
+            job.n_samples += size
+            if not self.dedup and _is_array(samples):
+                # Equal-shape samples (images): nothing to bucket, so nothing to pool; classify the
+                # rows as soon as they fill a batch (less memory).
+                blocks.append((j, samples))
+                block_rows += len(samples)
+                if block_rows >= self.batch_size:
+                    self._flush_blocks(blocks, jobs, counts)
+                    blocks, block_rows = [], 0
+            elif self.dedup:
+                groups: dict[Hashable, list] = {}
+                for s in samples:
+                    k = mechanism.key(s)
+                    if k is None:
+                        raise ValueError("dedup=True needs a mechanism whose key() is not None")
+                    g = groups.get(k)
+                    if g is None:
+                        groups[k] = [s, 1]
+                    else:
+                        g[1] += 1
+                for k, (s, mult) in groups.items():
+                    job.charge(k)
+                    cls = job.cache.get(k)
+                    if cls is None:
+                        pending.append((mechanism.cost(s), j, k, s, mult))
+                    else:
+                        counts[j][cls] += mult
+            else:
+                pending.extend((mechanism.cost(s), j, None, s, 1) for s in samples)
+            if len(pending) >= self.pool_size:
+                self._flush(pending, jobs, vote)
+                pending = []
         self._flush(pending, jobs, vote)
         self._flush_blocks(blocks, jobs, counts)
         return counts
 
+    # ------------------------------------------------------------------ the array path
+    def _rows_path(self, jobs: Sequence[_Job], mechanism: Mechanism) -> bool:
+        return (self.dedup and self.classify_rows is not None and hasattr(mechanism, "draw_rows")
+                and all(job.draw is None or job.draw_rows is not None for job in jobs))
+
+    @staticmethod
+    def _row_chunks(jobs: Sequence[_Job], mechanism: Any, n: Sequence[int]):
+        """``(job, size, RowChunk)`` for each draw chunk, in the per-copy path's order (same draws from each stream)."""
+        for j, job, size in _draw_chunks(jobs, n):
+            rows = job.draw_rows(size, job.rng) if job.draw_rows else mechanism.draw_rows(job.x, size, job.rng)
+            yield j, size, rows
+
+    def _count_rows(self, jobs: Sequence[_Job], mechanism: Any, n: Sequence[int]) -> list[np.ndarray]:
+        """:meth:`_count` on arrays: per chunk its distinct rows; cached classes vote at once, the others are
+        pooled (``pool_size`` pending rows) and classified by :meth:`_flush_rows`. Same pending order, pools
+        and batches as the per-copy path, so the same counts, ``n_queries`` and ``forward_passes``."""
+        k = self.num_classes
+        counts = np.zeros((len(jobs), k), dtype=np.int64)
+        cache = jobs[0].cache if jobs else {}  # one dict shared by all jobs of the call
+        pool = _RowPool()
+        for j, size, chunk in prefetch(self._row_chunks(jobs, mechanism, n), self.prefetch):
+            job = jobs[j]
+            job.n_samples += size
+            job.seen.update(chunk.keys)  # dedup: a forward pass per distinct copy of this input (``charge``)
+            job.n_queries = len(job.seen)
+            cls = np.fromiter(map(cache.get, chunk.keys, repeat(-1, len(chunk))), dtype=np.int64, count=len(chunk))
+            hit = cls >= 0
+            if hit.any():
+                counts[j] += np.bincount(cls[hit], weights=chunk.mult[hit], minlength=k).astype(np.int64)
+            if not hit.all():
+                pool.add(j, chunk, np.nonzero(~hit)[0])
+            if pool.waiting >= self.pool_size:
+                self._flush_rows(pool, len(jobs), counts, cache)
+                pool = _RowPool()
+        self._flush_rows(pool, len(jobs), counts, cache)
+        return list(counts)
+
+    def _flush_rows(self, pool: "_RowPool", num_jobs: int, counts: np.ndarray, cache: dict) -> None:
+        """Classify a pool's distinct rows (length-sorted batches), cache their classes, and add each pending
+        copy's multiplicity to its input's count of its class."""
+        if not pool.where:
+            return
+        lengths = np.concatenate([chunk.lengths[rows] for chunk, rows in pool.sources])
+        ids = np.zeros((len(lengths), int(lengths.max())), dtype=np.int64)
+        start = 0
+        for chunk, rows in pool.sources:
+            width = min(chunk.ids.shape[1], ids.shape[1])
+            ids[start : start + len(rows), :width] = chunk.ids[rows, :width]
+            start += len(rows)
+        classes = self._classify_rows(ids, lengths)
+        self.forward_passes += len(lengths)
+        cache.update(zip(pool.where, classes.tolist()))
+        k = self.num_classes
+        job, row, mult = (np.concatenate(v) for v in (pool.job, pool.row, pool.mult))
+        tally = np.bincount(job * k + classes[row], weights=mult, minlength=num_jobs * k)
+        counts += tally.reshape(num_jobs, k).astype(np.int64)
+
+    def _classify_rows(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Classes of padded rows, in length-sorted batches; every batch is submitted before any result is read."""
+        order, batches = length_batches(lengths, self.batch_size, self.token_budget)
+        submitted = []
+        for sl in batches:
+            idx = order[sl]
+            width = int(lengths[idx].max())
+            submitted.append((idx, self.classify_rows(ids[idx, :width], lengths[idx])))  # type: ignore[misc]
+            self.padded_tokens += len(idx) * width
+        self.real_tokens += int(lengths.sum())
+        classes = np.empty(len(lengths), dtype=np.int64)
+        for idx, out in submitted:
+            classes[idx] = self._check(_host(out), len(idx))
+        return classes
+
     def _classify(self, batch: Any, size: int) -> np.ndarray:
-        classes = np.asarray(self.classify(batch), dtype=np.int64).reshape(-1)
+        return self._check(self.classify(batch), size)
+
+    def _check(self, out: Any, size: int) -> np.ndarray:
+        classes = np.asarray(out, dtype=np.int64).reshape(-1)
         if classes.shape[0] != size:
             raise RuntimeError(f"classify returned {classes.shape[0]} classes for {size} samples")
         if classes.size and (classes.min() < 0 or classes.max() >= self.num_classes):
             raise RuntimeError(f"classify returned a class outside [0, {self.num_classes})")
         return classes
 
-    def _flush_blocks(self, blocks: list[tuple[int, np.ndarray]], jobs: Sequence[_Job], counts: list[np.ndarray]) -> None:
-        """Classify array blocks in batches of ``batch_size`` rows (each batch one array slice)."""
+    def _flush_blocks(self, blocks: list[tuple[int, Any]], jobs: Sequence[_Job], counts: list[np.ndarray]) -> None:
+        """Classify array blocks in batches of ``batch_size`` rows (each batch one slice of the rows, numpy or a
+        device tensor); every batch is submitted before any class is read (see ``classify_rows``)."""
         if not blocks:
             return
-        rows = np.concatenate([b for _, b in blocks]) if len(blocks) > 1 else blocks[0][1]
+        rows = _concat([b for _, b in blocks])
         owner = np.repeat(np.array([j for j, _ in blocks]), [len(b) for _, b in blocks])
-        batches = [rows[s : s + self.batch_size] for s in range(0, len(rows), self.batch_size)]
-        classes = np.concatenate([self._classify(b, len(b)) for b in batches])
+        submitted = [self.classify(rows[s : s + self.batch_size]) for s in range(0, len(rows), self.batch_size)]
+        classes = np.concatenate([self._check(_host(out), min(self.batch_size, len(rows) - i * self.batch_size))
+                                  for i, out in enumerate(submitted)])
         self.forward_passes += len(rows)
         k = self.num_classes
         tally = np.bincount(owner * k + classes, minlength=len(jobs) * k).reshape(len(jobs), k)
@@ -531,6 +661,7 @@ class MonteCarloEngine(Generic[X, S]):
             if st.strata is not None:
                 st.residual = min(1.0, max(0.0, float(st.strata.residual_mass)))
                 st.job.draw = st.strata.draw_residual
+                st.job.draw_rows = st.strata.draw_residual_rows
 
     def _plan(self, states: Sequence["_InputState"], looks: Sequence[int], candidate_pvalue: float) -> None:
         """Phase 3: each input's top class (ties -> lowest id; fully enumerated -> the exact top), its
@@ -586,6 +717,37 @@ class MonteCarloEngine(Generic[X, S]):
             proj[others[np.argmax(proj[others])]] += remaining - gained
         projected = certificate.bounds(proj, top, alpha_last, exact, residual).radius
         return radius >= projected or projected == ABSTAIN
+
+
+def _draw_chunks(jobs: Sequence[_Job], n: Sequence[int]):
+    """``(job index, job, size)`` of every draw: ``n[j]`` samples of job ``j`` in pieces of at most ``DRAW_CHUNK``."""
+    for j, (job, m) in enumerate(zip(jobs, n)):
+        remaining = int(m)
+        while remaining > 0:
+            size = min(DRAW_CHUNK, remaining)
+            remaining -= size
+            yield j, job, size
+
+
+def _is_array(samples: Any) -> bool:
+    """Samples drawn as one array (numpy, or a tensor: anything with a shape that is not a list)."""
+    return isinstance(samples, np.ndarray) or (hasattr(samples, "shape") and hasattr(samples, "cpu"))
+
+
+def _concat(blocks: list[Any]) -> Any:
+    """Concatenate array blocks along rows: numpy arrays, or tensors (on their device)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    if isinstance(blocks[0], np.ndarray):
+        return np.concatenate(blocks)
+    import torch  # only reached with tensor samples, so torch is there
+
+    return torch.cat(blocks)
+
+
+def _host(out: Any) -> Any:
+    """A classifier's output on the host: a device tensor is read back (``.cpu()``), anything else as is."""
+    return out.cpu().numpy() if hasattr(out, "cpu") else out
 
 
 def _check_n(name: str, value: int) -> None:

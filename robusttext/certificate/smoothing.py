@@ -49,6 +49,8 @@ class SmoothedTextClassifier:
         device: where the model runs (default: the model's device).
         autocast_dtype: the base model's autocast dtype, e.g. ``torch.bfloat16``; None: full precision;
             ``"auto"`` (default): bf16 where the device computes it natively (see :mod:`robusttext.certificate.precision`).
+        token_budget: also cap each batch at this many padded tokens (rows x longest row); None: ``batch_size``
+            rows per batch. The counts do not depend on it.
 
     Example::
 
@@ -69,6 +71,7 @@ class SmoothedTextClassifier:
         dedup: bool = True,
         device: str | torch.device | None = None,
         autocast_dtype: torch.dtype | None | str = "auto",
+        token_budget: int | None = None,
     ) -> None:
         self.rate = as_schedule(p_del)
         if not self.rate.certifiable:
@@ -90,7 +93,9 @@ class SmoothedTextClassifier:
         self.seed = int(seed)
         self.autocast_dtype = (resolve_autocast(autocast_dtype, self.device) if isinstance(autocast_dtype, str)
                                else autocast_dtype)
-        self.engine = MonteCarloEngine(self.classify, self.num_classes, batch_size=batch_size, dedup=dedup)
+        self.engine = MonteCarloEngine(self.classify, self.num_classes, batch_size=batch_size, dedup=dedup,
+                                       classify_rows=self.classify_rows, token_budget=token_budget,
+                                       prefetch=2 if self.device.type == "cuda" else 0)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @classmethod
@@ -150,6 +155,22 @@ class SmoothedTextClassifier:
         with torch.inference_mode(), self._autocast():
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
         return out.logits.float()
+
+    def classify_rows(self, ids: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
+        """The engine's array path: the class of each row of padded ids ``(rows, width)`` (int64; values past a
+        row's length are ignored), as a tensor on the model's device (not synchronised: the engine reads it
+        after submitting the pool's other batches). Same inputs to the model as :meth:`logits` for the same
+        samples. On CUDA the host tensors are pinned and copied with ``non_blocking``."""
+        ids_t = torch.from_numpy(ids)
+        mask = torch.arange(ids_t.shape[1]) < torch.from_numpy(lengths)[:, None]
+        ids_t = torch.where(mask, ids_t, self._pad_id)
+        mask = mask.long()
+        if self.device.type == "cuda":
+            ids_t = ids_t.pin_memory().to(self.device, non_blocking=True)
+            mask = mask.pin_memory().to(self.device, non_blocking=True)
+        with torch.inference_mode(), self._autocast():
+            out = self.model(input_ids=ids_t, attention_mask=mask)
+        return out.logits.float().argmax(dim=-1)
 
     def classify(self, samples: Sequence[Sequence[int]]) -> np.ndarray:
         """Base classifier f: the argmax class of each encoded sample."""
