@@ -154,7 +154,7 @@ class QuickstartArguments:
     dataset: str = field(default="embedded:bbc-news", metadata={"help": "Dataset (Hub id, file or folder)."})
     rate_schedule: str = field(default="adaptive:k=13,p_lb=0.9", metadata={
         "help": "Word-deletion rate for training and certification: AdaptDel's max(0.9, 1 - 13/L) keeps about 13 "
-                "words of an L-word article; 'fixed:0.9' is RS-Del's constant rate (see docs/benchmarks.md 12)."})
+                "words of an L-word article; 'fixed:0.9' is RS-Del's constant rate."})
     epochs: float = field(default=3.0, metadata={"help": "Training epochs (3 of AdaptDel's ~13-word inputs cost "
                                                          "about 1 of fixed 0.9's)."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Adam learning rate."})
