@@ -73,3 +73,13 @@ def test_errors_name_the_field_and_the_fix(data_dir, tmp_path):
     (tmp_path / "t.jsonl").write_text('{"body": "x", "y": 1}\n')
     with pytest.raises(ValueError, match="--text-column"):
         load_text_dataset(str(tmp_path / "t.jsonl"))
+
+
+def test_the_default_data_folder_is_shared_data_beside_the_checkout(monkeypatch):
+    from pathlib import Path
+
+    from robusttext.runs.data import shared_data_dir
+
+    monkeypatch.delenv("ROBUSTTEXT_DATA", raising=False)
+    checkout = Path(__file__).resolve().parents[1]
+    assert shared_data_dir() == checkout.parent / "shared" / "data"

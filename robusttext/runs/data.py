@@ -125,7 +125,7 @@ def shared_data_dir() -> Path:
     env = os.environ.get("ROBUSTTEXT_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def _embedded_bbc_dir() -> Path:
