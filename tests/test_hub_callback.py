@@ -105,3 +105,16 @@ def test_two_processes_give_the_same_metrics_as_one(tiny_model_dir, data, tmp_pa
     certified = lambda m: {k: v for k, v in m.items() if k.startswith(ours)}  # noqa: E731
     assert len(certified(alone["metrics"])) == 3 + 7  # radii 0..6 at p_del 0.9
     assert certified(ranks[0]["metrics"]) == certified(ranks[1]["metrics"]) == certified(alone["metrics"])
+
+
+@pytest.mark.parametrize("p_del", [0.0, 1.0, "uniform"])
+def test_a_rate_that_cannot_be_certified_is_refused_where_it_enters(p_del):
+    """Clean training (0), certain deletion (1) and a training-only schedule have no certificate: the callback
+    refuses them when built (the command line builds it before loading anything), not at the first evaluation."""
+    from robusttext import CertifiedEvalCallback
+    from robusttext.certificate.rates import UniformRate
+
+    rate = UniformRate(0.7, 0.99) if p_del == "uniform" else p_del
+    with pytest.raises(ValueError, match="p_del"):
+        CertifiedEvalCallback(8, p_del=rate)
+    CertifiedEvalCallback(8, p_del=0.9)  # a certifiable rate is taken

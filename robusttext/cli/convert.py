@@ -110,16 +110,12 @@ def train_from_arguments(
 
 def certified_eval_of(train: TrainArguments, recipe: TrainingRecipe, seed: int) -> CertifiedEvalCallback | None:
     """``--certify-eval N`` as a :class:`CertifiedEvalCallback` under the training rate (None when 0); refused
-    before anything loads without an evaluation set or a certifiable rate."""
+    before anything loads without an evaluation set, or (by the callback) without a certifiable rate."""
     if not train.certify_eval:
         return None
     if not (train.eval_split or train.test_domains):
         raise ValueError("--certify-eval needs an evaluation set: add --eval-split (or --test-domains)")
-    rate = recipe.rate
-    if (isinstance(rate, float) and rate <= 0) or not getattr(rate, "certifiable", True):
-        raise ValueError("--certify-eval needs a certifiable deletion rate to smooth with: train with --p-del in (0, 1) "
-                         "or a fixed, adaptive or binned --rate-schedule")
-    return CertifiedEvalCallback(train.certify_eval, p_del=rate, unit=recipe.unit,
+    return CertifiedEvalCallback(train.certify_eval, p_del=recipe.rate, unit=recipe.unit,
                                  protocol=EVAL_PROTOCOL.with_budget(n=train.certify_eval_n), seed=seed)
 
 

@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 from transformers import TrainerCallback
 
 from robusttext.certificate.protocol import CertifyProtocol  # internal paths: robusttext itself exports this module lazily
+from robusttext.certificate.deletion import DeletionCollator, check_deletion_args
 from robusttext.certificate.smoothing import SmoothedTextClassifier
 
 logger = logging.getLogger("robusttext")
@@ -81,6 +82,12 @@ class CertifiedEvalCallback(TrainerCallback):
         if radii is not None and any(isinstance(r, bool) or int(r) != r or r < 0 for r in radii):
             raise ValueError(f"CertifiedEvalCallback: radii must be integers >= 0, got {list(radii)!r}")
         self.num_examples, self.batch_size, self.chunk_size = int(num_examples), int(batch_size), int(chunk_size)
+        if p_del is not None:  # checked here, where it enters; a rate read off the trainer is checked by attach
+            if isinstance(p_del, (int, float)) and not isinstance(p_del, bool):
+                check_deletion_args(p_del, unit or "word")
+            elif not getattr(p_del, "certifiable", False):
+                raise ValueError(f"CertifiedEvalCallback: p_del must be a probability in (0, 1) or a certifiable rate "
+                                 f"schedule (fixed, adaptive, binned), got {p_del!r}")
         self.p_del, self.unit, self.seed = p_del, unit, int(seed)
         self.protocol = protocol or EVAL_PROTOCOL
         self.radii = None if radii is None else [int(r) for r in radii]
@@ -203,8 +210,6 @@ class CertifiedEvalCallback(TrainerCallback):
 
     def _rate_and_unit(self, collator: Any) -> tuple[Any, str]:
         """``p_del`` / ``unit`` as given, else the trainer's DeletionCollator's (refused when not certifiable)."""
-        from robusttext.certificate.deletion import DeletionCollator
-
         is_deletion = isinstance(collator, DeletionCollator)
         unit = self.unit or (collator.mechanism.unit if is_deletion else "word")
         rate = self.p_del if self.p_del is not None else (collator.rate if is_deletion else None)
