@@ -149,5 +149,9 @@ def dispatch(prog: str, commands: Commands, argv: Sequence[str], own_debug: Any 
 
     hf_logging.set_verbosity_warning()
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    # a copy of the context: options a command sets (--trust-remote-code, --encoding) end with it
-    return contextvars.copy_context().run(run_command, f"{prog} {name}", commands[name][1], rest, debug)
+    from .runs.distributed import end_process_group
+
+    try:  # a copy of the context: options a command sets (--trust-remote-code, --encoding) end with it
+        return contextvars.copy_context().run(run_command, f"{prog} {name}", commands[name][1], rest, debug)
+    finally:
+        end_process_group()

@@ -20,7 +20,7 @@ from robusttext.config import apply_loading_options  # --trust-remote-code, --en
 from robusttext import SmoothedTextClassifier
 from robusttext.runs.certify import certification_rate, certify_dataset
 from robusttext.runs.data import DataSpec
-from robusttext.runs.distributed import process_state
+from robusttext.runs.distributed import end_process_group, process_state
 
 
 def main() -> None:
@@ -39,6 +39,7 @@ def main() -> None:
     summary = certify_dataset(clf, spec, cert.output_dir, protocol, chunk_size=cert.chunk_size,
                               overwrite=cert.overwrite_output_dir)
     print_summary(summary, cert.output_dir)
+    end_process_group()
 
 
 if __name__ == "__main__":

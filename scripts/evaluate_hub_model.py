@@ -24,6 +24,7 @@ from robusttext.cli.arguments import (
     SmoothingArguments,
 )
 from robusttext.evaluation.evaluate import evaluate_model
+from robusttext.runs.distributed import end_process_group
 from robusttext.config import apply_loading_options  # --trust-remote-code, --encoding
 
 
@@ -42,6 +43,7 @@ def main() -> int:
         print(f"clean accuracy {summary['clean_accuracy']:.4f}, smoothed {summary['smoothed_accuracy']:.4f}, "
               f"certified {summary['certified_accuracy']}, under attack {summary['accuracy_under_attack']}")
         print(f"wrote {args[2].output_dir}/robustness_report.md")
+    end_process_group()
     return 0 if summary["crosscheck"]["sound"] else 1
 
 

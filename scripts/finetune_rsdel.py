@@ -16,6 +16,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from robusttext.cli.arguments import ModelDataArguments, SmoothingArguments, TrainArguments
 from robusttext.cli import training_defaults
 from robusttext.cli.convert import train_from_arguments
+from robusttext.runs.distributed import end_process_group
 from robusttext.config import apply_loading_options  # --trust-remote-code, --encoding
 
 
@@ -28,6 +29,7 @@ def main() -> None:
         data, smooth, train, args = parser.parse_args_into_dataclasses()
     apply_loading_options((data, smooth, train, args))
     print(train_from_arguments(data, smooth, train, args))
+    end_process_group()
 
 
 if __name__ == "__main__":

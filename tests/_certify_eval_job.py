@@ -64,6 +64,9 @@ def main(argv: list[str]) -> int:
     (opts.out / f"rank{rank}.json").write_text(json.dumps(
         {"rank": rank, "world_size": world, "shares": callback.shares,
          "metrics": {k: v for k, v in metrics.items() if "runtime" not in k and "per_second" not in k}}))
+    from robusttext.runs.distributed import end_process_group
+
+    end_process_group()
     return 0
 
 

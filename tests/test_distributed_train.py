@@ -32,3 +32,28 @@ def test_two_processes_train_one_model_together(tiny_model_dir, tmp_path, extra)
     assert info["noise_copies"] == (2 if extra else 1)
     # one step of 2 processes x 16 examples covers the 32 training examples once: epoch 1.0 (alone: 0.5)
     assert info["metrics"]["epoch"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("outcome", ["ok", "user error"])
+def test_a_command_leaves_the_process_group_it_ran_in(tmp_path, outcome):
+    """A process that exits with its gloo group open can abort (SIGABRT) as Python shuts down, so a command
+    run by the ``robusttext`` entry point leaves the group when it ends, also when it fails."""
+    import torch.distributed as dist
+
+    from robusttext.config import dispatch
+    from robusttext.errors import UserError
+
+    def command(argv):
+        assert dist.is_initialized() and dist.get_world_size() == 1
+        if outcome != "ok":
+            raise UserError("--dataset: no such file; give a path")
+        return 0
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        code = dispatch("robusttext", {"job": ("a job", command)}, ["job"])
+        assert code == (0 if outcome == "ok" else 2)
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -119,13 +119,14 @@ SCRIPT = """
 import sys
 from robusttext import CertifyProtocol, SmoothedTextClassifier
 from robusttext.runs.certify import certify_dataset
-from robusttext.runs.distributed import process_state
+from robusttext.runs.distributed import end_process_group, process_state
 
 model, out = sys.argv[1], sys.argv[2]
 texts = {texts!r}
 labels = {labels!r}
 clf = SmoothedTextClassifier.from_pretrained(model, p_del=0.8, seed=3, device=process_state().device)
 certify_dataset(clf, (texts, labels), out, CertifyProtocol(n0=10, n=60, alpha=0.05), chunk_size=2)
+end_process_group()
 """
 
 

@@ -27,3 +27,15 @@ def accelerator(**kwargs: Any) -> Any:
 
     return Accelerator(cpu=not torch.cuda.is_available(), **kwargs)
 
+
+
+def end_process_group() -> None:
+    """Leave the process group this process joined, if it joined one (a no-op in a single process).
+
+    Call it once, at the end of a script started by ``accelerate launch`` or ``torchrun``: a process that
+    exits with its group still open can abort (SIGABRT) while Python shuts down, as gloo's worker threads
+    release their tensors after the interpreter is gone. The ``robusttext`` commands call it themselves."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
