@@ -93,7 +93,7 @@ def section_key(params: dict[str, Any]) -> str:
 
 def human_section(summary: dict[str, Any], image: str | None) -> str:
     """robusttext's Markdown section of the card, between its markers."""
-    from robusttext import __version__
+    from ..version import __version__
     from robusttext.runs.report import UNIT_NAMES, certification_markdown
 
     p, unit = summary["parameters"], summary.get("unit") or summary["parameters"].get("unit", "word")
