@@ -77,8 +77,10 @@ _P = CertifyProtocol()
 
 @dataclass
 class CertifyArguments:
-    """Monte Carlo budget, confidence, outputs. The protocol fields (n0 ... top2) left unset take the
-    defaults of :class:`robusttext.certificate.protocol.CertifyProtocol`; :meth:`protocol` turns them into one."""
+    """Monte Carlo budget, confidence, outputs. The protocol fields (n0, n, alpha, looks, top2) left unset take
+    the defaults of :class:`robusttext.certificate.protocol.CertifyProtocol`; :meth:`protocol` turns them into
+    one. The protocol's internals (``futility``, ``exact_budget``, ``candidate_pvalue``) and the classifier's
+    ``dedup`` switch keep their library defaults here; a Python caller (or ``scripts/bench_certify.py``) sets them."""
 
     n0: Optional[int] = field(default=None, metadata={"help": f"Selection samples per input (default {_P.n0})."})
     n: Optional[int] = field(default=None, metadata={"help": f"Estimation samples per input, at most (default {_P.n})."})
@@ -90,23 +92,6 @@ class CertifyArguments:
         metadata={"help": "Sequential looks: 'auto' (n/20, n/8, n/4, 3n/8, n/2, 3n/4, n; the default), 'none' "
                           "(one look at n), or e.g. '200,1000,4000'."},
     )
-    exact_budget: Optional[int] = field(
-        default=None,
-        metadata={"help": "Classify up to this many of an input's most likely deletions with their exact "
-                          f"probabilities and sample only the rest (0: plain sampling; default {_P.exact_budget})."},
-    )
-    futility: Optional[float] = field(
-        default=None,
-        metadata={"help": "Futility stopping level in [0, 1): an input stops once its radius would not grow even "
-                          "at this optimistic a projection of its remaining votes (0: off; larger: cheaper, "
-                          f"sometimes a smaller radius, never an invalid one; default {_P.futility})."},
-    )
-    candidate_pvalue: Optional[float] = field(
-        default=None,
-        metadata={"help": "In [0, 1): classes whose selection votes are not significantly fewer than the majority's "
-                          "at this level stay candidates, chosen between by the estimation votes (alpha split "
-                          f"over them; 0: the selection majority only; default {_P.candidate_pvalue})."},
-    )
     top2: Optional[str] = field(
         default=None,
         metadata={"help": f"Runner-up bound (default {_P.top2}).", "choices": ["complement", "bonferroni"]},
@@ -114,10 +99,6 @@ class CertifyArguments:
     seed: int = field(default=0, metadata={"help": "Seed of every input's random stream."})
     batch_size: int = field(default=256, metadata={"help": "Noisy samples per forward pass."})
     chunk_size: int = field(default=32, metadata={"help": "Inputs certified together (and written) at a time."})
-    dedup: bool = field(
-        default=True,
-        metadata={"help": "Classify identical noisy samples once (same results, fewer forward passes)."},
-    )
     precision: str = field(
         default="auto", metadata={"help": "fp32, bf16, fp16, or auto (bf16 where the GPU or CPU computes it natively).", "choices": ["auto", "fp32", "bf16", "fp16"]}
     )
@@ -135,12 +116,10 @@ class CertifyArguments:
 
 @dataclass
 class PredictArguments:
-    """``robusttext predict``: what to predict and whether to certify."""
+    """``robusttext predict``: whether to certify. The texts are the command's words, else ``--dataset`` (any
+    dataset spec, e.g. a file; labels not needed), else standard input."""
 
     certify: bool = field(default=False, metadata={"help": "Also certify each text (radius, bounds) under the protocol options."})
-    dataset_file: Optional[str] = field(
-        default=None, metadata={"help": "Predict the texts of this file (labels not needed) instead of arguments or stdin."}
-    )
 
 
 @dataclass

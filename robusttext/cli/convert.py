@@ -66,7 +66,7 @@ def smoothed_classifier(
     with flag_errors(data, smooth, cert):
         return SmoothedTextClassifier.from_pretrained(
             data.model, p_del=rate, unit=smooth.unit, batch_size=cert.batch_size, max_length=data.max_length,
-            seed=cert.seed, dedup=cert.dedup, device=device,
+            seed=cert.seed, device=device,
             autocast_dtype=cert.precision,  # resolved on the model's device (robusttext.certificate.precision)
         )
 

@@ -67,10 +67,12 @@ def cmd_predict(argv: Sequence[str]) -> int:
     per line) or in ``--dataset``, printed as JSON lines (see ``robusttext.runs.certify.predict_texts``)."""
     data, smooth, cert, pred, texts = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, PredictArguments), argv, "robusttext predict",
-        positional=True,
+        positional=True, defaults={"dataset": None},
     )
-    if not texts and pred.dataset_file:
-        texts = load_text_dataset(pred.dataset_file, data.split, text_column=data.text_column,
+    if texts and data.dataset:
+        raise ValueError("predict: give texts as arguments or --dataset, not both")
+    if data.dataset:
+        texts = load_text_dataset(data.dataset, data.split, config=data.dataset_config, text_column=data.text_column,
                                   max_examples=data.max_examples, labelled=False).texts
     elif not texts:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
