@@ -96,7 +96,7 @@ def test_evaluate_hub_model(tmp_path, tiny_model_dir, text_data):
     out = tmp_path / "eval"
     proc = run_script("evaluate_hub_model.py", "--model", tiny_model_dir, "--dataset", str(text_data), "--split", "test",
                       "--max_examples", "2", "--max_length", "64", "--n0", "10", "--n", "50", "--recipes", "deepwordbug",
-                      "--attack_target", "base", "--confirm_n", "50", "--output_dir", str(out), cwd=tmp_path)
+                      "--attack_target", "base", "--output_dir", str(out), cwd=tmp_path)
     summary = json.loads((out / "evaluation_summary.json").read_text())
     assert summary["num_examples"] == 2 and (out / "robustness_report.md").is_file()
     assert summary["accuracy_under_attack"].keys() == {"base"}

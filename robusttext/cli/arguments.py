@@ -134,7 +134,7 @@ class CardArguments:
 
 @dataclass
 class CertifyCardArguments(CardArguments):
-    """certify --update-model-card (and --push-to-hub, which implies it)."""
+    """certify / evaluate --update-model-card (and --push-to-hub, which implies it): the certified results."""
 
     update_model_card: bool = field(default=False, metadata={
         "help": "Merge the certified results into the model folder's README.md (model-index metadata and a section; "
@@ -270,20 +270,14 @@ class AttackArguments:
 
 @dataclass
 class EvaluateArguments:
-    """``robusttext evaluate``: what to run besides certification."""
+    """``robusttext evaluate``: what to run besides certification (the cross-check's ``confirm_n`` and
+    ``significance`` and the smoothed target's own recipes and examples keep the defaults of
+    :class:`robusttext.evaluation.evaluate.EvaluateConfig`; ``experiments/evaluate.py`` sets them)."""
 
     attack_target: str = field(
         default="smoothed",
         metadata={"help": "Model the attacks target: smoothed, base or both.", "choices": ["smoothed", "base", "both"]},
     )
-    smoothed_recipes: Optional[str] = field(
-        default=None, metadata={"help": "Recipes run against the smoothed target (default: --recipes); smoothed queries cost --attack-n samples each."}
-    )
-    smoothed_num_examples: Optional[int] = field(
-        default=None, metadata={"help": "Attack only the first N examples through the smoothed target (default: --num-examples)."}
-    )
-    confirm_n: int = field(default=1000, metadata={"help": "Samples of the smoothed PREDICT that confirms a cross-check violation."})
-    significance: float = field(default=0.05, metadata={"help": "Flag the cross-check when its binomial-tail p-value is below this."})
 
 
 @dataclass

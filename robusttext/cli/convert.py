@@ -16,6 +16,7 @@ from ..runs.certify import certification_rate, certify_dataset
 from ..runs.data import DataSpec
 from ..runs.distributed import process_state
 from ..evaluation.attacks import AttackConfig, run_attacks
+from ..evaluation.evaluate import EvaluateConfig, evaluate_model
 from ..evaluation.tuning import TuneConfig, tune_rates
 from ..hub.callbacks import EVAL_PROTOCOL, CertifiedEvalCallback
 from ..training.augment import Augmentation
@@ -24,6 +25,7 @@ from .arguments import (
     AttackArguments,
     AugmentArguments,
     CertifyArguments,
+    EvaluateArguments,
     ModelDataArguments,
     SmoothingArguments,
     TrainArguments,
@@ -143,15 +145,36 @@ def attack_config(attack: AttackArguments, cert: CertifyArguments, smoothed: boo
                         n=attack.attack_n or cert.n, query_budget=attack.query_budget)
 
 
+def attacked_examples(attack: AttackArguments) -> int | None:
+    """``--num-examples`` (checked: >= 1), None when not given."""
+    if attack.num_examples is not None and attack.num_examples < 1:
+        raise ValueError(f"--num-examples must be >= 1, got {attack.num_examples}")
+    return attack.num_examples
+
+
 def attack_from_arguments(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments,
                           attack: AttackArguments) -> dict:
     """``robusttext attack``: the attack configuration (checked before any loading), the classifier, then
     :func:`robusttext.evaluation.attacks.run_attacks` on the first ``--num-examples`` (else ``--max-examples``)."""
-    if attack.num_examples is not None and attack.num_examples < 1:
-        raise ValueError(f"--num-examples must be >= 1, got {attack.num_examples}")
+    num = attacked_examples(attack)
     config = attack_config(attack, cert)
     rate = certification_rate(data.model, smooth.p_del, smooth.rate_schedule)
     clf = smoothed_classifier(data, smooth, cert, rate, device=process_state().device)
     with flag_errors(cert):
-        return run_attacks(clf, data_spec(data, attack.num_examples), cert.output_dir, config,
+        return run_attacks(clf, data_spec(data, num), cert.output_dir, config,
                            overwrite=cert.overwrite_output_dir, model=data.model)
+
+
+def evaluate_from_arguments(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments,
+                            attack: AttackArguments, ev: EvaluateArguments, config: EvaluateConfig | None = None) -> dict:
+    """``robusttext evaluate``: rate, protocol, attack and evaluation configurations (checked before any
+    loading; ``config``, when given, replaces the one of ``ev`` and ``--num-examples``), the classifier, then
+    :func:`robusttext.evaluation.evaluate.evaluate_model`."""
+    rate, protocol = certify_setup(data, smooth, cert)
+    with flag_errors(ev):  # every configuration is refused before the model loads
+        config = config or EvaluateConfig(ev.attack_target, attacked_examples(attack))
+        config.attack_configs(attack_config(attack, cert))
+    clf = smoothed_classifier(data, smooth, cert, rate, device=process_state().device)
+    with flag_errors(cert):
+        return evaluate_model(clf, data_spec(data), cert.output_dir, protocol, attack_config(attack, cert), config,
+                              chunk_size=cert.chunk_size, overwrite=cert.overwrite_output_dir, model=data.model)
