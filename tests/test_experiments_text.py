@@ -5,38 +5,24 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ROOT / "experiments"
-
-
-def experiment(name: str):
-    """The module ``experiments/<name>.py`` (its ``main(argv)`` runs it like the command line)."""
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from _experiments import EXPERIMENTS, experiment
 
 
 def test_every_experiment_script_is_tested_here_or_elsewhere():
-    tested = {"_run.py", "evaluate.py"}
+    tested = {"_run.py", "evaluate_text.py", "tune_rates.py"}  # tune_rates: tests/test_adaptdel.py
     assert {p.name for p in EXPERIMENTS.glob("*.py")} == tested
 
 
 def test_evaluate_experiment_refuses_bad_settings_in_one_line(capsys):
-    ev = experiment("evaluate")
+    ev = experiment("evaluate_text")
     for bad, flag in ((["--significance", "2"], "--significance"), (["--confirm-n", "0"], "--confirm-n"),
                       (["--smoothed-num-examples", "0"], "--smoothed-num-examples"), (["--futility", "0.2"], "--futility")):
         assert ev.main(["--model", "x", *bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and flag in err[0] and err[0].startswith("experiments/evaluate.py: error:"), err
+        assert len(err) == 1 and flag in err[0] and err[0].startswith("experiments/evaluate_text.py: error:"), err
 
 
 @pytest.mark.skipif(importlib.util.find_spec("textattack") is None,
@@ -47,7 +33,7 @@ def test_evaluate_experiment_runs_the_smoothed_target_on_its_own_recipes_and_exa
 
     dataset = short_sst2(data_dir, tmp_path, 4)
     out = tmp_path / "eval"
-    code = experiment("evaluate").main([
+    code = experiment("evaluate_text").main([
         "--model", tiny_model_dir, "--dataset", dataset, "--max-length", "64", "--n0", "10", "--n", "40", "--p-del", "0.7",
         "--recipes", "deepwordbug,pruthi", "--attack-target", "both", "--smoothed-recipes", "deepwordbug",
         "--smoothed-num-examples", "2", "--attack-n", "5", "--confirm-n", "30", "--significance", "0.01",

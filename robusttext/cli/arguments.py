@@ -143,34 +143,15 @@ class CertifyCardArguments(CardArguments):
 
 @dataclass
 class TuneArguments:
-    """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.evaluation.tuning)."""
+    """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.evaluation.tuning).
+    The search's other fields (objective, threshold, guard, iterations, start value) keep the defaults of
+    :class:`robusttext.evaluation.tuning.TuneConfig`; ``experiments/tune_rates.py`` sets them."""
 
     edges: str = field(default=TuneConfig.edges, metadata={"help": "Length bin edges in units, e.g. 20|50|100|200."})
-    threshold: float = field(
-        default=TuneConfig.threshold, metadata={"help": "Each bin's value maximises the radius at which its certified accuracy stays >= this."}
-    )
-    iterations: int = field(default=TuneConfig.iterations, metadata={"help": "Golden-section steps per bin."})
     max_per_bin: int = field(default=TuneConfig.max_per_bin, metadata={"help": "Validation inputs certified per bin and step."})
-    start_k: float = field(default=TuneConfig.start_k, metadata={"help": "Initial value of every bin (clipped to its range)."})
     p_lb: float = field(default=TuneConfig.p_lb, metadata={
         "help": "Floor of every bin's rate, p(L) = max(p_lb, 1 - v/L), so the fixed rate p_lb is a candidate of every "
                 "bin; 0: the paper's unfloored 1 - v/L."})
-    objective: str = field(default=TuneConfig.objective, metadata={
-        "help": "What each bin's value maximises on its validation inputs: reach (the paper's: the largest radius whose "
-                "certified accuracy is >= --threshold) or mean-radius (mean certified radius, wrong or abstained = -1).",
-        "choices": ["reach", "mean-radius"]})
-    max_drop: Optional[float] = field(default=TuneConfig.max_drop, metadata={
-        "help": "Guard, in [0, 1): refuse a value whose certified accuracy at radius 0 on the bin's validation inputs is "
-                "more than this below that of the bin's fixed rate p_lb (e.g. 0.03); needs --p-lb > 0. Default: no guard."})
-    guard: str = field(default=TuneConfig.guard, metadata={
-        "help": "Where --max-drop applies: per-bin (each bin on its own) or pooled (to the whole validation split, bins "
-                "weighted by their share of it: the drop is spent in the bins where it buys the most mean radius; "
-                "needs --objective mean-radius).", "choices": ["per-bin", "pooled"]})
-    guard_metric: str = field(default=TuneConfig.guard_metric, metadata={
-        "help": "What --max-drop bounds: accuracy (certified accuracy at radius 0) or balanced (its mean over classes, so "
-                "a bin cannot pass the guard by predicting its majority class for every input; a value under which a "
-                "bin's smoothed classifier gives one class to every input is refused outright, unless the fixed rate does too).",
-        "choices": ["accuracy", "balanced"]})
 
 
 #: ``--freeze-encoder`` of ``robusttext train`` and ``robusttext dg`` (robusttext.training.linear_probe).
@@ -272,7 +253,7 @@ class AttackArguments:
 class EvaluateArguments:
     """``robusttext evaluate``: what to run besides certification (the cross-check's ``confirm_n`` and
     ``significance`` and the smoothed target's own recipes and examples keep the defaults of
-    :class:`robusttext.evaluation.evaluate.EvaluateConfig`; ``experiments/evaluate.py`` sets them)."""
+    :class:`robusttext.evaluation.evaluate.EvaluateConfig`; ``experiments/evaluate_text.py`` sets them)."""
 
     attack_target: str = field(
         default="smoothed",

@@ -129,10 +129,12 @@ def augmentation_of(augment: AugmentArguments) -> Augmentation | None:
 
 
 def tune_from_arguments(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments,
-                        tune: TuneArguments) -> dict:
-    """``robusttext tune-rates``: the tuning configuration (checked before any loading), the classifier, then
-    :func:`robusttext.evaluation.tuning.tune_rates` writing into the ``--model`` folder."""
-    config = TuneConfig(**{f.name: getattr(tune, f.name) for f in fields(TuneConfig)})
+                        tune: TuneArguments, config: TuneConfig | None = None) -> dict:
+    """``robusttext tune-rates``: the tuning configuration (checked before any loading; ``config``, when given,
+    replaces the one of ``tune``), the classifier, then :func:`robusttext.evaluation.tuning.tune_rates` writing
+    into the ``--model`` folder."""
+    if config is None:
+        config = TuneConfig(edges=tune.edges, max_per_bin=tune.max_per_bin, p_lb=tune.p_lb)
     rate, protocol = certify_setup(data, smooth, cert)
     clf = smoothed_classifier(data, smooth, cert, rate)
     return tune_rates(clf, data_spec(data), protocol, config, model_dir=data.model)

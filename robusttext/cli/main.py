@@ -89,9 +89,18 @@ def cmd_tune_rates(argv: Sequence[str]) -> int:
     """AdaptDel+: choose each length bin's deletion rate on a validation split (``robusttext.evaluation.tuning``)."""
     data, smooth, cert, tune = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, TuneArguments), argv, "robusttext tune-rates",
-        defaults={"split": "validation", "n": 500},
+        defaults=TUNE_DEFAULTS,
     )
-    result = tune_from_arguments(data, smooth, cert, tune)
+    print_tuning(tune_from_arguments(data, smooth, cert, tune), data.split, data.model)
+    return 0
+
+
+#: tune-rates' own defaults (docs/cli.md says why).
+TUNE_DEFAULTS = {"split": "validation", "n": 500}
+
+
+def print_tuning(result: dict, split: str, model: str) -> None:
+    """The table of a tune-rates result: per bin, its inputs, chosen value, objective and accuracy at r = 0."""
     fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
     acc = "bal acc r=0" if result["guard_metric"] == "balanced" else "acc r=0"
     print(f"{'bin':<5} {'inputs':>6} {'value v':>8} {result['objective']:>11} {acc:>11} {'fixed ' + acc:>17}")
@@ -100,10 +109,9 @@ def cmd_tune_rates(argv: Sequence[str]) -> int:
               f"{fmt(b['accuracy_at_0'], '.3f'):>11} {fmt(b['fixed_rate_accuracy_at_0'], '.3f'):>17}")
     if "pooled_drop" in result:
         what = "balanced certified accuracy" if result["guard_metric"] == "balanced" else "certified accuracy"
-        print(f"pooled drop of {what} at r=0 against the fixed rate on {data.split} (bins weighted by their share): "
+        print(f"pooled drop of {what} at r=0 against the fixed rate on {split} (bins weighted by their share): "
               f"{100 * result['pooled_drop']:.1f} points, allowed {100 * result['max_drop']:.1f}")
-    print(f"{result['describe']}\nwrote {data.model}/rate_schedule.json, tune_rates.json")
-    return 0
+    print(f"{result['describe']}\nwrote {model}/rate_schedule.json, tune_rates.json")
 
 
 def training_defaults(output_dir: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 ``docs/benchmarks.md`` (certified vs empirical robustness on SST-2), whose smoothed target runs DeepWordBug
 alone on the first 50 sentences.
 
-    python experiments/evaluate.py --config experiments/evaluate_sst2.yaml --model M --output-dir runs/eval_sst2
+    python experiments/evaluate_text.py --config experiments/evaluate_sst2.yaml --model M --output-dir runs/eval_sst2
 
 Every ``robusttext evaluate`` option works, plus the fields of
 :class:`robusttext.evaluation.evaluate.EvaluateConfig` that the product command leaves at their defaults.
@@ -39,7 +39,7 @@ def command(argv: Sequence[str]) -> int:
 
     data, smooth, cert, attack, ev, card, exp = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, AttackArguments, EvaluateArguments,
-         CertifyCardArguments, CrosscheckExperimentArguments), argv, "experiments/evaluate.py",
+         CertifyCardArguments, CrosscheckExperimentArguments), argv, "experiments/evaluate_text.py",
         defaults={"output_dir": "runs/evaluate", "max_examples": 200},
     )
     with flag_errors(ev, exp):
@@ -49,7 +49,7 @@ def command(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run("experiments/evaluate.py", command, argv)
+    return run("experiments/evaluate_text.py", command, argv)
 
 
 if __name__ == "__main__":
