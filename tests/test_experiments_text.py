@@ -12,8 +12,8 @@ from _experiments import EXPERIMENTS, experiment
 
 
 def test_every_experiment_script_is_tested_here_or_elsewhere():
-    tested = {"_run.py", "evaluate_text.py", "tune_rates.py"}  # tune_rates: tests/test_adaptdel.py
-    assert {p.name for p in EXPERIMENTS.glob("*.py")} == tested
+    tested = {"_run.py", "evaluate_text.py", "train_text.py", "tune_rates.py"}  # tune_rates: also tests/test_adaptdel.py,
+    assert {p.name for p in EXPERIMENTS.glob("*.py")} == tested  # train_text: tests/test_consistency.py
 
 
 def test_evaluate_experiment_refuses_bad_settings_in_one_line(capsys):
@@ -45,3 +45,37 @@ def test_evaluate_experiment_runs_the_smoothed_target_on_its_own_recipes_and_exa
     assert s["accuracy_under_attack"]["base"].keys() == {"deepwordbug", "pruthi"}
     assert s["evaluate_parameters"] == {"attack_target": "both", "confirm_n": 30, "significance": 0.01}
     assert s["crosscheck"]["message"] in capsys.readouterr().out
+
+
+def test_train_experiment_sets_the_library_fields_the_product_command_leaves_at_their_defaults(tmp_path, monkeypatch):
+    """experiments/train_text.py converts its options into TrainingRecipe, Augmentation and the callback's protocol;
+    ``robusttext train`` gives the library defaults (the calls are captured: nothing trains)."""
+    import robusttext.cli.convert as convert
+    from robusttext.cli import main
+    from robusttext.hub.callbacks import EVAL_PROTOCOL
+    from robusttext.training.trainer import TrainingRecipe
+
+    calls = []
+    monkeypatch.setattr(convert, "train_classifier", lambda *a, **kw: calls.append((a, kw)) or {"train_loss": 0.5})
+    common = ["--model", "m", "--dataset", "d.jsonl", "--eval-split", "validation", "--p-del", "0.9", "--certify-eval", "4",
+              "--output_dir", str(tmp_path / "m")]
+    assert experiment("train_text").main([*common, "--noise-copies", "2", "--consistency-weight", "10",
+                                          "--entropy-weight", "0.5", "--certify-eval-n", "32"]) == 0
+    assert main(["train", *common]) == 0
+    (exp_args, exp_kw), (cli_args, cli_kw) = calls
+    recipe, plain = exp_args[3], cli_args[3]
+    assert (recipe.noise_copies, recipe.consistency_weight, recipe.entropy_weight) == (2, 10.0, 0.5)
+    defaults = TrainingRecipe(rate=0.9)
+    assert (plain.noise_copies, plain.consistency_weight, plain.entropy_weight) == (
+        defaults.noise_copies, defaults.consistency_weight, defaults.entropy_weight)
+    assert exp_kw["certified_eval"].protocol == EVAL_PROTOCOL.with_budget(n=32)
+    assert cli_kw["certified_eval"].protocol == EVAL_PROTOCOL and EVAL_PROTOCOL.n == 256
+    assert exp_kw["augmentation"] is None and cli_kw["augmentation"] is None
+    if importlib.util.find_spec("textattack") is not None:  # Augmentation needs TextAttack
+        from robusttext.training.augment import Augmentation
+
+        assert experiment("train_text").main([*common, "--augment", "charswap", "--augment-rate", "0.25",
+                                              "--augment-words-pct", "0.3"]) == 0
+        assert main(["train", *common, "--augment", "charswap"]) == 0
+        assert calls[2][1]["augmentation"] == Augmentation("charswap", 0.25, 0.3)
+        assert calls[3][1]["augmentation"] == Augmentation("charswap")

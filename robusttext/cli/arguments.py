@@ -14,8 +14,6 @@ from ..certificate.models import EMBEDDED_MINILM
 from ..certificate.protocol import CertifyProtocol
 from ..certificate.rates import DEFAULT_P_DEL, parse_rate_schedule
 from ..evaluation.tuning import TuneConfig
-from ..training.augment import Augmentation
-from ..training.trainer import TrainingRecipe
 
 
 
@@ -161,7 +159,9 @@ FREEZE_ENCODER_HELP = ("Train only the classification head, on standardized feat
 
 @dataclass
 class TrainArguments:
-    """Training under deletion noise (and, with --algorithm fishr, across domains)."""
+    """Training under deletion noise (and, with --algorithm fishr, across domains). Consistency training
+    (``TrainingRecipe.noise_copies``, ``consistency_weight``, ``entropy_weight``) and the certified evaluation's
+    own budget are library fields; ``experiments/train_text.py`` sets them."""
 
     eval_split: Optional[str] = field(default=None, metadata={"help": "Split evaluated during training (optional)."})
     algorithm: str = field(
@@ -173,20 +173,11 @@ class TrainArguments:
         default=None,
         metadata={"help": "Domains held out of training (and evaluated unless --eval-split is given); needs --domain-column."},
     )
-    noise_copies: int = field(default=TrainingRecipe.noise_copies, metadata={
-        "help": "Noisy copies of each training example per batch (consistency training, robusttext.training.consistency; "
-                "--per-device-train-batch-size counts examples). Jeong & Shin use 2."})
-    consistency_weight: float = field(default=TrainingRecipe.consistency_weight, metadata={
-        "help": "Weight lambda of the KL term pulling each copy's prediction to the copies' mean (needs "
-                "--noise-copies >= 2; Jeong & Shin: 5-20)."})
-    entropy_weight: float = field(default=TrainingRecipe.entropy_weight, metadata={
-        "help": "Weight eta of the entropy of the copies' mean prediction (Jeong & Shin: 0.5)."})
     certify_eval: int = field(default=0, metadata={
         "help": "Certify the first N inputs of the evaluation set at each evaluation (robusttext.hub.CertifiedEvalCallback): "
                 "adds eval_smoothed_accuracy, eval_abstain_rate, eval_median_radius, eval_certified_accuracy_r{k} "
-                "(usable as --metric-for-best-model); needs --eval-split or --test-domains. 0: off."})
-    certify_eval_n: int = field(default=256, metadata={
-        "help": "Estimation samples per input of --certify-eval (32 selection samples, alpha 0.05)."})
+                "(usable as --metric-for-best-model; under the callback's protocol: 32 selection and 256 estimation samples, "
+                "alpha 0.05); needs --eval-split or --test-domains. 0: off."})
 
 
 @dataclass
@@ -263,11 +254,10 @@ class EvaluateArguments:
 
 @dataclass
 class AugmentArguments:
-    """Adversarial data augmentation during training (TextAttack augmenters, on the fly)."""
+    """Adversarial data augmentation during training (TextAttack augmenters, on the fly; the rates keep the
+    defaults of :class:`robusttext.training.augment.Augmentation`, which ``experiments/train_text.py`` sets)."""
 
     augment: Optional[str] = field(
         default=None,
         metadata={"help": "Augmenter: deepwordbug, charswap, swap, deletion, wordnet, eda (default: none)."},
     )
-    augment_rate: float = field(default=Augmentation.augment_rate, metadata={"help": "Probability that a training example is augmented, in [0, 1]."})
-    augment_words_pct: float = field(default=Augmentation.augment_words_pct, metadata={"help": "Share of an example's words an augmentation changes, in (0, 1]."})

@@ -18,7 +18,7 @@ from ..runs.distributed import process_state
 from ..evaluation.attacks import AttackConfig, run_attacks
 from ..evaluation.evaluate import EvaluateConfig, evaluate_model
 from ..evaluation.tuning import TuneConfig, tune_rates
-from ..hub.callbacks import EVAL_PROTOCOL, CertifiedEvalCallback
+from ..hub.callbacks import CertifiedEvalCallback
 from ..training.augment import Augmentation
 from ..training.trainer import TrainingRecipe, train_classifier
 from .arguments import (
@@ -90,42 +90,45 @@ def training_recipe(data: ModelDataArguments, smooth: SmoothingArguments, train:
     """How ``robusttext train`` trains: the noise (``--rate-schedule``, else ``--p-del``), algorithm and head."""
     return TrainingRecipe(
         rate=smooth.training_rate(), unit=smooth.unit, max_length=data.max_length, algorithm=train.algorithm,
-        noise_copies=train.noise_copies, consistency_weight=train.consistency_weight,
-        entropy_weight=train.entropy_weight, freeze_encoder=train.freeze_encoder,
-        ignore_mismatched_sizes=train.ignore_mismatched_sizes,
+        freeze_encoder=train.freeze_encoder, ignore_mismatched_sizes=train.ignore_mismatched_sizes,
     )
 
 
 def train_from_arguments(
     data: ModelDataArguments, smooth: SmoothingArguments, train: TrainArguments, args: Any,
-    augment: AugmentArguments | None = None,
+    augment: AugmentArguments | None = None, *, recipe: TrainingRecipe | None = None,
+    augmentation: Augmentation | None = None, eval_protocol: CertifyProtocol | None = None,
 ) -> dict:
-    """``robusttext train``: convert the arguments once, then :func:`robusttext.training.trainer.train_classifier`."""
+    """``robusttext train``: convert the arguments once, then :func:`robusttext.training.trainer.train_classifier`.
+    ``recipe``, ``augmentation`` and ``eval_protocol`` (the certified evaluation's), when given, replace what the
+    arguments say (``experiments/train_text.py`` sets their fields the command leaves at the library defaults)."""
     spec = data_spec(data)
     eval_data = replace(spec, split=train.eval_split, max_examples=None) if train.eval_split else None
-    recipe = training_recipe(data, smooth, train)
+    recipe = recipe or training_recipe(data, smooth, train)
+    if augmentation is None and augment is not None:
+        augmentation = augmentation_of(augment)
     return train_classifier(data.model, spec, args, recipe, eval_data=eval_data,
-                            test_domains=train.test_domains or (),
-                            augmentation=None if augment is None else augmentation_of(augment),
-                            certified_eval=certified_eval_of(train, recipe, args.seed))
+                            test_domains=train.test_domains or (), augmentation=augmentation,
+                            certified_eval=certified_eval_of(train, recipe, args.seed, eval_protocol))
 
 
-def certified_eval_of(train: TrainArguments, recipe: TrainingRecipe, seed: int) -> CertifiedEvalCallback | None:
-    """``--certify-eval N`` as a :class:`CertifiedEvalCallback` under the training rate (None when 0); refused
-    before anything loads without an evaluation set, or (by the callback) without a certifiable rate."""
+def certified_eval_of(train: TrainArguments, recipe: TrainingRecipe, seed: int,
+                      protocol: CertifyProtocol | None = None) -> CertifiedEvalCallback | None:
+    """``--certify-eval N`` as a :class:`CertifiedEvalCallback` under the training rate and ``protocol`` (None: the
+    callback's default), None when 0; refused before anything loads without an evaluation set, or (by the
+    callback) without a certifiable rate."""
     if not train.certify_eval:
         return None
     if not (train.eval_split or train.test_domains):
         raise ValueError("--certify-eval needs an evaluation set: add --eval-split (or --test-domains)")
-    return CertifiedEvalCallback(train.certify_eval, p_del=recipe.rate, unit=recipe.unit,
-                                 protocol=EVAL_PROTOCOL.with_budget(n=train.certify_eval_n), seed=seed)
+    return CertifiedEvalCallback(train.certify_eval, p_del=recipe.rate, unit=recipe.unit, protocol=protocol, seed=seed)
 
 
 def augmentation_of(augment: AugmentArguments) -> Augmentation | None:
-    """``--augment`` and its rates as an :class:`Augmentation` (None without ``--augment``)."""
+    """``--augment`` as an :class:`Augmentation` at its default rates (None without ``--augment``)."""
     if augment.augment is None:
         return None
-    return Augmentation(augment.augment, augment.augment_rate, augment.augment_words_pct)
+    return Augmentation(augment.augment)
 
 
 def tune_from_arguments(data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments,

@@ -127,16 +127,26 @@ def training_defaults(output_dir: str) -> dict[str, Any]:
     )
 
 
-def cmd_train(argv: Sequence[str]) -> int:
-    """Fine-tune under deletion noise (see ``robusttext.training.trainer.train_classifier``)."""
+def parse_train(argv: Sequence[str], prog: str = "robusttext train", extra: tuple[type, ...] = ()) -> tuple:
+    """``robusttext train``'s arguments (data, smoothing, training, TrainingArguments, augmentation), then those
+    of the ``extra`` dataclasses (an experiment's), with the command's defaults."""
     from ..training.fishr import FishrTrainingArguments  # TrainingArguments + --fishr-* and --domain-column
 
-    data, smooth, train, args, augment = parse(
-        (ModelDataArguments, SmoothingArguments, TrainArguments, FishrTrainingArguments, AugmentArguments), argv,
-        "robusttext train", defaults={**training_defaults("runs/train"), "split": "train"},
+    return parse(
+        (ModelDataArguments, SmoothingArguments, TrainArguments, FishrTrainingArguments, AugmentArguments, *extra), argv,
+        prog, defaults={**training_defaults("runs/train"), "split": "train"},
     )
-    metrics = train_from_arguments(data, smooth, train, args, augment)
+
+
+def print_metrics(metrics: dict) -> None:
+    """A training run's final metrics, rounded."""
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    """Fine-tune under deletion noise (see ``robusttext.training.trainer.train_classifier``)."""
+    data, smooth, train, args, augment = parse_train(argv)
+    print_metrics(train_from_arguments(data, smooth, train, args, augment))
     return 0
 
 
