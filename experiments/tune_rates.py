@@ -5,7 +5,7 @@ per-bin and pooled guards on certified or balanced accuracy, the paper's reach t
     python experiments/tune_rates.py --model runs/m --dataset D --split validation --edges "50|100|200" \
         --objective mean-radius --max-drop 0.03 --guard pooled --guard-metric balanced
 
-(``scripts/bench_rates.py`` trains and certifies every arm around the same library call.)
+(``experiments/bench_rates.py`` trains and certifies every arm around the same library call.)
 """
 
 from __future__ import annotations

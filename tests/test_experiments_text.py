@@ -12,8 +12,9 @@ from _experiments import EXPERIMENTS, experiment
 
 
 def test_every_experiment_script_is_tested_here_or_elsewhere():
-    tested = {"_run.py", "evaluate_text.py", "train_text.py", "tune_rates.py"}  # tune_rates: also tests/test_adaptdel.py,
-    assert {p.name for p in EXPERIMENTS.glob("*.py")} == tested  # train_text: tests/test_consistency.py
+    # bench_rates: tests/test_scripts.py; tune_rates: also tests/test_adaptdel.py; train_text: also tests/test_consistency.py
+    tested = {"_run.py", "bench_rates.py", "evaluate_text.py", "train_text.py", "tune_rates.py"}
+    assert {p.name for p in EXPERIMENTS.glob("*.py")} == tested
 
 
 def test_evaluate_experiment_refuses_bad_settings_in_one_line(capsys):

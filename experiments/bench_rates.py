@@ -7,14 +7,14 @@ the same test inputs with the same protocol:
 * ``adaptive`` - AdaptDel, p(L) = max(p_lb, 1 - k/L) (default k = 13, p_lb = 0.9) for training and certification;
 * ``adaptive_plus`` - AdaptDel+: train with p drawn uniformly from [0.7, 0.99] per example (or another training
   recipe, ``--plus_training``, e.g. ``uniform_keep:low=5,high=25,p_lb=0.9``), choose per-bin values on a
-  validation slice of the training split (``robusttext tune-rates``), certify with them.
+  validation slice of the training split (``robusttext.evaluation.tuning.tune_rates``), certify with them.
 
 Prints, per arm: clean accuracy, certified accuracy at several radii, mean and median certified radius
 (wrong or abstained = -1), the median log10 size of the certified region, forward passes and seconds per
 input, and ratios against ``fixed``. Resumable: a finished model or certification is reused.
 
-    python scripts/bench_rates.py --output_dir runs/bench_rates_bbc                       # BBC News, quickstart budget
-    python scripts/bench_rates.py --dataset ../shared/data/amazon_multidomain --train_split all --holdout 0.2 \\
+    python experiments/bench_rates.py --output_dir runs/bench_rates_bbc                       # BBC News, quickstart budget
+    python experiments/bench_rates.py --dataset ../shared/data/amazon_multidomain --train_split all --holdout 0.2 \\
         --certify_examples 500 --edges 50|100|200 --output_dir runs/bench_rates_amazon
 """
 
