@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 
 from _run import run
 
+from robusttext.evaluation.evaluate import EvaluateConfig
+
 
 @dataclass
 class CrosscheckExperimentArguments:
@@ -25,8 +27,8 @@ class CrosscheckExperimentArguments:
         "help": "Recipes run against the smoothed target (default: --recipes); smoothed queries cost --attack-n samples each."})
     smoothed_num_examples: Optional[int] = field(default=None, metadata={
         "help": "Attack only the first N examples through the smoothed target (default: --num-examples)."})
-    confirm_n: int = field(default=1000, metadata={"help": "Samples of the smoothed PREDICT that confirms a cross-check violation."})
-    significance: float = field(default=0.05, metadata={"help": "Flag the cross-check when its binomial-tail p-value is below this, in (0, 1)."})
+    confirm_n: int = field(default=EvaluateConfig.confirm_n, metadata={"help": "Samples of the smoothed PREDICT that confirms a cross-check violation."})
+    significance: float = field(default=EvaluateConfig.significance, metadata={"help": "Flag the cross-check when its binomial-tail p-value is below this, in (0, 1)."})
 
 
 def command(argv: Sequence[str]) -> int:
@@ -35,7 +37,6 @@ def command(argv: Sequence[str]) -> int:
     from robusttext.cli.attack_commands import evaluate_and_report
     from robusttext.cli.convert import attacked_examples, flag_errors
     from robusttext.config import parse
-    from robusttext.evaluation.evaluate import EvaluateConfig
 
     data, smooth, cert, attack, ev, card, exp = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, AttackArguments, EvaluateArguments,

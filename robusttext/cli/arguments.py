@@ -13,6 +13,7 @@ from ..runs.data import EMBEDDED_BBC
 from ..certificate.models import EMBEDDED_MINILM
 from ..certificate.protocol import CertifyProtocol
 from ..certificate.rates import DEFAULT_P_DEL, parse_rate_schedule
+from ..evaluation.evaluate import ATTACK_TARGETS, EvaluateConfig
 from ..evaluation.tuning import TuneConfig
 
 
@@ -247,8 +248,8 @@ class EvaluateArguments:
     :class:`robusttext.evaluation.evaluate.EvaluateConfig`; ``experiments/evaluate_text.py`` sets them)."""
 
     attack_target: str = field(
-        default="smoothed",
-        metadata={"help": "Model the attacks target: smoothed, base or both.", "choices": ["smoothed", "base", "both"]},
+        default=EvaluateConfig.attack_target,
+        metadata={"help": "Model the attacks target: smoothed, base or both.", "choices": list(ATTACK_TARGETS)},
     )
 
 

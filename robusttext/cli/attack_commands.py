@@ -8,7 +8,7 @@ Each parses its dataclasses and calls one library function.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 
 def cmd_attack(argv: Sequence[str]) -> int:
@@ -47,9 +47,10 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
     return evaluate_and_report(data, smooth, cert, attack, ev, card)
 
 
-def evaluate_and_report(data, smooth, cert, attack, ev, card=None, config=None) -> int:  # noqa: ANN001
-    """Run ``evaluate`` from parsed arguments (``config``: an ``EvaluateConfig`` replacing ``ev``'s), print its
-    headline numbers and write the card when asked; exit status 1 when the cross-check flags the certificates."""
+def evaluate_and_report(data: Any, smooth: Any, cert: Any, attack: Any, ev: Any, card: Any = None, config: Any = None) -> int:
+    """Run ``evaluate`` from its parsed argument dataclasses (``card``: ``CertifyCardArguments``; ``config``: an
+    ``EvaluateConfig`` replacing ``ev``'s), print the headline numbers and write the card when asked; exit status 1
+    when the cross-check flags the certificates."""
     from pathlib import Path
 
     from .convert import evaluate_from_arguments
