@@ -80,3 +80,30 @@ def test_train_experiment_sets_the_library_fields_the_product_command_leaves_at_
         assert main(["train", *common, "--augment", "charswap"]) == 0
         assert calls[2][1]["augmentation"] == Augmentation("charswap", 0.25, 0.3)
         assert calls[3][1]["augmentation"] == Augmentation("charswap")
+
+
+class _Parsed(Exception):
+    """Raised instead of running a job: the command's arguments parsed."""
+
+
+@pytest.mark.parametrize("command, config, patched", [
+    ("certify", "configs/certify_sst2.yaml", "robusttext.cli.main.certify_from_arguments"),
+    ("train", "configs/train_sst2_rsdel.yaml", "robusttext.cli.main.train_from_arguments"),
+    ("quickstart", "configs/quickstart.yaml", "robusttext.cli.main.train_from_arguments"),
+    ("evaluate", "configs/evaluate_sst2.yaml", "robusttext.cli.convert.evaluate_from_arguments"),
+    ("experiments/evaluate_text.py", "experiments/evaluate_sst2.yaml", "robusttext.cli.convert.evaluate_from_arguments"),
+])
+def test_text_configs_hold_only_options_of_their_command(command, config, patched, monkeypatch):
+    """No config of configs/ or experiments/ sets an option its command lacks (removed options went to experiments/)."""
+    from robusttext.cli import main
+
+    def parsed(*args, **kwargs):
+        raise _Parsed
+
+    module, name = patched.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, parsed)  # robusttext.cli.main is also a function
+    monkeypatch.chdir(EXPERIMENTS.parent)
+    run = experiment("evaluate_text").command if command.startswith("experiments/") else (
+        lambda argv: main([command, *argv]))
+    with pytest.raises(_Parsed):
+        run(["--config", config, "--model", "m"])
