@@ -41,7 +41,7 @@ def test_predict_texts_and_stdin_agree_with_the_certify_run(tiny_model_dir, tmp_
     # --dataset names the texts too (any dataset spec, here a file; labels not needed): the same answers
     unlabelled = tmp_path / "u.jsonl"
     unlabelled.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    assert run_predict(capsys, *args, "--dataset", str(unlabelled), "--split", "train", "--certify") == certified
+    assert run_predict(capsys, *args, "--dataset", str(unlabelled), "--certify") == certified
     assert main(["predict", *args, "--dataset", str(unlabelled), "dull"]) == 2
     assert "not both" in capsys.readouterr().err
 
