@@ -176,10 +176,11 @@ def evaluate_from_arguments(data: ModelDataArguments, smooth: SmoothingArguments
     loading; ``config``, when given, replaces the one of ``ev`` and ``--num-examples``), the classifier, then
     :func:`robusttext.evaluation.evaluate.evaluate_model`."""
     rate, protocol = certify_setup(data, smooth, cert)
-    with flag_errors(ev):  # every configuration is refused before the model loads
+    with flag_errors(ev):  # every configuration (each target's too) is refused before the model loads
         config = config or EvaluateConfig(ev.attack_target, attacked_examples(attack))
-        config.attack_configs(attack_config(attack, cert))
+        attacks = attack_config(attack, cert)
+        config.attack_configs(attacks)
     clf = smoothed_classifier(data, smooth, cert, rate, device=process_state().device)
     with flag_errors(cert):
-        return evaluate_model(clf, data_spec(data), cert.output_dir, protocol, attack_config(attack, cert), config,
+        return evaluate_model(clf, data_spec(data), cert.output_dir, protocol, attacks, config,
                               chunk_size=cert.chunk_size, overwrite=cert.overwrite_output_dir, model=data.model)
