@@ -86,13 +86,11 @@ def parse(
     if defaults:
         parser.set_defaults(**defaults)
     add_common_help(parser)
-    if positional:
-        *parsed, rest = parser.parse_args_into_dataclasses(args=expand_config(argv), return_remaining_strings=True)
-        unknown = [w for w in rest if w.startswith("--")]
-        if unknown:
-            raise ValueError(f"{prog}: unknown option {unknown[0]}; see {prog} --help")
-    else:
-        parsed, rest = parser.parse_args_into_dataclasses(args=expand_config(argv)), None
+    *parsed, rest = parser.parse_args_into_dataclasses(args=expand_config(argv), return_remaining_strings=True)
+    unknown = [w for w in rest if not positional or w.startswith("--")]
+    if unknown:
+        raise ValueError(f"{prog}: unknown option {unknown[0]}; see {prog} --help")
+    rest = rest if positional else None
     apply_loading_options(parsed)
     return tuple(parsed) if rest is None else (*parsed, rest)
 

@@ -34,7 +34,7 @@ def main() -> None:
     rate = certification_rate(data.model, smooth.p_del, smooth.rate_schedule)
     clf = SmoothedTextClassifier.from_pretrained(
         data.model, p_del=rate, unit=smooth.unit, batch_size=cert.batch_size, max_length=data.max_length,
-        seed=cert.seed, dedup=cert.dedup, autocast_dtype=cert.precision, device=process_state().device)
+        seed=cert.seed, autocast_dtype=cert.precision, device=process_state().device)
     spec = DataSpec(data.dataset, data.split, data.dataset_config, data.text_column, data.label_column, data.max_examples)
     summary = certify_dataset(clf, spec, cert.output_dir, protocol, chunk_size=cert.chunk_size,
                               overwrite=cert.overwrite_output_dir)

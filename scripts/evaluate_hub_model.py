@@ -9,7 +9,9 @@ TextAttack attacks, and the certified-vs-empirical cross-check, in one robustnes
 Certification and attacks deal the examples out over the processes (each input has its own seeded
 random stream, so the numbers do not depend on the number of processes); the main process merges,
 cross-checks and writes the report. Rerunning the same command resumes. A copyable example of the
-library API: parse the argument dataclasses, call ``evaluate_model``.
+library API: parse ``robusttext evaluate``'s options, convert them once into the library's objects (a
+``SmoothedTextClassifier``, a ``DataSpec``, a ``CertifyProtocol``, an ``AttackConfig``, an ``EvaluateConfig``)
+and call ``robusttext.evaluation.evaluate.evaluate_model``.
 """
 
 import sys
@@ -23,7 +25,7 @@ from robusttext.cli.arguments import (
     ModelDataArguments,
     SmoothingArguments,
 )
-from robusttext.evaluation.evaluate import evaluate_model
+from robusttext.cli.convert import evaluate_from_arguments
 from robusttext.runs.distributed import end_process_group
 from robusttext.config import apply_loading_options  # --trust-remote-code, --encoding
 
@@ -35,7 +37,7 @@ def main() -> int:
     else:
         args = parser.parse_args_into_dataclasses()
     apply_loading_options(args)
-    summary = evaluate_model(*args)
+    summary = evaluate_from_arguments(*args)
     from accelerate import PartialState
 
     if PartialState().is_main_process:

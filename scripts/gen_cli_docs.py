@@ -189,6 +189,7 @@ DEFAULTS_TABLE = [
     "| `quickstart` | `--top2` | bonferroni | complement (`CertifyProtocol.top2`) | BBC News has 5 classes: bounding the runner-up's own share gives larger radii than `1 - top1_lower` |",
     "| `attack` | `--n` | 1000 | 4000 | every query of an attack on the smoothed classifier costs `n` forward passes |",
     "| `predict` | `--n` | 1000 (`SmoothedTextClassifier.predict`) | 4000 (certify) | PREDICT needs a vote, not a radius (with `--certify` the protocol's 4000 applies) |",
+    "| `predict` | `--dataset` | none | embedded:bbc-news | the texts come from the command's words or standard input unless a dataset (e.g. a file) is named |",
     "| `tune-rates` | `--n` | 500 | 4000 | every bin is certified once per search step |",
     "| `dg` | `--certify-n` | 1000 | 4000 | one certification per trained run of the sweep |",
     "| `dg` | `--p-del` | 0 | 0.9 (`DEFAULT_P_DEL`) | the sweep compares training algorithms; deletion noise only when asked |",

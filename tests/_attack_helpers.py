@@ -75,21 +75,18 @@ def evaluated_run(tmp_path_factory, tiny_model_dir: str, data_dir: Path) -> tupl
     key = f"evaluated:{tiny_model_dir}"
     if key in _CACHE:
         return _CACHE[key]  # type: ignore[return-value]
-    from robusttext.cli.arguments import (
-        AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments,
-    )
-    from robusttext.evaluation.evaluate import evaluate_model
+    from robusttext import CertifyProtocol, SmoothedTextClassifier
+    from robusttext.evaluation.attacks import AttackConfig
+    from robusttext.evaluation.evaluate import EvaluateConfig, evaluate_model
+    from robusttext.runs.data import DataSpec
 
     model = trained_tiny_model(tmp_path_factory, tiny_model_dir, data_dir)
     tmp = tmp_path_factory.mktemp("evaluate")
     dataset = short_sst2(data_dir, tmp, 30)
     out = str(tmp / "out")
-    evaluate_model(
-        ModelDataArguments(model=model, dataset=dataset, split="test", max_length=64, max_examples=30),
-        SmoothingArguments(p_del=0.7, unit="word"),
-        CertifyArguments(n0=50, n=400, alpha=0.01, output_dir=out, batch_size=64),
-        AttackArguments(recipes="deepwordbug", attack_n=20),
-        EvaluateArguments(attack_target="both", confirm_n=400),
-    )
+    clf = SmoothedTextClassifier.from_pretrained(model, p_del=0.7, unit="word", max_length=64, batch_size=64, seed=0,
+                                                 autocast_dtype="auto")
+    evaluate_model(clf, DataSpec(dataset, "test", max_examples=30), out, CertifyProtocol(n0=50, n=400, alpha=0.01),
+                   AttackConfig("deepwordbug", n=20), EvaluateConfig(attack_target="both", confirm_n=400), model=model)
     _CACHE[key] = (out, model, 0.7)  # type: ignore[assignment]
     return out, model, 0.7

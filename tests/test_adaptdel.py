@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from _experiments import experiment
 from robusttext.cli import main
 from robusttext.certificate.deletion import DeletionCollator, DeletionMechanism
 from robusttext.certificate.rates import AdaptiveRate, BinnedRate, FixedRate, UniformKeep, UniformRate
@@ -267,20 +268,28 @@ def test_tune_rates_refuses_test_data_and_writes_a_valid_binned_schedule(tiny_mo
     shutil.copytree(tiny_model_dir, model)
     data = tmp_path / "v.jsonl"
     data.write_text("".join(json.dumps({"text": words(2 + 3 * i), "label": i % 2}) + "\n" for i in range(8)))
-    common = ["tune-rates", "--model", str(model), "--dataset", str(data), "--edges", "5|12", "--n", "60",
-              "--n0", "10", "--iterations", "2", "--max-per-bin", "3", "--p-del", "0.9"]
-    assert main([*common, "--split", "test"]) == 2
+    product = ["tune-rates", "--model", str(model), "--dataset", str(data), "--edges", "5|12", "--n", "60",
+               "--n0", "10", "--max-per-bin", "3", "--p-del", "0.9"]
+    assert main([*product, "--split", "test"]) == 2
+    assert "never on test data" in capsys.readouterr().err
+    for bad in ("--guard", "--objective", "--max-drop", "--iterations"):  # TuneConfig's, set by experiments/tune_rates.py
+        assert main([*product, "--split", "validation", bad, "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"unknown option {bad}" in err[0], err
+    tune = experiment("tune_rates").main  # the product command's options plus every TuneConfig field
+    common = [*product[1:], "--iterations", "2"]
+    assert tune([*common, "--split", "test"]) == 2
     assert "never on test data" in capsys.readouterr().err
     for bad in (["--max-drop", "1.5"], ["--max-drop", "0.1", "--p-lb", "0"]):
-        assert main([*common, "--split", "validation", *bad]) == 2
+        assert tune([*common, "--split", "validation", *bad]) == 2
         assert "--max-drop must be in [0, 1) and needs --p-lb > 0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:  # argparse's choices: exit 2, the option named
-        main([*common, "--split", "validation", "--objective", "area"])
+        tune([*common, "--split", "validation", "--objective", "area"])
     assert stop.value.code == 2 and "--objective" in capsys.readouterr().err
     for bad in (["--guard", "pooled"], ["--guard", "pooled", "--max-drop", "0.1"]):  # no drop; reach is no sum
-        assert main([*common, "--split", "validation", *bad]) == 2
+        assert tune([*common, "--split", "validation", *bad]) == 2
         assert "--guard pooled needs --max-drop" in capsys.readouterr().err
-    assert main([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0.1",
+    assert tune([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0.1",
                  "--guard", "pooled"]) == 0
     bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
     # the progress bar moves per certified input: 7 inputs (at most 3 a bin), at most 2 + 2 values each
@@ -292,21 +301,21 @@ def test_tune_rates_refuses_test_data_and_writes_a_valid_binned_schedule(tiny_mo
     drop = sum(weights[b["bin"]] * (b["fixed_rate_accuracy_at_0"] - b["accuracy_at_0"]) for b in pooled["bins"] if b["inputs"])
     assert drop == pytest.approx(pooled["pooled_drop"]) and drop <= 0.1 + 1e-12
     assert [b["value"] for b in pooled["bins"]] == pytest.approx(pooled["schedule"]["values"])
-    assert main([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0",
+    assert tune([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0",
                  "--guard-metric", "balanced"]) == 0
     balanced = json.loads((model / "tune_rates.json").read_text())
     assert balanced["guard_metric"] == "balanced"
     for b in balanced["bins"]:
         assert b["accuracy_at_0"] >= b["fixed_rate_accuracy_at_0"], b
     with pytest.raises(SystemExit) as stop:
-        main([*common, "--split", "validation", "--guard-metric", "macro"])
+        tune([*common, "--split", "validation", "--guard-metric", "macro"])
     assert stop.value.code == 2 and "--guard_metric" in capsys.readouterr().err
-    assert main([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0"]) == 0
+    assert tune([*common, "--split", "validation", "--objective", "mean-radius", "--max-drop", "0"]) == 0
     guarded = json.loads((model / "tune_rates.json").read_text())
     assert guarded["objective"] == "mean-radius" and guarded["max_drop"] == 0.0
     for b in guarded["bins"]:  # each chosen value keeps at least the fixed rate's accuracy at radius 0
         assert b["accuracy_at_0"] >= b["fixed_rate_accuracy_at_0"], b
-    assert main([*common, "--split", "validation"]) == 0
+    assert main([*product, "--split", "validation"]) == 0  # the product command: TuneConfig's defaults
     sched = json.loads((model / "rate_schedule.json").read_text())
     rate = BinnedRate(tuple(sched["edges"]), tuple(sched["values"]), sched["p_lb"])  # validates every bin's value
     assert rate.edges == (5, 12) and rate.p_lb == 0.9  # the default floor

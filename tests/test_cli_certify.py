@@ -120,15 +120,28 @@ def test_output_dir_with_other_parameters_is_refused(sst2_model, data_dir, tmp_p
         (["--text-column", "review"], "--text-column"),
         (["--label-column", "nope"], "--label-column"),
         (["--looks", "5,10"], "--looks"),
-        (["--futility", "1"], "--futility"),
-        (["--futility", "-0.1"], "--futility"),
-        (["--candidate-pvalue", "1"], "--candidate-pvalue"),
     ],
 )
 def test_bad_input_is_a_clear_error(sst2_model, data_dir, tmp_path, capsys, extra, field):
     assert run_cli(*certify_args(sst2_model, data_dir, tmp_path / "x", *extra)) == 2
     err = capsys.readouterr().err
     assert field in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("change, field", [(dict(futility=1), "futility"), (dict(futility=-0.1), "futility"),
+                                           (dict(candidate_pvalue=1), "candidate_pvalue"),
+                                           (dict(exact_budget=-1), "exact_budget")])
+def test_the_protocol_internals_are_library_fields_checked_where_they_enter(change, field, capsys):
+    """futility, candidate_pvalue, exact_budget (and dedup) are CertifyProtocol's (SmoothedTextClassifier's), not
+    options of the command line: a bad value is an exception naming the field; the option is unknown (exit 2)."""
+    from robusttext import CertifyProtocol
+
+    with pytest.raises(ValueError, match=f"^{field} must be"):
+        CertifyProtocol(**change)
+    flag = "--" + field.replace("_", "-")
+    assert main(["certify", "--model", "x", flag, "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0] and "Traceback" not in err[0], err
 
 
 def test_labels_the_model_does_not_know_are_refused(sst2_model, data_dir, tmp_path, capsys):
@@ -191,7 +204,7 @@ def test_ctrl_c_keeps_finished_records_and_the_rerun_completes_them(tiny_model_d
 
     out, ref = tmp_path / "cut", tmp_path / "ref"
     args = ["certify", "--model", tiny_model_dir, "--dataset", str(data_dir / "sst2"), "--max-examples", "12",
-            "--n0", "20", "--n", "3000", "--looks", "none", "--exact-budget", "0", "--chunk-size", "1"]
+            "--n0", "20", "--n", "3000", "--looks", "none", "--chunk-size", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "robusttext.cli", *args, "--output-dir", str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

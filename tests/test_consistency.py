@@ -15,6 +15,8 @@ import torch
 
 datasets = pytest.importorskip("datasets")
 
+from _experiments import EXPERIMENTS, experiment  # noqa: E402
+
 from robusttext.training.consistency import ConsistencyTrainer, consistency_loss  # noqa: E402
 from robusttext.certificate.deletion import DeletionCollator  # noqa: E402
 from robusttext.certificate.rates import UniformRate  # noqa: E402
@@ -106,20 +108,22 @@ def test_trainer_feeds_copies_and_the_weights_reach_the_gradient(tiny_model_dir,
     assert max(diffs) > 1e-4
 
 
-def run_cli(*argv: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robusttext.cli", *argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, stdin=subprocess.DEVNULL)
+def run_experiment(*argv: str, cwd) -> subprocess.CompletedProcess:
+    """``python experiments/train_text.py ARGV``: robusttext train with the consistency fields of TrainingRecipe."""
+    return subprocess.run([sys.executable, str(EXPERIMENTS / "train_text.py"), *argv], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, stdin=subprocess.DEVNULL)
 
 
-def test_cli_trains_with_copies_records_them_and_refuses_bad_settings(tiny_model_dir, tmp_path, monkeypatch):
+def test_cli_trains_with_copies_records_them_and_refuses_bad_settings(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from transformers import BertForSequenceClassification
 
     from robusttext.cli import main
 
+    train_text = experiment("train_text").main  # robusttext train + TrainingRecipe's consistency fields
     data = tmp_path / "train.jsonl"
     rows = toy_rows()
     data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(rows["text"], rows["label"])))
-    common = ["train", "--model", tiny_model_dir, "--dataset", str(data), "--max_steps", "2",
+    common = ["--model", tiny_model_dir, "--dataset", str(data), "--max_steps", "2",
               "--per_device_train_batch_size", "4", "--use_cpu", "--report_to", "none", "--p-del", "0.5"]
     seen, forward = [], BertForSequenceClassification.forward  # the rows each forward pass gets (transformers' class)
 
@@ -129,8 +133,8 @@ def test_cli_trains_with_copies_records_them_and_refuses_bad_settings(tiny_model
         return forward(self, *a, **kw)
 
     monkeypatch.setattr(BertForSequenceClassification, "forward", counting)
-    assert main([*common, "--output_dir", str(tmp_path / "m"), "--noise-copies", "2", "--consistency-weight", "10",
-                 "--entropy-weight", "0.5"]) == 0
+    assert train_text([*common, "--output_dir", str(tmp_path / "m"), "--noise-copies", "2", "--consistency-weight", "10",
+                       "--entropy-weight", "0.5"]) == 0
     assert seen == [8, 8]  # 4 articles x 2 copies, 2 steps
     info = json.loads((tmp_path / "m" / "robusttext_training.json").read_text())
     assert (info["noise_copies"], info["consistency_weight"], info["entropy_weight"]) == (2, 10.0, 0.5)
@@ -140,6 +144,11 @@ def test_cli_trains_with_copies_records_them_and_refuses_bad_settings(tiny_model
                          (["--noise-copies", "2", "--entropy-weight", "-1"], "--entropy-weight"),
                          (["--noise-copies", "2", "--algorithm", "fishr"], "--algorithm erm"),
                          (["--noise-copies", "2", "--p-del", "0"], "--noise-copies > 1 needs deletion noise")):
-        bad = run_cli(*common, "--output_dir", str(tmp_path / "bad"), *extra, cwd=tmp_path)
+        bad = run_experiment(*common, "--output_dir", str(tmp_path / "bad"), *extra, cwd=tmp_path)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
         assert field in bad.stderr.strip().splitlines()[-1], bad.stderr
+    capsys.readouterr()
+    for flag in ("--noise-copies", "--consistency-weight", "--entropy-weight"):  # not options of the product command
+        assert main(["train", *common, "--output_dir", str(tmp_path / "bad"), flag, "2"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"unknown option {flag}" in err[0], err

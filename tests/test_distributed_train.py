@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from _experiments import EXPERIMENTS
 from _multiprocess import launch_two
 
 
@@ -21,7 +22,9 @@ def test_two_processes_train_one_model_together(tiny_model_dir, tmp_path, extra)
     data.write_text("".join(json.dumps({"text": f"text number {i}", "label": i % 2}) + "\n" for i in range(32)))
     out = tmp_path / "model"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [*launch_two(), "-m", "robusttext.cli", "train", "--model", tiny_model_dir, "--dataset", str(data),
+    # consistency training's fields are experiments/train_text.py's (robusttext train + TrainingRecipe's fields)
+    entry = [str(EXPERIMENTS / "train_text.py")] if extra else ["-m", "robusttext.cli", "train"]
+    cmd = [*launch_two(), *entry, "--model", tiny_model_dir, "--dataset", str(data),
            "--split", "train", "--max_steps", "1", "--per_device_train_batch_size", "16", "--save_strategy", "no",
            "--output_dir", str(out), *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,

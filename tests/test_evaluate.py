@@ -62,8 +62,72 @@ def test_evaluate_cli_refuses_bad_options(capsys):
 
     assert main(["evaluate", "--recipes", "bae", "--model", "x"]) == 2
     assert "cannot run offline" in capsys.readouterr().err
-    assert main(["evaluate", "--model", "x", "--significance", "2"]) == 2
+    assert main(["evaluate", "--model", "x", "--significance", "2"]) == 2  # an experiment's option, not the product's
     assert "--significance" in capsys.readouterr().err
+    from robusttext.evaluation.evaluate import EvaluateConfig
+
+    for bad, field in ((dict(significance=2), "significance"), (dict(confirm_n=0), "confirm_n"),
+                       (dict(attack_target="all"), "attack_target"), (dict(smoothed_num_examples=0), "smoothed_num_examples")):
+        with pytest.raises(ValueError, match=f"^{field} must be"):
+            EvaluateConfig(**bad)
+
+
+def test_evaluate_writes_the_model_card_merged_into_a_hand_written_one(tmp_path_factory, tiny_model_dir, data_dir,
+                                                                        tmp_path, capsys):
+    """evaluate --update-model-card (and evaluate_model(update_model_card=True)) writes its certify part's results
+    through robusttext.hub.model_card: the card round-trips through huggingface_hub, the hand-written card is kept."""
+    import shutil
+
+    import yaml
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    from _attack_helpers import short_sst2, trained_tiny_model
+    from robusttext import CertifyProtocol
+    from robusttext.cli import main
+    from robusttext.evaluation.attacks import AttackConfig
+    from robusttext.evaluation.evaluate import EvaluateConfig, evaluate_model
+    from robusttext.runs.data import DataSpec
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_tiny_model(tmp_path_factory, tiny_model_dir, data_dir), model)
+    mine = "---\nlicense: mit\n---\n\n# My model\n\nWritten by hand.\n"
+    (model / "README.md").write_text(mine)
+    dataset = short_sst2(data_dir, tmp_path, 6)
+
+    def card_numbers(path):
+        results = [r for r in ModelCard.load(path).data.eval_results
+                   if (r.metric_args or {}).get("method") == "robusttext randomized deletion"]
+        _, parsed = model_index_to_eval_results(yaml.safe_load(path.read_text().split("---\n")[1])["model-index"])
+        raw = {(r.metric_type, (r.metric_args or {}).get("radius")): r.metric_value for r in parsed
+               if (r.metric_args or {}).get("method") == "robusttext randomized deletion"}
+        assert raw == {(r.metric_type, (r.metric_args or {}).get("radius")): r.metric_value for r in results}
+        return raw
+
+    def expected(s):
+        out = {("accuracy", None): s["clean_accuracy"], ("smoothed_accuracy", None): s["smoothed_accuracy"],
+               ("median_certified_radius", None): s["median_certified_radius"]}
+        return {**out, **{("certified_accuracy", int(r)): v for r, v in s["certified_accuracy"].items()}}
+
+    args = ["evaluate", "--model", str(model), "--dataset", dataset, "--max-length", "64", "--n0", "20", "--n", "60",
+            "--p-del", "0.7", "--recipes", "deepwordbug", "--attack-target", "base", "--output-dir", str(tmp_path / "cli")]
+    assert main([*args, "--update-model-card"]) == 0
+    assert f"wrote {model / 'README.md'}" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "cli" / "evaluation_summary.json").read_text())
+    text = (model / "README.md").read_text()
+    assert text.startswith("---\nlicense: mit\n") and "# My model\n\nWritten by hand.\n" in text
+    assert text.count("<!-- robusttext:start") == 1 and "| certified accuracy |" in text
+    assert card_numbers(model / "README.md") == expected(summary) and summary["num_examples"] == 6
+    # the library twin: the same writer, a second write replaces (never duplicates)
+    s = evaluate_model(str(model), DataSpec(dataset, "train", max_examples=4), tmp_path / "lib",
+                       CertifyProtocol(n0=20, n=60), AttackConfig("deepwordbug"), EvaluateConfig("base"),
+                       update_model_card=True)
+    text = (model / "README.md").read_text()
+    assert text.count("model-index:") == 1 and "# My model\n\nWritten by hand.\n" in text
+    by_split = {}
+    for r in ModelCard.load(model / "README.md").data.eval_results:  # this split's entries added, the test split's kept
+        by_split.setdefault(r.dataset_split, {})[(r.metric_type, (r.metric_args or {}).get("radius"))] = r.metric_value
+    assert by_split == {"test": expected(summary), "train": expected(s)}
 
 
 @pytest.mark.slow
@@ -88,7 +152,7 @@ def test_evaluate_script_two_processes_match_one(tmp_path_factory, tiny_model_di
     def args(out):
         return ["--model", model, "--dataset", dataset, "--max-length", "64", "--n0", "30", "--n", "100",
                 "--p-del", "0.7", "--recipes", "deepwordbug", "--attack-target", "both", "--attack-n", "10",
-                "--confirm-n", "100", "--chunk-size", "2", "--output-dir", str(out)]
+                "--chunk-size", "2", "--output-dir", str(out)]
 
     one = subprocess.run([sys.executable, script, *args(tmp_path / "one")], env=env, cwd=root, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-3000:]

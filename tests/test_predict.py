@@ -1,4 +1,4 @@
-"""`robusttext predict` (texts as arguments, on stdin, or in a file) and `certify` on unlabelled data."""
+"""`robusttext predict` (texts as arguments, on stdin, or in --dataset) and `certify` on unlabelled data."""
 
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ def test_predict_texts_and_stdin_agree_with_the_certify_run(tiny_model_dir, tmp_
     rows = [json.loads(line) for line in (tmp_path / "c" / "results.jsonl").read_text().splitlines()]
     assert [r["radius"] for r in certified] == [r["radius"] for r in rows]
     assert [r["prediction"] for r in certified] == [r["prediction"] for r in rows]
+    # --dataset names the texts too (any dataset spec, here a file; labels not needed): the same answers
+    unlabelled = tmp_path / "u.jsonl"
+    unlabelled.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    assert run_predict(capsys, *args, "--dataset", str(unlabelled), "--certify") == certified
+    assert main(["predict", *args, "--dataset", str(unlabelled), "dull"]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 def test_certify_on_unlabelled_data_reports_radii_without_accuracy(tiny_model_dir, tmp_path, capsys):

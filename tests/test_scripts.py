@@ -21,15 +21,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
+EXPERIMENTS = REPO / "experiments"  # experiments/bench_rates.py is tested here too
 TEXTS = [("a gripping , funny film", 1), ("dull and lifeless", 0), ("the best movie this year", 1),
          ("a waste of time", 0), ("warm and wise", 1), ("painfully slow and boring", 0)]
 
 
-def run_script(name: str, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """``python scripts/NAME ARGS`` in ``cwd`` with this checkout first on the path, offline."""
+def run_script(name: str, *args: str, cwd: Path, check: bool = True, folder: Path = SCRIPTS) -> subprocess.CompletedProcess:
+    """``python scripts/NAME ARGS`` (or ``folder``/NAME) in ``cwd`` with this checkout first on the path, offline."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(SCRIPTS / name), *args], cwd=cwd, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, str(folder / name), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
     if check and proc.returncode != 0:
         pytest.fail(f"{name} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -55,7 +56,7 @@ def text_data(tmp_path) -> Path:
 
 def test_script_list_is_covered():
     # a new script must get a smoke test here
-    tested = {"bench_certify.py", "bench_fishr.py", "bench_host.py", "bench_rates.py", "bench_vision.py", "certify_hub_model.py",
+    tested = {"bench_certify.py", "bench_fishr.py", "bench_host.py", "bench_vision.py", "certify_hub_model.py",
               "evaluate_hub_model.py", "gpu_check.py",
               "finetune_rsdel.py", "gen_cli_docs.py", "setup_nltk_data.py", "simulate_certify.py"}
     assert {p.name for p in SCRIPTS.glob("*.py")} == tested
@@ -96,7 +97,7 @@ def test_evaluate_hub_model(tmp_path, tiny_model_dir, text_data):
     out = tmp_path / "eval"
     proc = run_script("evaluate_hub_model.py", "--model", tiny_model_dir, "--dataset", str(text_data), "--split", "test",
                       "--max_examples", "2", "--max_length", "64", "--n0", "10", "--n", "50", "--recipes", "deepwordbug",
-                      "--attack_target", "base", "--confirm_n", "50", "--output_dir", str(out), cwd=tmp_path)
+                      "--attack_target", "base", "--output_dir", str(out), cwd=tmp_path)
     summary = json.loads((out / "evaluation_summary.json").read_text())
     assert summary["num_examples"] == 2 and (out / "robustness_report.md").is_file()
     assert summary["accuracy_under_attack"].keys() == {"base"}
@@ -157,7 +158,7 @@ def test_bench_rates(tmp_path, tiny_model_dir, text_data):
     proc = run_script("bench_rates.py", "--model", tiny_model_dir, "--dataset", str(text_data), "--certify_examples", "3",
                       "--max_steps", "1", "--val_fraction", "0.5", "--n0", "10", "--n", "60", "--tune_n", "30",
                       "--tune_per_bin", "2", "--tune_iterations", "1", "--edges", "3|4", "--max_length", "32",
-                      "--output_dir", str(out), cwd=tmp_path)
+                      "--output_dir", str(out), cwd=tmp_path, folder=EXPERIMENTS)
     for arm in ("fixed", "adaptive", "adaptive_plus"):
         records = read_jsonl(out / arm / "certify" / "results.jsonl")
         assert [r["index"] for r in records] == [0, 1, 2]
@@ -179,19 +180,20 @@ def test_bench_rates(tmp_path, tiny_model_dir, text_data):
     assert training == {"kind": "uniform", "low": 0.7, "high": 0.99}
     # a finished arm is never reused for another training recipe
     again = run_script("bench_rates.py", "--model", tiny_model_dir, "--dataset", str(text_data), "--arms", "adaptive_plus",
-                       "--plus_training", "uniform_keep:low=1,high=3,p_lb=0.5", "--output_dir", str(out), cwd=tmp_path, check=False)
+                       "--plus_training", "uniform_keep:low=1,high=3,p_lb=0.5", "--output_dir", str(out), cwd=tmp_path, check=False,
+                       folder=EXPERIMENTS)
     assert again.returncode == 2 and "Traceback" not in again.stderr
     assert again.stderr.strip().endswith("not uniform_keep:low=1,high=3,p_lb=0.5; use another --output_dir"), again.stderr
-    # nor for consistency training (robusttext train --noise-copies), whose record a plain arm lacks
+    # nor for consistency training (TrainingRecipe.noise_copies), whose record a plain arm lacks
     again = run_script("bench_rates.py", "--model", tiny_model_dir, "--dataset", str(text_data), "--arms", "fixed",
-                       "--noise_copies", "2", "--output_dir", str(out), cwd=tmp_path, check=False)
+                       "--noise_copies", "2", "--output_dir", str(out), cwd=tmp_path, check=False, folder=EXPERIMENTS)
     assert again.returncode == 2 and "Traceback" not in again.stderr
     assert again.stderr.strip().endswith("not fixed:0.9 with 2 noise copies, consistency weight 0.0, entropy weight 0.0; "
                                          "use another --output_dir"), again.stderr
 
 
 def test_bench_rates_holds_out_the_same_share_of_every_domain(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_rates", SCRIPTS / "bench_rates.py")
+    spec = importlib.util.spec_from_file_location("bench_rates", EXPERIMENTS / "bench_rates.py")
     bench = importlib.util.module_from_spec(spec)
     sys.modules["bench_rates"] = bench  # dataclasses look their module up
     try:

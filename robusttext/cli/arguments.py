@@ -13,9 +13,8 @@ from ..runs.data import EMBEDDED_BBC
 from ..certificate.models import EMBEDDED_MINILM
 from ..certificate.protocol import CertifyProtocol
 from ..certificate.rates import DEFAULT_P_DEL, parse_rate_schedule
+from ..evaluation.evaluate import ATTACK_TARGETS, EvaluateConfig
 from ..evaluation.tuning import TuneConfig
-from ..training.augment import Augmentation
-from ..training.trainer import TrainingRecipe
 
 
 
@@ -77,8 +76,10 @@ _P = CertifyProtocol()
 
 @dataclass
 class CertifyArguments:
-    """Monte Carlo budget, confidence, outputs. The protocol fields (n0 ... top2) left unset take the
-    defaults of :class:`robusttext.certificate.protocol.CertifyProtocol`; :meth:`protocol` turns them into one."""
+    """Monte Carlo budget, confidence, outputs. The protocol fields (n0, n, alpha, looks, top2) left unset take
+    the defaults of :class:`robusttext.certificate.protocol.CertifyProtocol`; :meth:`protocol` turns them into
+    one. The protocol's internals (``futility``, ``exact_budget``, ``candidate_pvalue``) and the classifier's
+    ``dedup`` switch keep their library defaults here; a Python caller (or ``scripts/bench_certify.py``) sets them."""
 
     n0: Optional[int] = field(default=None, metadata={"help": f"Selection samples per input (default {_P.n0})."})
     n: Optional[int] = field(default=None, metadata={"help": f"Estimation samples per input, at most (default {_P.n})."})
@@ -90,23 +91,6 @@ class CertifyArguments:
         metadata={"help": "Sequential looks: 'auto' (n/20, n/8, n/4, 3n/8, n/2, 3n/4, n; the default), 'none' "
                           "(one look at n), or e.g. '200,1000,4000'."},
     )
-    exact_budget: Optional[int] = field(
-        default=None,
-        metadata={"help": "Classify up to this many of an input's most likely deletions with their exact "
-                          f"probabilities and sample only the rest (0: plain sampling; default {_P.exact_budget})."},
-    )
-    futility: Optional[float] = field(
-        default=None,
-        metadata={"help": "Futility stopping level in [0, 1): an input stops once its radius would not grow even "
-                          "at this optimistic a projection of its remaining votes (0: off; larger: cheaper, "
-                          f"sometimes a smaller radius, never an invalid one; default {_P.futility})."},
-    )
-    candidate_pvalue: Optional[float] = field(
-        default=None,
-        metadata={"help": "In [0, 1): classes whose selection votes are not significantly fewer than the majority's "
-                          "at this level stay candidates, chosen between by the estimation votes (alpha split "
-                          f"over them; 0: the selection majority only; default {_P.candidate_pvalue})."},
-    )
     top2: Optional[str] = field(
         default=None,
         metadata={"help": f"Runner-up bound (default {_P.top2}).", "choices": ["complement", "bonferroni"]},
@@ -114,10 +98,6 @@ class CertifyArguments:
     seed: int = field(default=0, metadata={"help": "Seed of every input's random stream."})
     batch_size: int = field(default=256, metadata={"help": "Noisy samples per forward pass."})
     chunk_size: int = field(default=32, metadata={"help": "Inputs certified together (and written) at a time."})
-    dedup: bool = field(
-        default=True,
-        metadata={"help": "Classify identical noisy samples once (same results, fewer forward passes)."},
-    )
     precision: str = field(
         default="auto", metadata={"help": "fp32, bf16, fp16, or auto (bf16 where the GPU or CPU computes it natively).", "choices": ["auto", "fp32", "bf16", "fp16"]}
     )
@@ -135,12 +115,10 @@ class CertifyArguments:
 
 @dataclass
 class PredictArguments:
-    """``robusttext predict``: what to predict and whether to certify."""
+    """``robusttext predict``: whether to certify. The texts are the command's words, else ``--dataset`` (any
+    dataset spec, e.g. a file; labels not needed), else standard input."""
 
     certify: bool = field(default=False, metadata={"help": "Also certify each text (radius, bounds) under the protocol options."})
-    dataset_file: Optional[str] = field(
-        default=None, metadata={"help": "Predict the texts of this file (labels not needed) instead of arguments or stdin."}
-    )
 
 
 @dataclass
@@ -155,7 +133,7 @@ class CardArguments:
 
 @dataclass
 class CertifyCardArguments(CardArguments):
-    """certify --update-model-card (and --push-to-hub, which implies it)."""
+    """certify / evaluate --update-model-card (and --push-to-hub, which implies it): the certified results."""
 
     update_model_card: bool = field(default=False, metadata={
         "help": "Merge the certified results into the model folder's README.md (model-index metadata and a section; "
@@ -164,34 +142,15 @@ class CertifyCardArguments(CardArguments):
 
 @dataclass
 class TuneArguments:
-    """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.evaluation.tuning)."""
+    """``robusttext tune-rates``: AdaptDel+ bin values chosen on a validation split (see robusttext.evaluation.tuning).
+    The search's other fields (objective, threshold, guard, iterations, start value) keep the defaults of
+    :class:`robusttext.evaluation.tuning.TuneConfig`; ``experiments/tune_rates.py`` sets them."""
 
     edges: str = field(default=TuneConfig.edges, metadata={"help": "Length bin edges in units, e.g. 20|50|100|200."})
-    threshold: float = field(
-        default=TuneConfig.threshold, metadata={"help": "Each bin's value maximises the radius at which its certified accuracy stays >= this."}
-    )
-    iterations: int = field(default=TuneConfig.iterations, metadata={"help": "Golden-section steps per bin."})
     max_per_bin: int = field(default=TuneConfig.max_per_bin, metadata={"help": "Validation inputs certified per bin and step."})
-    start_k: float = field(default=TuneConfig.start_k, metadata={"help": "Initial value of every bin (clipped to its range)."})
     p_lb: float = field(default=TuneConfig.p_lb, metadata={
         "help": "Floor of every bin's rate, p(L) = max(p_lb, 1 - v/L), so the fixed rate p_lb is a candidate of every "
                 "bin; 0: the paper's unfloored 1 - v/L."})
-    objective: str = field(default=TuneConfig.objective, metadata={
-        "help": "What each bin's value maximises on its validation inputs: reach (the paper's: the largest radius whose "
-                "certified accuracy is >= --threshold) or mean-radius (mean certified radius, wrong or abstained = -1).",
-        "choices": ["reach", "mean-radius"]})
-    max_drop: Optional[float] = field(default=TuneConfig.max_drop, metadata={
-        "help": "Guard, in [0, 1): refuse a value whose certified accuracy at radius 0 on the bin's validation inputs is "
-                "more than this below that of the bin's fixed rate p_lb (e.g. 0.03); needs --p-lb > 0. Default: no guard."})
-    guard: str = field(default=TuneConfig.guard, metadata={
-        "help": "Where --max-drop applies: per-bin (each bin on its own) or pooled (to the whole validation split, bins "
-                "weighted by their share of it: the drop is spent in the bins where it buys the most mean radius; "
-                "needs --objective mean-radius).", "choices": ["per-bin", "pooled"]})
-    guard_metric: str = field(default=TuneConfig.guard_metric, metadata={
-        "help": "What --max-drop bounds: accuracy (certified accuracy at radius 0) or balanced (its mean over classes, so "
-                "a bin cannot pass the guard by predicting its majority class for every input; a value under which a "
-                "bin's smoothed classifier gives one class to every input is refused outright, unless the fixed rate does too).",
-        "choices": ["accuracy", "balanced"]})
 
 
 #: ``--freeze-encoder`` of ``robusttext train`` and ``robusttext dg`` (robusttext.training.linear_probe).
@@ -201,7 +160,9 @@ FREEZE_ENCODER_HELP = ("Train only the classification head, on standardized feat
 
 @dataclass
 class TrainArguments:
-    """Training under deletion noise (and, with --algorithm fishr, across domains)."""
+    """Training under deletion noise (and, with --algorithm fishr, across domains). Consistency training
+    (``TrainingRecipe.noise_copies``, ``consistency_weight``, ``entropy_weight``) and the certified evaluation's
+    own budget are library fields; ``experiments/train_text.py`` sets them."""
 
     eval_split: Optional[str] = field(default=None, metadata={"help": "Split evaluated during training (optional)."})
     algorithm: str = field(
@@ -213,20 +174,11 @@ class TrainArguments:
         default=None,
         metadata={"help": "Domains held out of training (and evaluated unless --eval-split is given); needs --domain-column."},
     )
-    noise_copies: int = field(default=TrainingRecipe.noise_copies, metadata={
-        "help": "Noisy copies of each training example per batch (consistency training, robusttext.training.consistency; "
-                "--per-device-train-batch-size counts examples). Jeong & Shin use 2."})
-    consistency_weight: float = field(default=TrainingRecipe.consistency_weight, metadata={
-        "help": "Weight lambda of the KL term pulling each copy's prediction to the copies' mean (needs "
-                "--noise-copies >= 2; Jeong & Shin: 5-20)."})
-    entropy_weight: float = field(default=TrainingRecipe.entropy_weight, metadata={
-        "help": "Weight eta of the entropy of the copies' mean prediction (Jeong & Shin: 0.5)."})
     certify_eval: int = field(default=0, metadata={
         "help": "Certify the first N inputs of the evaluation set at each evaluation (robusttext.hub.CertifiedEvalCallback): "
                 "adds eval_smoothed_accuracy, eval_abstain_rate, eval_median_radius, eval_certified_accuracy_r{k} "
-                "(usable as --metric-for-best-model); needs --eval-split or --test-domains. 0: off."})
-    certify_eval_n: int = field(default=256, metadata={
-        "help": "Estimation samples per input of --certify-eval (32 selection samples, alpha 0.05)."})
+                "(usable as --metric-for-best-model; under the callback's protocol: 32 selection and 256 estimation samples, "
+                "alpha 0.05); needs --eval-split or --test-domains. 0: off."})
 
 
 @dataclass
@@ -291,29 +243,22 @@ class AttackArguments:
 
 @dataclass
 class EvaluateArguments:
-    """``robusttext evaluate``: what to run besides certification."""
+    """``robusttext evaluate``: what to run besides certification (the cross-check's ``confirm_n`` and
+    ``significance`` and the smoothed target's own recipes and examples keep the defaults of
+    :class:`robusttext.evaluation.evaluate.EvaluateConfig`; ``experiments/evaluate_text.py`` sets them)."""
 
     attack_target: str = field(
-        default="smoothed",
-        metadata={"help": "Model the attacks target: smoothed, base or both.", "choices": ["smoothed", "base", "both"]},
+        default=EvaluateConfig.attack_target,
+        metadata={"help": "Model the attacks target: smoothed, base or both.", "choices": list(ATTACK_TARGETS)},
     )
-    smoothed_recipes: Optional[str] = field(
-        default=None, metadata={"help": "Recipes run against the smoothed target (default: --recipes); smoothed queries cost --attack-n samples each."}
-    )
-    smoothed_num_examples: Optional[int] = field(
-        default=None, metadata={"help": "Attack only the first N examples through the smoothed target (default: --num-examples)."}
-    )
-    confirm_n: int = field(default=1000, metadata={"help": "Samples of the smoothed PREDICT that confirms a cross-check violation."})
-    significance: float = field(default=0.05, metadata={"help": "Flag the cross-check when its binomial-tail p-value is below this."})
 
 
 @dataclass
 class AugmentArguments:
-    """Adversarial data augmentation during training (TextAttack augmenters, on the fly)."""
+    """Adversarial data augmentation during training (TextAttack augmenters, on the fly; the rates keep the
+    defaults of :class:`robusttext.training.augment.Augmentation`, which ``experiments/train_text.py`` sets)."""
 
     augment: Optional[str] = field(
         default=None,
         metadata={"help": "Augmenter: deepwordbug, charswap, swap, deletion, wordnet, eda (default: none)."},
     )
-    augment_rate: float = field(default=Augmentation.augment_rate, metadata={"help": "Probability that a training example is augmented, in [0, 1]."})
-    augment_words_pct: float = field(default=Augmentation.augment_words_pct, metadata={"help": "Share of an example's words an augmentation changes, in (0, 1]."})

@@ -8,7 +8,7 @@ Each parses its dataclasses and calls one library function.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 
 def cmd_attack(argv: Sequence[str]) -> int:
@@ -34,16 +34,31 @@ def cmd_attack(argv: Sequence[str]) -> int:
 
 
 def cmd_evaluate(argv: Sequence[str]) -> int:
-    """Certify + attack + cross-check + report (``robusttext.evaluation.evaluate.evaluate_model``)."""
-    from .arguments import AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments
+    """Certify + attack + cross-check + report (``robusttext.evaluation.evaluate.evaluate_model``); with
+    ``--update-model-card`` / ``--push-to-hub``, the certified results into the model folder's Hub card."""
+    from .arguments import (AttackArguments, CertifyArguments, CertifyCardArguments, EvaluateArguments,
+                            ModelDataArguments, SmoothingArguments)
     from ..config import parse
-    from ..evaluation.evaluate import evaluate_model
 
-    data, smooth, cert, attack, ev = parse(
-        (ModelDataArguments, SmoothingArguments, CertifyArguments, AttackArguments, EvaluateArguments), argv,
-        "robusttext evaluate", defaults={"output_dir": "runs/evaluate", "max_examples": 200},
+    data, smooth, cert, attack, ev, card = parse(
+        (ModelDataArguments, SmoothingArguments, CertifyArguments, AttackArguments, EvaluateArguments,
+         CertifyCardArguments), argv, "robusttext evaluate", defaults={"output_dir": "runs/evaluate", "max_examples": 200},
     )
-    s = evaluate_model(data, smooth, cert, attack, ev)
+    return evaluate_and_report(data, smooth, cert, attack, ev, card)
+
+
+def evaluate_and_report(data: Any, smooth: Any, cert: Any, attack: Any, ev: Any, card: Any = None, config: Any = None) -> int:
+    """Run ``evaluate`` from its parsed argument dataclasses (``card``: ``CertifyCardArguments``; ``config``: an
+    ``EvaluateConfig`` replacing ``ev``'s), print the headline numbers and write the card when asked; exit status 1
+    when the cross-check flags the certificates."""
+    from pathlib import Path
+
+    from .convert import evaluate_from_arguments
+    from ..hub.model_card import card_for_run, hub_token
+
+    push = card.push_to_hub if card is not None else None
+    token = hub_token(push) if push else None  # refused before anything is written
+    s = evaluate_from_arguments(data, smooth, cert, attack, ev, config)
     curve = ", ".join(f"r>={r}: {v:.3f}" for r, v in s["certified_accuracy"].items())
     print(
         f"examples={s['num_examples']} clean_accuracy={s['clean_accuracy']:.4f} smoothed_accuracy={s['smoothed_accuracy']:.4f} "
@@ -53,6 +68,8 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
         print(f"accuracy under attack ({target}): " + ", ".join(f"{k}: {_fmt(v)}" for k, v in recipes.items()))
     print(s["crosscheck"]["message"])
     print(f"timings: {s['timings']}\nwrote {cert.output_dir}/robustness_report.md, evaluation_summary.json, *.png")
+    if card is not None and (card.update_model_card or push):
+        print(card_for_run(Path(cert.output_dir) / "certify", card.model_dir, push, token))
     return 0 if s["crosscheck"]["sound"] else 1
 
 

@@ -67,10 +67,12 @@ def cmd_predict(argv: Sequence[str]) -> int:
     per line) or in ``--dataset``, printed as JSON lines (see ``robusttext.runs.certify.predict_texts``)."""
     data, smooth, cert, pred, texts = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, PredictArguments), argv, "robusttext predict",
-        positional=True,
+        positional=True, defaults={"dataset": None},
     )
-    if not texts and pred.dataset_file:
-        texts = load_text_dataset(pred.dataset_file, data.split, text_column=data.text_column,
+    if texts and data.dataset:
+        raise ValueError("predict: give texts as arguments or --dataset, not both")
+    if data.dataset:
+        texts = load_text_dataset(data.dataset, data.split, config=data.dataset_config, text_column=data.text_column,
                                   max_examples=data.max_examples, labelled=False).texts
     elif not texts:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
@@ -87,9 +89,18 @@ def cmd_tune_rates(argv: Sequence[str]) -> int:
     """AdaptDel+: choose each length bin's deletion rate on a validation split (``robusttext.evaluation.tuning``)."""
     data, smooth, cert, tune = parse(
         (ModelDataArguments, SmoothingArguments, CertifyArguments, TuneArguments), argv, "robusttext tune-rates",
-        defaults={"split": "validation", "n": 500},
+        defaults=TUNE_DEFAULTS,
     )
-    result = tune_from_arguments(data, smooth, cert, tune)
+    print_tuning(tune_from_arguments(data, smooth, cert, tune), data.split, data.model)
+    return 0
+
+
+#: tune-rates' own defaults (docs/cli.md says why).
+TUNE_DEFAULTS = {"split": "validation", "n": 500}
+
+
+def print_tuning(result: dict, split: str, model: str) -> None:
+    """The table of a tune-rates result: per bin, its inputs, chosen value, objective and accuracy at r = 0."""
     fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
     acc = "bal acc r=0" if result["guard_metric"] == "balanced" else "acc r=0"
     print(f"{'bin':<5} {'inputs':>6} {'value v':>8} {result['objective']:>11} {acc:>11} {'fixed ' + acc:>17}")
@@ -98,10 +109,9 @@ def cmd_tune_rates(argv: Sequence[str]) -> int:
               f"{fmt(b['accuracy_at_0'], '.3f'):>11} {fmt(b['fixed_rate_accuracy_at_0'], '.3f'):>17}")
     if "pooled_drop" in result:
         what = "balanced certified accuracy" if result["guard_metric"] == "balanced" else "certified accuracy"
-        print(f"pooled drop of {what} at r=0 against the fixed rate on {data.split} (bins weighted by their share): "
+        print(f"pooled drop of {what} at r=0 against the fixed rate on {split} (bins weighted by their share): "
               f"{100 * result['pooled_drop']:.1f} points, allowed {100 * result['max_drop']:.1f}")
-    print(f"{result['describe']}\nwrote {data.model}/rate_schedule.json, tune_rates.json")
-    return 0
+    print(f"{result['describe']}\nwrote {model}/rate_schedule.json, tune_rates.json")
 
 
 def training_defaults(output_dir: str) -> dict[str, Any]:
@@ -117,16 +127,26 @@ def training_defaults(output_dir: str) -> dict[str, Any]:
     )
 
 
-def cmd_train(argv: Sequence[str]) -> int:
-    """Fine-tune under deletion noise (see ``robusttext.training.trainer.train_classifier``)."""
+def parse_train(argv: Sequence[str], prog: str = "robusttext train", extra: tuple[type, ...] = ()) -> tuple:
+    """``robusttext train``'s arguments (data, smoothing, training, TrainingArguments, augmentation), then those
+    of the ``extra`` dataclasses (an experiment's), with the command's defaults."""
     from ..training.fishr import FishrTrainingArguments  # TrainingArguments + --fishr-* and --domain-column
 
-    data, smooth, train, args, augment = parse(
-        (ModelDataArguments, SmoothingArguments, TrainArguments, FishrTrainingArguments, AugmentArguments), argv,
-        "robusttext train", defaults={**training_defaults("runs/train"), "split": "train"},
+    return parse(
+        (ModelDataArguments, SmoothingArguments, TrainArguments, FishrTrainingArguments, AugmentArguments, *extra), argv,
+        prog, defaults={**training_defaults("runs/train"), "split": "train"},
     )
-    metrics = train_from_arguments(data, smooth, train, args, augment)
+
+
+def print_metrics(metrics: dict) -> None:
+    """A training run's final metrics, rounded."""
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    """Fine-tune under deletion noise (see ``robusttext.training.trainer.train_classifier``)."""
+    data, smooth, train, args, augment = parse_train(argv)
+    print_metrics(train_from_arguments(data, smooth, train, args, augment))
     return 0
 
 

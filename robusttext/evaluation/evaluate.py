@@ -16,107 +16,165 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..certificate.protocol import CertifyProtocol
-from ..cli.arguments import AttackArguments, CertifyArguments, EvaluateArguments, ModelDataArguments, SmoothingArguments
+from ..certificate.smoothing import SmoothedTextClassifier
+from ..hub.model_card import write_model_card
+from ..runs.certify import certify_dataset, load_examples
+from ..runs.data import DataSpec, TextData
+from ..runs.distributed import process_state
+from ..runs.report import certification_markdown
 from ..runs.results import read_jsonl, write_json
+from .attacks import AttackConfig, run_attacks, text_index
+from .crosscheck import crosscheck
 
 logger = logging.getLogger("robusttext")
 
-
-def attack_targets(ev: EvaluateArguments) -> list[str]:
-    """The attack targets of ``--attack-target``."""
-    if ev.attack_target not in ("smoothed", "base", "both"):
-        raise ValueError(f"--attack-target must be smoothed, base or both, got {ev.attack_target!r}")
-    return ["smoothed", "base"] if ev.attack_target == "both" else [ev.attack_target]
+#: ``EvaluateConfig.attack_target`` values.
+ATTACK_TARGETS = ("smoothed", "base", "both")
 
 
-def validate_evaluate_args(
-    data: ModelDataArguments, smooth: SmoothingArguments, cert: CertifyArguments, attack: AttackArguments,
-    ev: EvaluateArguments,
-) -> tuple[Any, CertifyProtocol, dict[str, Any]]:
-    """Check every stage's options before anything is loaded; returns the certification rate and protocol and
-    each attack target's :class:`~robusttext.evaluation.attacks.AttackConfig`."""
-    from ..cli.convert import attack_config, certify_setup
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What :func:`evaluate_model` runs besides certification (checked here, once).
 
-    rate, protocol = certify_setup(data, smooth, cert)
-    configs = {target: attack_config(attack, cert, smoothed=target == "smoothed",
-                                     recipes=ev.smoothed_recipes if target == "smoothed" else None)
-               for target in attack_targets(ev)}
-    if not (0.0 < ev.significance < 1.0):
-        raise ValueError(f"--significance must be in (0, 1), got {ev.significance}")
-    if ev.confirm_n < 1:
-        raise ValueError(f"--confirm-n must be >= 1, got {ev.confirm_n}")
-    return rate, protocol, configs
+    Args:
+        attack_target: the classifier the attacks target: ``"smoothed"``, ``"base"`` or ``"both"``.
+        num_attacked: attack the first N examples of the data (integer >= 1; None: every certified example).
+        smoothed_recipes: recipes run against the smoothed target (None: the attack configuration's); each
+            smoothed query costs the attack configuration's ``n`` noisy copies.
+        smoothed_num_examples: attack only the first N examples through the smoothed target (integer >= 1;
+            None: ``num_attacked``).
+        confirm_n: noisy copies of the smoothed PREDICT that confirms a cross-check violation (integer >= 1).
+        significance: flag the cross-check when its binomial-tail p-value is below this, in (0, 1).
+    """
+
+    attack_target: str = "smoothed"
+    num_attacked: int | None = None
+    smoothed_recipes: str | None = None
+    smoothed_num_examples: int | None = None
+    confirm_n: int = 1000
+    significance: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.attack_target not in ATTACK_TARGETS:
+            raise ValueError(f"attack_target must be smoothed, base or both, got {self.attack_target!r}")
+        for name in ("num_attacked", "smoothed_num_examples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1 (None: all), got {value!r}")
+        if not (0.0 < float(self.significance) < 1.0):
+            raise ValueError(f"significance must be in (0, 1), got {self.significance}")
+        if isinstance(self.confirm_n, bool) or int(self.confirm_n) != self.confirm_n or self.confirm_n < 1:
+            raise ValueError(f"confirm_n must be an integer >= 1, got {self.confirm_n!r}")
+
+    @property
+    def targets(self) -> list[str]:
+        """The attack targets, in the order they run."""
+        return ["smoothed", "base"] if self.attack_target == "both" else [self.attack_target]
+
+    def attack_configs(self, attack: AttackConfig) -> dict[str, AttackConfig]:
+        """Each target's attack configuration: ``attack`` against that target (the smoothed one runs
+        ``smoothed_recipes`` when set)."""
+        return {t: replace(attack, smoothed=t == "smoothed",
+                           recipes=(self.smoothed_recipes or attack.recipes) if t == "smoothed" else attack.recipes)
+                for t in self.targets}
+
+    def examples(self, target: str) -> int | None:
+        """How many of the first examples ``target`` is attacked on (None: all)."""
+        return (self.smoothed_num_examples or self.num_attacked) if target == "smoothed" else self.num_attacked
+
+
+def first_examples(data: Any, num: int | None, classifier: SmoothedTextClassifier) -> Any:
+    """The first ``num`` examples of ``data`` (None: all): a :class:`DataSpec` with ``max_examples = num`` (so
+    its runs record it as before), anything else loaded and cut."""
+    if num is None:
+        return data
+    if isinstance(data, DataSpec):
+        return replace(data, max_examples=num)
+    ds = load_examples(data, classifier)
+    return TextData(ds.dataset.select(range(min(num, len(ds)))), ds.label_names, ds.source, ds.split)
 
 
 def evaluate_model(
-    data: ModelDataArguments,
-    smooth: SmoothingArguments,
-    cert: CertifyArguments,
-    attack: AttackArguments,
-    ev: EvaluateArguments,
+    classifier: "SmoothedTextClassifier | str",
+    data: Any,
+    output_dir: str | Path,
+    protocol: CertifyProtocol | None = None,
+    attack: AttackConfig | None = None,
+    config: EvaluateConfig | None = None,
+    *,
+    chunk_size: int = 32,
+    overwrite: bool = False,
+    model: str | None = None,
+    update_model_card: bool = False,
+    model_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Certify, attack, cross-check and report; returns ``evaluation_summary.json``'s content.
+    """Certify, attack, cross-check and report; returns ``evaluation_summary.json``'s content (every process).
 
-    ``data.max_examples`` examples are certified; the first ``attack.num_examples`` of them (default:
-    all) are attacked. ``ev.attack_target`` decides which classifier the attacks target (the smoothed
-    wrapper uses ``attack.attack_n`` Monte Carlo samples per query, default ``cert.n``; it runs
-    ``ev.smoothed_recipes`` on the first ``ev.smoothed_num_examples`` examples when those are set).
+    Args:
+        classifier: a :class:`SmoothedTextClassifier`, or a model's Hub id or folder (smoothed at its folder's
+            ``rate_schedule.json``, else ``p_del`` 0.9), serving every stage.
+        data: the examples, as :func:`robusttext.runs.certify.certify_dataset` takes them (a ``DataSpec``, a
+            ``datasets.Dataset``, a ``(texts, labels)`` pair, ...); every one is certified.
+        output_dir: the folder of ``robustness_report.md``, ``evaluation_summary.json``, ``crosscheck.json``,
+            the figures, and each stage's resumable run (``certify/``, ``attack_<target>/``).
+        protocol: the certification protocol (default ``CertifyProtocol()``); its ``alpha`` is the cross-check's.
+        attack: the recipes, smoothed queries' ``n`` and query budget (default ``AttackConfig()``).
+        config: targets, attacked examples and the cross-check (default ``EvaluateConfig()``).
+        chunk_size, overwrite, model: as in ``certify_dataset`` (inputs per block; start fresh; the model's name).
+        update_model_card: merge the certified results (the ``certify/`` run) into ``model_dir/README.md``
+            (default: the model's folder), as ``robusttext card`` does.
     """
-    from .attacks import run_attacks
-    from ..runs.distributed import process_state
-    from ..cli.convert import data_spec, smoothed_classifier
-    from ..runs.certify import certify_dataset
-
-    rate, protocol, configs = validate_evaluate_args(data, smooth, cert, attack, ev)
-    alpha = protocol.alpha
+    config = EvaluateConfig() if config is None else config
+    configs = config.attack_configs(AttackConfig() if attack is None else attack)  # checked before any loading
+    protocol = CertifyProtocol() if protocol is None else protocol
     state = process_state()
-    out = Path(cert.output_dir)
-    timings: dict[str, float] = {}
-    clf = smoothed_classifier(data, smooth, cert, rate, device=state.device)  # one model for every stage
+    if not isinstance(classifier, SmoothedTextClassifier):
+        model = str(classifier) if model is None else model
+        classifier = SmoothedTextClassifier.from_pretrained(str(classifier), device=state.device)
+    clf, out, timings = classifier, Path(output_dir), {}
     start = time.perf_counter()
-    cert_summary = certify_dataset(clf, data_spec(data), out / "certify", protocol, chunk_size=cert.chunk_size,
-                                   overwrite=cert.overwrite_output_dir, model=data.model)
+    cert_summary = certify_dataset(clf, data, out / "certify", protocol, chunk_size=chunk_size, overwrite=overwrite,
+                                   model=model)
     timings["certify_seconds"] = time.perf_counter() - start
-    num_attacked = attack.num_examples if attack.num_examples is not None else data.max_examples
     attack_summaries: dict[str, dict] = {}
-    for target, config in configs.items():
+    for target, attack_config in configs.items():
         start = time.perf_counter()
-        num = (ev.smoothed_num_examples or num_attacked) if target == "smoothed" else num_attacked
-        attack_summaries[target] = run_attacks(clf, data_spec(data, num), out / f"attack_{target}", config,
-                                               overwrite=cert.overwrite_output_dir, model=data.model)
+        attack_summaries[target] = run_attacks(clf, first_examples(data, config.examples(target), clf),
+                                               out / f"attack_{target}", attack_config, overwrite=overwrite, model=model)
         timings[f"attack_{target}_seconds"] = time.perf_counter() - start
     if state.is_main_process:
-        report_evaluation(data, smooth, ev, clf, alpha, out, cert_summary, attack_summaries, timings)
+        report_evaluation(clf, config, protocol.alpha, out, cert_summary, attack_summaries, timings, model)
+        if update_model_card:
+            write_model_card(out / "certify", model_dir)
     state.wait_for_everyone()
     return json.loads((out / "evaluation_summary.json").read_text())
 
 
 def report_evaluation(
-    data: ModelDataArguments, smooth: SmoothingArguments, ev: EvaluateArguments, clf: Any, alpha: float, out: Path,
-    cert_summary: dict, attack_summaries: dict[str, dict], timings: dict[str, float],
+    clf: SmoothedTextClassifier, config: EvaluateConfig, alpha: float, out: Path, cert_summary: dict,
+    attack_summaries: dict[str, dict], timings: dict[str, float], model: str | None = None,
 ) -> None:
     """Cross-check the certified records against the attacks' and write the summary, report and figures."""
-    from .attacks import text_index
-    from .crosscheck import crosscheck
-
     start = time.perf_counter()
     cert_records = read_jsonl(out / "certify" / "results.jsonl")
     attack_records = [r for t in attack_summaries for r in read_jsonl(out / f"attack_{t}" / "attack_results.jsonl")]
 
     def confirm(texts: list[str]) -> list[int]:
-        preds = clf.predict(texts, n=ev.confirm_n, alpha=alpha, indices=[text_index(t) for t in texts])
+        preds = clf.predict(texts, n=config.confirm_n, alpha=alpha, indices=[text_index(t) for t in texts])
         return [p.prediction for p in preds]
 
     cc = crosscheck(
-        cert_records, attack_records, smooth.unit, alpha, confirm=confirm, confirm_alpha=alpha,
-        significance=ev.significance, tokenizer=clf.tokenizer,
+        cert_records, attack_records, clf.unit, alpha, confirm=confirm, confirm_alpha=alpha,
+        significance=config.significance, tokenizer=clf.tokenizer,
     )
     timings["crosscheck_seconds"] = time.perf_counter() - start
-    summary = build_summary(data, smooth, ev, cert_summary, attack_summaries, cc, timings)
+    identity = {"model": model if model is not None else clf.name_or_path, "unit": clf.unit, "p_del": clf.p_del}
+    summary = build_summary(identity, config, cert_summary, attack_summaries, cc, timings)
     if not cc["sound"]:
         logger.error(cc["message"])
     write_json(out / "evaluation_summary.json", summary)
@@ -127,28 +185,29 @@ def report_evaluation(
 
 
 def build_summary(
-    data: ModelDataArguments,
-    smooth: SmoothingArguments,
-    ev: EvaluateArguments,
+    identity: dict[str, Any],
+    config: EvaluateConfig,
     cert_summary: dict,
     attack_summaries: dict[str, dict],
     cc: dict,
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    """Headline numbers: the certification summary's accuracies, the attacks' accuracies under attack."""
+    """Headline numbers: the certification summary's accuracies, the attacks' accuracies under attack.
+    ``identity``: the model as named, the deletion unit and the constant ``p_del`` (None for a schedule)."""
     under_attack = {
         target: {name: s["accuracy_under_attack"] for name, s in summ["recipes"].items()}
         for target, summ in attack_summaries.items()
     }
+    params = cert_summary["parameters"]
     return {
-        "model": data.model,
-        "dataset": data.dataset,
-        "split": data.split,
+        "model": identity["model"],
+        "dataset": params.get("dataset"),
+        "split": params.get("split"),
         "num_examples": cert_summary["num_examples"],
         "num_attacked": {t: next(iter(s["recipes"].values()))["num_examples"] for t, s in attack_summaries.items() if s["recipes"]},
-        "unit": smooth.unit,
-        "p_del": smooth.p_del,
-        "alpha": cert_summary["parameters"]["alpha"],
+        "unit": identity["unit"],
+        "p_del": identity["p_del"],
+        "alpha": params["alpha"],
         "clean_accuracy": cert_summary["clean_accuracy"],
         "smoothed_accuracy": cert_summary["smoothed_accuracy"],
         "certified_accuracy": cert_summary["certified_accuracy"],
@@ -158,8 +217,9 @@ def build_summary(
         "attack_parameters": {t: s["parameters"] for t, s in attack_summaries.items()},
         "crosscheck": {k: v for k, v in cc.items() if k != "violations"},
         "timings": {k: round(v, 2) for k, v in timings.items()},
-        "certify_parameters": cert_summary["parameters"],
-        "evaluate_parameters": {"attack_target": ev.attack_target, "confirm_n": ev.confirm_n, "significance": ev.significance},
+        "certify_parameters": params,
+        "evaluate_parameters": {"attack_target": config.attack_target, "confirm_n": config.confirm_n,
+                                "significance": config.significance},
         "versions": cert_summary.get("versions"),
     }
 
@@ -199,7 +259,6 @@ def _num(x: float | None, fmt: str = ".1f") -> str:
 
 def robustness_markdown(summary: dict, cert_summary: dict, cc: dict) -> str:
     """``robustness_report.md``: a model-card section with certified and empirical robustness."""
-    from ..runs.report import certification_markdown
 
     lines = [
         f"# Robustness report: `{summary['model']}`",

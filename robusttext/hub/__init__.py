@@ -10,6 +10,7 @@
 - :mod:`robusttext.hub.metrics`: the local ``evaluate`` metric modules, loadable offline.
 
 May import: every library layer (certificate, runs), never the command line; nothing below imports the
-faces except ``training``, which loads the ``accuracy`` metric module and attaches the callback. The
+faces except ``training``, which loads the ``accuracy`` metric module and attaches the callback, and
+``evaluation.evaluate``, which writes the model card. The
 submodules import ``transformers`` / ``huggingface_hub`` when loaded; this package itself imports nothing.
 """

@@ -2,7 +2,8 @@
 TextAttack augmenters before the inner collator (e.g. :class:`~robusttext.certificate.deletion.DeletionCollator`)
 encodes them.
 
-``robusttext train --augment deepwordbug --augment-rate 0.5`` replaces each training example's text,
+``robusttext train --augment deepwordbug`` (and ``experiments/train_text.py``, which also sets the rates, e.g.
+``--augment-rate 0.5``) replaces each training example's text,
 with probability ``augment_rate`` and freshly every time the example is drawn, by one TextAttack
 augmentation changing about ``augment_words_pct`` of its words. Only training batches are augmented
 (the wrapper is inactive while the model is in eval mode).

@@ -7,14 +7,14 @@ the same test inputs with the same protocol:
 * ``adaptive`` - AdaptDel, p(L) = max(p_lb, 1 - k/L) (default k = 13, p_lb = 0.9) for training and certification;
 * ``adaptive_plus`` - AdaptDel+: train with p drawn uniformly from [0.7, 0.99] per example (or another training
   recipe, ``--plus_training``, e.g. ``uniform_keep:low=5,high=25,p_lb=0.9``), choose per-bin values on a
-  validation slice of the training split (``robusttext tune-rates``), certify with them.
+  validation slice of the training split (``robusttext.evaluation.tuning.tune_rates``), certify with them.
 
 Prints, per arm: clean accuracy, certified accuracy at several radii, mean and median certified radius
 (wrong or abstained = -1), the median log10 size of the certified region, forward passes and seconds per
 input, and ratios against ``fixed``. Resumable: a finished model or certification is reused.
 
-    python scripts/bench_rates.py --output_dir runs/bench_rates_bbc                       # BBC News, quickstart budget
-    python scripts/bench_rates.py --dataset ../shared/data/amazon_multidomain --train_split all --holdout 0.2 \\
+    python experiments/bench_rates.py --output_dir runs/bench_rates_bbc                       # BBC News, quickstart budget
+    python experiments/bench_rates.py --dataset ../shared/data/amazon_multidomain --train_split all --holdout 0.2 \\
         --certify_examples 500 --edges 50|100|200 --output_dir runs/bench_rates_amazon
 """
 
@@ -64,19 +64,19 @@ class BenchRatesArguments:
     objective: str = field(default="reach", metadata={"help": "AdaptDel+ tuning objective: reach or mean-radius."})
     max_drop: Optional[float] = field(default=None, metadata={
         "help": "AdaptDel+ guard: refuse bin values losing more than this certified accuracy at radius 0 against the "
-                "fixed rate on validation inputs (robusttext tune-rates --max-drop); default: no guard."})
+                "fixed rate on validation inputs (TuneConfig.max_drop); default: no guard."})
     guard: str = field(default="per-bin", metadata={
-        "help": "Where --max_drop applies: per-bin or pooled over the validation split (robusttext tune-rates --guard).",
+        "help": "Where --max_drop applies: per-bin or pooled over the validation split (TuneConfig.guard).",
         "choices": ["per-bin", "pooled"]})
     guard_metric: str = field(default="accuracy", metadata={
-        "help": "What --max_drop bounds: accuracy or balanced (mean over classes; robusttext tune-rates --guard-metric).",
+        "help": "What --max_drop bounds: accuracy or balanced (mean over classes; TuneConfig.guard_metric).",
         "choices": ["accuracy", "balanced"]})
     arms: str = field(default="fixed,adaptive,adaptive_plus")
     plus_training: str = field(default="uniform:0.7,0.99", metadata={
         "help": "The adaptive_plus arm's training schedule (a --rate-schedule spec), e.g. uniform_keep:low=5,high=25,p_lb=0.9."})
-    noise_copies: int = field(default=1, metadata={"help": "Every arm's consistency training (robusttext train --noise-copies)."})
-    consistency_weight: float = field(default=0.0, metadata={"help": "robusttext train --consistency-weight."})
-    entropy_weight: float = field(default=0.0, metadata={"help": "robusttext train --entropy-weight."})
+    noise_copies: int = field(default=1, metadata={"help": "Every arm's consistency training (TrainingRecipe.noise_copies)."})
+    consistency_weight: float = field(default=0.0, metadata={"help": "TrainingRecipe.consistency_weight."})
+    entropy_weight: float = field(default=0.0, metadata={"help": "TrainingRecipe.entropy_weight."})
     seed: int = field(default=0)
     output_dir: str = field(default="runs/bench_rates")
 
@@ -147,7 +147,6 @@ def certificate_timer():
 
 
 def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, str, str, str]) -> dict:
-    from robusttext.cli.arguments import TrainArguments
     from robusttext.cli import training_defaults
     from robusttext import CertifyProtocol, SmoothedTextClassifier
     from robusttext.runs.certify import certify_dataset
@@ -161,9 +160,7 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}  # of the steps a resumed run skips
     schedule = SCHEDULES[arm].format(p=args.p_lb, k=args.k, p_lb=args.p_lb, plus_training=args.plus_training)
     record = model_dir / "robusttext_training.json"
-    training = TrainArguments(noise_copies=args.noise_copies, consistency_weight=args.consistency_weight,
-                              entropy_weight=args.entropy_weight)
-    wanted = (parse_rate_schedule(schedule).to_dict(), training.noise_copies, training.consistency_weight, training.entropy_weight)
+    wanted = (parse_rate_schedule(schedule).to_dict(), args.noise_copies, args.consistency_weight, args.entropy_weight)
     trained_under = None
     if record.exists():  # folders written before consistency training have none of its keys: plain training
         info = json.loads(record.read_text())
@@ -182,8 +179,8 @@ def run_arm(arm: str, args: BenchRatesArguments, out: Path, splits: tuple[str, s
         start = time.perf_counter()
         targs = TrainingArguments(**{**training_defaults(str(model_dir)), "num_train_epochs": args.epochs,
                                      "learning_rate": args.learning_rate, "max_steps": args.max_steps, "seed": args.seed, "save_strategy": "no"})
-        recipe = TrainingRecipe(rate=schedule, max_length=args.max_length, noise_copies=training.noise_copies,
-                                consistency_weight=training.consistency_weight, entropy_weight=training.entropy_weight)
+        recipe = TrainingRecipe(rate=schedule, max_length=args.max_length, noise_copies=args.noise_copies,
+                                consistency_weight=args.consistency_weight, entropy_weight=args.entropy_weight)
         train_classifier(args.model, DataSpec(train_file, "train"), targs, recipe)
         timings["train_seconds"] = time.perf_counter() - start
     if arm == "adaptive_plus" and not (model_dir / "tune_rates.json").exists():
