@@ -119,27 +119,31 @@ def training_defaults(output_dir: str) -> dict[str, Any]:
 
 def cmd_train(argv: Sequence[str]) -> int:
     """Fine-tune under deletion noise (see ``robusttext.training.trainer.train_classifier``)."""
-    from ..training.fishr import FishrTrainingArguments  # TrainingArguments + --fishr-* and --domain-column
+    from ..training.fishr import DomainTrainingArguments  # TrainingArguments + --domain-column
+    from .arguments import HparamsArguments
+    from .convert_dg import fishr_arguments
 
-    data, smooth, train, args, augment = parse(
-        (ModelDataArguments, SmoothingArguments, TrainArguments, FishrTrainingArguments, AugmentArguments), argv,
-        "robusttext train", defaults={**training_defaults("runs/train"), "split": "train"},
+    data, smooth, train, args, augment, hp = parse(
+        (ModelDataArguments, SmoothingArguments, TrainArguments, DomainTrainingArguments, AugmentArguments, HparamsArguments),
+        argv, "robusttext train", defaults={**training_defaults("runs/train"), "split": "train"},
     )
-    metrics = train_from_arguments(data, smooth, train, args, augment)
+    metrics = train_from_arguments(data, smooth, train, fishr_arguments(args, hp), augment)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
     return 0
 
 
 def cmd_dg(argv: Sequence[str]) -> int:
     """Leave-one-domain-out sweep (see ``robusttext.dg.domains.leave_one_domain_out``)."""
-    from ..dg.domains import leave_one_domain_out, report_markdown
-    from ..training.fishr import FishrTrainingArguments
+    from ..dg.domains import report_markdown
+    from ..training.fishr import DomainTrainingArguments
+    from .arguments import HparamsArguments
+    from .convert_dg import dg_from_arguments
 
-    data, smooth, dg, args = parse(
-        (ModelDataArguments, SmoothingArguments, DGArguments, FishrTrainingArguments), argv, "robusttext dg",
-        defaults={**training_defaults("runs/dg"), "split": "all", "p_del": 0.0},
+    data, smooth, dg, args, hp = parse(
+        (ModelDataArguments, SmoothingArguments, DGArguments, DomainTrainingArguments, HparamsArguments), argv,
+        "robusttext dg", defaults={**training_defaults("runs/dg"), "split": "all", "p_del": 0.0},
     )
-    summary = leave_one_domain_out(data, smooth, dg, args)
+    summary = dg_from_arguments(data, smooth, dg, args, hp)
     print(report_markdown(summary))
     print(f"wrote {args.output_dir}/dg_results.json, dg_report.md")
     return 0
