@@ -127,3 +127,23 @@ class LinearArguments:
     output_dir: str = field(default="runs/vision/linear", metadata={"help": "linear.json, linear.md, weights.png and the figures go here."})
     curve_eps: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], metadata={"help": "Radii of the exact-attack accuracy figure."})
     boundary_digits: int = field(default=8, metadata={"help": "Misclassified digits nearest the boundary shown per model."})
+
+
+@dataclass
+class ColoredMNISTArguments:
+    """``robusttext vision coloredmnist``: Colored MNIST in the IRM protocol (the benchmark's construction is the
+    paper's, robusttext_vision.coloredmnist.ColoredMNISTConfig; variations: experiments/coloredmnist.py)."""
+
+    algorithm: str = field(default="erm,fishr,gray", metadata={"help": "Comma-separated: erm, fishr, gray (grayscale oracle)."})
+    seeds: int = field(default=10, metadata={"help": "Restarts: seeds seed, seed+1, ... (paper: 10)."})
+    seed: int = field(default=0, metadata={"help": "First seed (environments and initialisation)."})
+    lr: float = field(default=0.0004898536566546834, metadata={"help": "Adam learning rate."})
+    steps: int = field(default=501, metadata={"help": "Full-batch Adam steps."})
+    hparams: Optional[str] = field(default=None, metadata={
+        "help": "Model hyper-parameters as a JSON object, e.g. '{\"hidden_dim\": 390, \"penalty_anneal_iters\": 150}' (keys: "
+                "hidden_dim, the MLP width; l2_regularizer_weight, of the squared parameter norm, default IRM's prior for the "
+                "training-set size; penalty_anneal_iters, steps at penalty weight 1; penalty_weight, in the paper's units; "
+                "defaults: robusttext.training.hparams_registry)."})
+    data_root: Optional[str] = field(default=None, metadata={"help": "Folder of the MNIST IDX files (default: shared data)."})
+    output_dir: str = field(default="runs/vision/coloredmnist", metadata={"help": "Where runs.jsonl, summary.json, report.md go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier runs in output_dir first."})

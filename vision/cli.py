@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from robusttext.config import dispatch, parse
+
+if TYPE_CHECKING:
+    from .arguments import ColoredMNISTArguments
+    from .coloredmnist import ColoredMNISTConfig
 
 
 def _print(obj: object) -> None:
@@ -84,11 +88,28 @@ def cmd_compare(argv: Sequence[str]) -> int:
     return 0
 
 
+def coloredmnist_config(args: "ColoredMNISTArguments", **construction: Any) -> "ColoredMNISTConfig":
+    """``robusttext vision coloredmnist``'s options (and an experiment's ``construction`` of the environments) as a
+    :class:`~robusttext_vision.coloredmnist.ColoredMNISTConfig`; ``--hparams`` errors name it and the key."""
+    from .coloredmnist import ColoredMNISTConfig
+
+    try:
+        config = ColoredMNISTConfig(algorithm=args.algorithm, seeds=args.seeds, seed=args.seed, lr=args.lr,
+                                    steps=args.steps, data_root=args.data_root, **construction)
+        return config.with_hparams(args.hparams)
+    except ValueError as err:  # the options' own messages name their flag; the registry's keys come from --hparams
+        msg = str(err)
+        raise ValueError(msg if msg.startswith("--") else f"--{msg}" if msg.startswith("hparams")
+                         else f"--hparams: {msg}") from None
+
+
 def cmd_coloredmnist(argv: Sequence[str]) -> int:
-    from .coloredmnist import ColoredMNISTArguments, run_coloredmnist
+    from .arguments import ColoredMNISTArguments
+    from .coloredmnist import run_coloredmnist
 
     (args,) = parse((ColoredMNISTArguments,), argv, "robusttext vision coloredmnist")
-    print(run_coloredmnist(args)["markdown"])
+    config = coloredmnist_config(args)
+    print(run_coloredmnist(config, args.output_dir, args.overwrite_output_dir)["markdown"])
     print(f"wrote {args.output_dir}/summary.json, report.md")
     return 0
 
