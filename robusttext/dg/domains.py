@@ -88,7 +88,7 @@ class SweepConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.update_model_card and self.certify is None:
-            raise ValueError("update_model_card needs certify (a protocol): the card holds certified results")
+            raise ValueError("update_model_card needs certify: the card holds the certified results")
         object.__setattr__(self, "algorithms", tuple(parse_algorithms(self.algorithms)))
 
     def record(self) -> dict[str, Any]:
