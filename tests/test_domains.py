@@ -20,6 +20,7 @@ from robusttext.training.domain_data import (
     safe_name,
     split_domains,
 )
+from robusttext.certificate.protocol import CertifyProtocol
 from robusttext.dg.domains import run_name
 from robusttext.training.hparams_registry import ALGORITHMS, default_hparams, parse_algorithms, random_hparams
 
@@ -360,3 +361,35 @@ def test_dg_configs_parse(name):
     assert dg.freeze_encoder is False
     assert args.output_dir.startswith("runs/")
     assert fishr_arguments(args, hp).fishr_lambda == 1000.0  # the YAML mapping is a valid --hparams
+
+
+def test_python_twin_gives_the_cli_sweep(tiny_model_dir, tmp_path):
+    # leave_one_domain_out takes library objects (a DataSpec, FishrTrainingArguments, a SweepConfig, a
+    # TrainingRecipe): the same sweep as `robusttext dg`, the same tables
+    from robusttext.cli import main
+    from robusttext.dg.domains import SweepConfig, leave_one_domain_out
+    from robusttext.runs.data import DataSpec
+    from robusttext.training.fishr import FishrTrainingArguments
+    from robusttext.training.trainer import TrainingRecipe
+
+    data = _domain_folder(tmp_path / "data", ("a", "b", "c"))
+    common = dict(max_steps=2, eval_steps=1, per_device_train_batch_size=4, use_cpu=True, report_to="none",
+                  disable_tqdm=True, logging_steps=1, seed=42, learning_rate=5e-5)
+    args = FishrTrainingArguments(output_dir=str(tmp_path / "py"), fishr_anneal_steps=1, **common)
+    summary = leave_one_domain_out(tiny_model_dir, DataSpec(str(data), "all"), args,
+                                   SweepConfig(test_domains=["a"], max_per_domain=10),
+                                   TrainingRecipe(rate=0.0, max_length=16, algorithm="fishr"))
+    argv = ["dg", "--model", tiny_model_dir, "--dataset", str(data), "--test-domains", "a", "--max-steps", "2",
+            "--eval-steps", "1", "--per-device-train-batch-size", "4", "--use-cpu", "--report-to", "none",
+            "--disable-tqdm", "true", "--logging-steps", "1", "--max-length", "16", "--max-per-domain", "10",
+            "--hparams", '{"fishr_anneal_steps": 1}', "--output-dir", str(tmp_path / "cli")]
+    assert main(argv) == 0
+    cli = json.loads((tmp_path / "cli" / "dg_results.json").read_text())
+    assert cli["tables"] == summary["tables"]
+    assert [r["trace"] for r in cli["runs"]] == [r["trace"] for r in summary["runs"]]
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        SweepConfig(seeds=0)
+    with pytest.raises(ValueError, match="update_model_card needs certify"):
+        SweepConfig(update_model_card=True)
+    with pytest.raises(ValueError, match="certify needs training under deletion noise"):
+        leave_one_domain_out(tiny_model_dir, DataSpec(str(data), "all"), args, SweepConfig(certify=CertifyProtocol()))
