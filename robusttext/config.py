@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import json
 import logging
 import sys
 from typing import Any, Callable, Sequence
@@ -27,7 +28,8 @@ Commands = dict[str, tuple[str, Callable[[Sequence[str]], int]]]
 
 # --------------------------------------------------------------------------- parsing
 def yaml_to_argv(path: str) -> list[str]:
-    """Turn a YAML mapping of option -> value into command-line arguments (lists become several values)."""
+    """Turn a YAML mapping of option -> value into command-line arguments (lists become several values, a
+    mapping one JSON object, e.g. ``hparams: {fishr_lambda: 1000}``)."""
     try:
         with open(path, encoding="utf-8") as fh:
             cfg = yaml.safe_load(fh) or {}
@@ -46,6 +48,8 @@ def yaml_to_argv(path: str) -> list[str]:
             argv += [flag, "true" if value else "false"]
         elif isinstance(value, (list, tuple)):
             argv += [flag, *map(str, value)]
+        elif isinstance(value, dict):
+            argv += [flag, json.dumps(value)]
         else:
             argv += [flag, str(value)]
     return argv

@@ -191,7 +191,7 @@ DEFAULTS_TABLE = [
     "| `predict` | `--n` | 1000 (`SmoothedTextClassifier.predict`) | 4000 (certify) | PREDICT needs a vote, not a radius (with `--certify` the protocol's 4000 applies) |",
     "| `predict` | `--dataset` | none | embedded:bbc-news | the texts come from the command's words or standard input unless a dataset (e.g. a file) is named |",
     "| `tune-rates` | `--n` | 500 | 4000 | every bin is certified once per search step |",
-    "| `dg` | `--certify-n` | 1000 | 4000 | one certification per trained run of the sweep |",
+    "| `dg` | `--n` | 1000 | 4000 | one certification per trained run of the sweep (with `--certify`) |",
     "| `dg` | `--p-del` | 0 | 0.9 (`DEFAULT_P_DEL`) | the sweep compares training algorithms; deletion noise only when asked |",
     "| `train`, `tune-rates`, `dg` | `--split` | train, validation, all | test (`certify`) | training reads the training split; rates are chosen without test data; the sweep cuts every domain itself |",
     "| `evaluate` | `--max-examples` | 200 | all | attacks cost many queries per example |",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from _experiments import experiment
+from _experiments import load_experiment
 from robusttext.cli import main
 from robusttext.certificate.deletion import DeletionCollator, DeletionMechanism
 from robusttext.certificate.rates import AdaptiveRate, BinnedRate, FixedRate, UniformKeep, UniformRate
@@ -276,7 +276,7 @@ def test_tune_rates_refuses_test_data_and_writes_a_valid_binned_schedule(tiny_mo
         assert main([*product, "--split", "validation", bad, "1"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"unknown option {bad}" in err[0], err
-    tune = experiment("tune_rates").main  # the product command's options plus every TuneConfig field
+    tune = load_experiment("tune_rates").main  # the product command's options plus every TuneConfig field
     common = [*product[1:], "--iterations", "2"]
     assert tune([*common, "--split", "test"]) == 2
     assert "never on test data" in capsys.readouterr().err

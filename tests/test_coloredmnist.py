@@ -14,9 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _experiments import load_experiment
 from robusttext_vision.coloredmnist import (
     MLP,
-    ColoredMNISTArguments,
+    ColoredMNISTConfig,
     check_args,
     make_environments,
     paper_penalty,
@@ -36,7 +37,7 @@ def _digits(n: int = 10000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_environments_have_the_stated_rates_and_channels():
     digits, targets = _digits()
-    args = ColoredMNISTArguments(env_sizes="4000,4000,2000", color_flip="0.2,0.1,0.9")
+    args = ColoredMNISTConfig(env_sizes="4000,4000,2000", color_flip="0.2,0.1,0.9")
     envs = make_environments(digits, targets, args, seed=3)
     assert [len(e.labels) for e in envs] == [4000, 4000, 2000, 2000]
     for env, agree in zip(envs[:3], (0.8, 0.9, 0.1)):
@@ -60,7 +61,7 @@ def test_environments_have_the_stated_rates_and_channels():
 
 def test_environments_depend_only_on_the_seed():
     digits, targets = _digits()
-    args = ColoredMNISTArguments()
+    args = ColoredMNISTConfig()
     a, b, c = (make_environments(digits, targets, args, s) for s in (1, 1, 2))
     assert all(torch.equal(x.images, y.images) and torch.equal(x.labels, y.labels) for x, y in zip(a, b))
     assert not torch.equal(a[0].labels, c[0].labels)
@@ -71,8 +72,8 @@ def test_four_views_are_the_four_subsampling_offsets_with_one_label_and_colour()
     n = 50
     digits = (torch.arange(n * 784, dtype=torch.float64).reshape(n, 28, 28))
     targets = torch.arange(n) % 10
-    one = make_environments(digits, targets, ColoredMNISTArguments(env_sizes="20,20,10"), seed=4)
-    four = make_environments(digits, targets, ColoredMNISTArguments(env_sizes="20,20,10", subsample_views=4), seed=4)
+    one = make_environments(digits, targets, ColoredMNISTConfig(env_sizes="20,20,10"), seed=4)
+    four = make_environments(digits, targets, ColoredMNISTConfig(env_sizes="20,20,10", subsample_views=4), seed=4)
     order = np.random.default_rng(4).permutation(n)
     rows, cols = np.arange(14)[:, None], np.arange(14)[None, :]
     for k in (0, 1):
@@ -89,7 +90,7 @@ def test_four_views_are_the_four_subsampling_offsets_with_one_label_and_colour()
     for k in (2, 3):  # test environments: one view, unchanged
         assert torch.equal(four[k].images, one[k].images) and torch.equal(four[k].labels, one[k].labels)
     with pytest.raises(ValueError, match="--subsample-views"):
-        check_args(ColoredMNISTArguments(subsample_views=2))
+        check_args(ColoredMNISTConfig(subsample_views=2))
 
 
 def _naive_paper_penalty(features, logit_layer, labels, domains):
@@ -131,26 +132,31 @@ def _write_idx(folder, n: int = 300, seed: int = 0, prefix: str = "t10k", digits
         fh.write(struct.pack(">II", 2049, n) + labels.tobytes())
 
 
-def _tiny(tmp_path, out: str, **kw) -> ColoredMNISTArguments:
+def _tiny(tmp_path, **kw) -> ColoredMNISTConfig:
     base = dict(env_sizes="100,100,80", steps=4, hidden_dim=8, seeds=2, penalty_anneal_iters=2,
-                data_root=str(tmp_path / "mnist"), output_dir=str(tmp_path / out))
-    return ColoredMNISTArguments(**{**base, **kw})
+                data_root=str(tmp_path / "mnist"))
+    return ColoredMNISTConfig(**{**base, **kw})
+
+
+def _run(tmp_path, out: str, **kw) -> dict:
+    """The tiny study with ``kw`` changed, run into ``tmp_path / out``."""
+    return run_coloredmnist(_tiny(tmp_path, **kw), tmp_path / out)
 
 
 def test_seeds_give_identical_tables_and_reruns_resume(tmp_path):
     (tmp_path / "mnist").mkdir()
     _write_idx(tmp_path / "mnist")
-    one = run_coloredmnist(_tiny(tmp_path, "a"))
-    two = run_coloredmnist(_tiny(tmp_path, "b"))
+    one = _run(tmp_path, "a")
+    two = _run(tmp_path, "b")
     strip = lambda runs: [{k: v for k, v in r.items() if k not in ("seconds_per_step", "seconds")} for r in runs]  # noqa: E731
     assert strip(one["runs"]) == strip(two["runs"]) and len(one["runs"]) == 6
     assert {(r["algorithm"], r["seed"]) for r in one["runs"]} == {(a, s) for a in ("erm", "fishr", "gray") for s in (0, 1)}
     lines = (tmp_path / "a" / "runs.jsonl").read_text().splitlines()
-    again = run_coloredmnist(_tiny(tmp_path, "a"))  # resumes: nothing retrained, same records
+    again = _run(tmp_path, "a")  # resumes: nothing retrained, same records
     assert (tmp_path / "a" / "runs.jsonl").read_text().splitlines() == lines
     assert again["runs"] == one["runs"]
     with pytest.raises(ValueError, match="subsample_views"):  # other training images: never mixed in
-        run_coloredmnist(_tiny(tmp_path, "a", subsample_views=4))
+        _run(tmp_path, "a", subsample_views=4)
     md = (tmp_path / "a" / "report.md").read_text()
     assert "| Fishr |" in md and "Gray test acc." in md and "Fishr / ERM step time" in md and "wall time" in md
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["table"]["erm"]["test_accuracy"][0] == pytest.approx(
@@ -165,27 +171,27 @@ def test_mnist_split_chooses_the_idx_files(tmp_path):
     _write_idx(tmp_path / "mnist", n=300, prefix="t10k", digits=np.zeros(300))
     _write_idx(tmp_path / "mnist", n=400, prefix="train", digits=np.full(400, 9))
     for split in ("test", "train"):
-        res = run_coloredmnist(_tiny(tmp_path, split, seeds=1, algorithm="erm", mnist_split=split, env_sizes="120,120,60"))
+        res = _run(tmp_path, split, seeds=1, algorithm="erm", mnist_split=split, env_sizes="120,120,60")
         assert res["parameters"]["mnist_split"] == split
         assert f"MNIST {split} split" in (tmp_path / split / "report.md").read_text()
     from robusttext_vision.data import load_images
 
     for split, n, label in (("test", 300, 1), ("train", 400, 0)):
         mnist = load_images("mnist", split, root=str(tmp_path / "mnist"))
-        envs = make_environments(mnist.images[:, 0], mnist.labels, _tiny(tmp_path, "x", label_noise=0.0), 0)
+        envs = make_environments(mnist.images[:, 0], mnist.labels, _tiny(tmp_path, label_noise=0.0), 0)
         assert len(mnist.labels) == n and all(bool((e.labels == label).all()) for e in envs)
     with pytest.raises(ValueError, match="--mnist-split"):
-        check_args(ColoredMNISTArguments(mnist_split="validation"))
+        check_args(ColoredMNISTConfig(mnist_split="validation"))
     # 350 > 300 test digits, but the train split has 400
     with pytest.raises(ValueError, match="add up to more"):
-        run_coloredmnist(_tiny(tmp_path, "big", env_sizes="150,150,50"))
-    run_coloredmnist(_tiny(tmp_path, "big_train", seeds=1, algorithm="erm", env_sizes="150,150,50", mnist_split="train"))
+        _run(tmp_path, "big", env_sizes="150,150,50")
+    _run(tmp_path, "big_train", seeds=1, algorithm="erm", env_sizes="150,150,50", mnist_split="train")
 
 
 def test_fishr_differs_from_erm_only_through_the_penalty(tmp_path):
     (tmp_path / "mnist").mkdir()
     _write_idx(tmp_path / "mnist")
-    res0 = run_coloredmnist(_tiny(tmp_path, "d", seeds=1, algorithm="erm,fishr", penalty_weight=0.0, penalty_anneal_iters=0))
+    res0 = _run(tmp_path, "d", seeds=1, algorithm="erm,fishr", penalty_weight=0.0, penalty_anneal_iters=0)
     e0, f0 = res0["runs"]
     # with weight 0 Fishr's loss is ERM's: identical accuracies
     assert {k: e0[k] for k in ("train_accuracy", "test_accuracy")} == {k: f0[k] for k in ("train_accuracy", "test_accuracy")}
@@ -195,9 +201,9 @@ def test_l2_default_keeps_irms_prior_for_the_training_images():
     from robusttext_vision.coloredmnist import IRM_L2, l2_weight
 
     # IRM: 50,000 training images at 0.00110794568; 8,000 images -> 6.25x; an explicit value is kept
-    assert l2_weight(ColoredMNISTArguments(env_sizes="25000,25000,10000")) == pytest.approx(IRM_L2)
-    assert l2_weight(ColoredMNISTArguments(env_sizes="4000,4000,2000")) == pytest.approx(6.25 * IRM_L2)
-    assert l2_weight(ColoredMNISTArguments(l2_regularizer_weight=0.5)) == 0.5
+    assert l2_weight(ColoredMNISTConfig(env_sizes="25000,25000,10000")) == pytest.approx(IRM_L2)
+    assert l2_weight(ColoredMNISTConfig(env_sizes="4000,4000,2000")) == pytest.approx(6.25 * IRM_L2)
+    assert l2_weight(ColoredMNISTConfig(l2_regularizer_weight=0.5)) == 0.5
 
 
 def test_mlp_shapes():
@@ -219,18 +225,46 @@ def test_mlp_shapes():
 )
 def test_bad_arguments_are_clear_errors(kw, match):
     with pytest.raises(ValueError, match=match):
-        check_args(ColoredMNISTArguments(**kw))
+        check_args(ColoredMNISTConfig(**kw))
 
 
 def test_cli_prints_the_table(tmp_path, capsys):
     from robusttext_vision.cli import main
 
     (tmp_path / "mnist").mkdir()
-    _write_idx(tmp_path / "mnist")
-    rc = main(["coloredmnist", "--algorithm", "erm", "--seeds", "1", "--steps", "2", "--hidden-dim", "4",
-               "--env-sizes", "50,50,40", "--data-root", str(tmp_path / "mnist"), "--output-dir", str(tmp_path / "o")])
+    _write_idx(tmp_path / "mnist", n=10000)  # the paper's construction: 4,000 + 4,000 + 2,000 digits
+    rc = main(["coloredmnist", "--algorithm", "erm", "--seeds", "1", "--steps", "2", "--hparams", '{"hidden_dim": 4}',
+               "--data-root", str(tmp_path / "mnist"), "--output-dir", str(tmp_path / "o")])
     out = capsys.readouterr()
-    assert rc == 0 and "| ERM |" in out.out and "Test acc." in out.out
-    assert main(["coloredmnist", "--env-sizes", "9000,9000,9000", "--data-root", str(tmp_path / "mnist"),
+    assert rc == 0 and "| ERM |" in out.out and "Test acc." in out.out and "MLP width 4" in out.out
+    assert "sizes 4000,4000,2000, colour flip 0.2,0.1,0.9, label noise 0.25" in out.out
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["parameters"]["hidden_dim"] == 4
+    # --hparams is checked against the registry: one line naming the key and the valid keys
+    assert main(["coloredmnist", "--hparams", '{"hidden": 4}', "--output-dir", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert ("--hparams: unknown key 'hidden'; valid keys: hidden_dim, l2_regularizer_weight, penalty_anneal_iters, "
+            "penalty_weight") in err and len(err.strip().splitlines()) == 1
+    assert main(["coloredmnist", "--hparams", '{"hidden_dim": 0.5}', "--output-dir", str(tmp_path / "p")]) == 2
+    assert "--hparams: hidden_dim must be an int, got 0.5" in capsys.readouterr().err
+    assert main(["coloredmnist", "--hparams", '{"penalty_weight": -1}', "--output-dir", str(tmp_path / "p")]) == 2
+    assert "--hparams: penalty_weight must be >= 0" in capsys.readouterr().err
+
+
+def test_experiment_varies_the_construction(tmp_path, capsys):
+    # experiments/coloredmnist.py: the environments' construction changed (here smaller), through the library
+    main = load_experiment("coloredmnist").main
+    (tmp_path / "mnist").mkdir()
+    _write_idx(tmp_path / "mnist")
+    rc = main(["--algorithm", "erm", "--seeds", "1", "--steps", "2", "--hparams", '{"hidden_dim": 4}',
+               "--env-sizes", "50,50,40", "--subsample-views", "4", "--data-root", str(tmp_path / "mnist"),
+               "--output-dir", str(tmp_path / "o")])
+    out = capsys.readouterr()
+    assert rc == 0 and "| ERM |" in out.out and "sizes 50,50,40" in out.out and "4 subsampling views" in out.out
+    want = _run(tmp_path, "lib", algorithm="erm", seeds=1, steps=2, hidden_dim=4, env_sizes="50,50,40",
+                subsample_views=4, penalty_anneal_iters=ColoredMNISTConfig.penalty_anneal_iters)
+    got = json.loads((tmp_path / "o" / "summary.json").read_text())
+    strip = lambda runs: [{k: v for k, v in r.items() if k not in ("seconds_per_step", "seconds")} for r in runs]  # noqa: E731
+    assert strip(got["runs"]) == strip(want["runs"])  # the script is the library call
+    assert main(["--env-sizes", "9000,9000,9000", "--data-root", str(tmp_path / "mnist"),
                  "--output-dir", str(tmp_path / "p")]) == 2
     assert "--env-sizes" in capsys.readouterr().err

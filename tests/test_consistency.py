@@ -15,7 +15,7 @@ import torch
 
 datasets = pytest.importorskip("datasets")
 
-from _experiments import EXPERIMENTS, experiment  # noqa: E402
+from _experiments import EXPERIMENTS, load_experiment  # noqa: E402
 
 from robusttext.training.consistency import ConsistencyTrainer, consistency_loss  # noqa: E402
 from robusttext.certificate.deletion import DeletionCollator  # noqa: E402
@@ -119,7 +119,7 @@ def test_cli_trains_with_copies_records_them_and_refuses_bad_settings(tiny_model
 
     from robusttext.cli import main
 
-    train_text = experiment("train_text").main  # robusttext train + TrainingRecipe's consistency fields
+    train_text = load_experiment("train_text").main  # robusttext train + TrainingRecipe's consistency fields
     data = tmp_path / "train.jsonl"
     rows = toy_rows()
     data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(rows["text"], rows["label"])))

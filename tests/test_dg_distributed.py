@@ -29,7 +29,7 @@ def _argv(model: str, data: Path, out: Path, batch: int) -> list[str]:
     return ["dg", "--model", model, "--dataset", str(data), "--algorithms", "erm,fishr", "--test-domains", "c",
             "--max-steps", "2", "--eval-steps", "1", "--logging-steps", "1", "--per-device-train-batch-size", str(batch),
             "--report-to", "none", "--output-dir", str(out), "--max-length", "16", "--disable-tqdm", "true",
-            "--fishr-anneal-steps", "0", "--learning-rate", "1e-3"]
+            "--hparams", '{"fishr_anneal_steps": 0}', "--learning-rate", "1e-3"]
 
 
 @pytest.mark.multiprocess

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from robusttext.dg.dg_tables import dg_markdown, dg_summary, mean_se, select_run, select_step
 from robusttext.training.domain_data import (
@@ -19,6 +20,7 @@ from robusttext.training.domain_data import (
     safe_name,
     split_domains,
 )
+from robusttext.certificate.protocol import CertifyProtocol
 from robusttext.dg.domains import run_name
 from robusttext.training.hparams_registry import ALGORITHMS, default_hparams, parse_algorithms, random_hparams
 
@@ -246,7 +248,7 @@ def test_leave_one_domain_out_sweep_writes_tables_and_resumes(tiny_model_dir, tm
     assert main(argv) == 0  # resume: nothing left to train, same records
     again = json.loads((out / "dg_results.json").read_text())
     assert [r["seconds"] for r in again["runs"]] == [r["seconds"] for r in res["runs"]]
-    assert main([*argv, "--fishr-lambda", "5"]) == 2  # another run's folder is refused
+    assert main([*argv, "--hparams", '{"fishr_lambda": 5}']) == 2  # another run's folder is refused
     other = tmp_path / "dg2"  # the same seeds in another folder: identical tables
     assert main([*argv[:argv.index("--output-dir") + 1], str(other), *argv[argv.index("--output-dir") + 2:]]) == 0
     assert json.loads((other / "dg_results.json").read_text())["tables"] == res["tables"]
@@ -263,7 +265,7 @@ def test_erm_in_the_sweep_ignores_fishr_warmup(tiny_model_dir, tmp_path):
             "--seeds", "1", "--logging-steps", "1"]
     runs = {}
     for anneal in ("0", "2"):
-        assert main([*base, "--fishr-anneal-steps", anneal, "--output-dir", str(tmp_path / anneal)]) == 0
+        assert main([*base, "--hparams", f'{{"fishr_anneal_steps": {anneal}}}', "--output-dir", str(tmp_path / anneal)]) == 0
         res = json.loads((tmp_path / anneal / "dg_results.json").read_text())["runs"]
         runs[anneal] = {r["algorithm"]: [t["loss"] for t in r["loss_trace"]] for r in res}
     assert len(runs["0"]["erm"]) == 4 and runs["2"]["erm"] == runs["0"]["erm"]
@@ -272,8 +274,8 @@ def test_erm_in_the_sweep_ignores_fishr_warmup(tiny_model_dir, tmp_path):
     config = tmp_path / "2" / "run_config.json"
     old = {k: v for k, v in json.loads(config.read_text()).items() if k != "erm_anneal_steps"}
     config.write_text(json.dumps(old))
-    assert main([*base, "--fishr-anneal-steps", "2", "--output-dir", str(tmp_path / "2")]) == 2
-    assert main([*base, "--fishr-anneal-steps", "0", "--output-dir", str(tmp_path / "0")]) == 0  # resumes
+    assert main([*base, "--hparams", '{"fishr_anneal_steps": 2}', "--output-dir", str(tmp_path / "2")]) == 2
+    assert main([*base, "--hparams", '{"fishr_anneal_steps": 0}', "--output-dir", str(tmp_path / "0")]) == 0  # resumes
 
 
 def test_sweep_bad_input(tiny_model_dir, tmp_path, capsys):
@@ -288,8 +290,16 @@ def test_sweep_bad_input(tiny_model_dir, tmp_path, capsys):
     two = _domain_folder(tmp_path / "two", ("a", "b"))
     assert main([*base[:4], str(two), *base[5:]]) == 2
     assert "at least 3 domains" in capsys.readouterr().err
-    assert main([*base, "--fishr-lambda", "-2"]) == 2
-    assert "--fishr-lambda must be a finite number >= 0" in capsys.readouterr().err
+    assert main([*base, "--hparams", '{"fishr_lambda": -2}']) == 2
+    assert "--hparams: fishr_lambda must be a finite number >= 0" in capsys.readouterr().err
+    assert main([*base, "--hparams", '{"fishr_lamda": 2}']) == 2  # a typo: one line naming the key and the valid ones
+    err = capsys.readouterr().err
+    assert "--hparams: unknown key 'fishr_lamda'; valid keys: fishr_anneal_steps, fishr_ema, fishr_lambda" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main([*base, "--hparams", '{"fishr_anneal_steps": 1.5}']) == 2  # not the registry's type
+    assert "--hparams: fishr_anneal_steps must be an int, got 1.5" in capsys.readouterr().err
+    assert main([*base, "--hparams", "fishr_lambda=2"]) == 2
+    assert "--hparams must be a JSON object" in capsys.readouterr().err
 
 
 def test_dg_certify_reports_certified_accuracy_per_radius_for_each_algorithm(tiny_model_dir, tmp_path, capsys):
@@ -298,7 +308,7 @@ def test_dg_certify_reports_certified_accuracy_per_radius_for_each_algorithm(tin
     data = _domain_folder(tmp_path / "data")
     out = tmp_path / "cert"
     argv = ["dg", "--model", tiny_model_dir, "--dataset", str(data), "--test-domains", "c", "--p-del", "0.9",
-            "--certify", "--certify-n", "40", "--certify-max-examples", "3", "--max-steps", "1",
+            "--certify", "--n", "40", "--max-test-examples", "4", "--update-model-card", "--max-steps", "1",
             "--per-device-train-batch-size", "4", "--use-cpu", "--report-to", "none", "--output-dir", str(out),
             "--max-length", "16", "--disable-tqdm", "true"]
     assert main(argv) == 0
@@ -313,21 +323,73 @@ def test_dg_certify_reports_certified_accuracy_per_radius_for_each_algorithm(tin
             assert acc == sum(r["correct"] and r["radius"] >= int(radius) for r in records) / 3
             assert table[run["algorithm"]][radius][0] == acc  # one seed: the mean is the run's value
     assert "## Certified accuracy on the held-out domain" in (out / "dg_report.md").read_text()
+    # --update-model-card: each run's model folder card holds that domain's certify summary (issue 31)
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    for run in res["runs"]:
+        folder = out / "runs" / run_name(run["algorithm"], "c", 0, run["seed"])
+        summary = json.loads((folder / "certify" / "summary.json").read_text())
+        want = {("accuracy", None): summary["clean_accuracy"], ("smoothed_accuracy", None): summary["smoothed_accuracy"],
+                ("median_certified_radius", None): summary["median_certified_radius"],
+                **{("certified_accuracy", int(r)): v for r, v in summary["certified_accuracy"].items()}}
+        assert {str(r): v for (t, r), v in want.items() if t == "certified_accuracy"} == run["certified_accuracy"]
+        card = folder / "model" / "README.md"
+        loaded = ModelCard.load(card).data.eval_results
+        front = card.read_text().split("---\n")[1]
+        _, parsed = model_index_to_eval_results(yaml.safe_load(front)["model-index"])
+        for results in (loaded, parsed):
+            assert {(r.metric_type, (r.metric_args or {}).get("radius")): r.metric_value for r in results} == want
+            assert {r.dataset_split for r in results} == {"test"} and {r.metric_args["n"] for r in results} == {40}
     assert main([*argv[:argv.index("--p-del")], *argv[argv.index("--p-del") + 2:], "--output-dir", str(tmp_path / "x")]) == 2
     assert "--certify needs training under deletion noise" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["dg_amazon", "dg_sentiment", "dg_spurious", "dg_spurious_probe"])
+@pytest.mark.parametrize("name", ["dg_amazon", "dg_sentiment"])
 def test_dg_configs_parse(name):
     # Every key of a shipped dg config is an option of `robusttext dg` (a typo would only fail at run time).
-    from robusttext.cli.arguments import DGArguments, ModelDataArguments, SmoothingArguments
+    from robusttext.cli.arguments import DGArguments, HparamsArguments, ModelDataArguments, SmoothingArguments
+    from robusttext.cli.convert_dg import fishr_arguments
     from robusttext.config import parse
-    from robusttext.training.fishr import FishrTrainingArguments
+    from robusttext.training.fishr import DomainTrainingArguments
 
     config = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
-    data, smooth, dg, args = parse(
-        (ModelDataArguments, SmoothingArguments, DGArguments, FishrTrainingArguments), ["--config", str(config)],
-        "robusttext dg",
+    data, smooth, dg, args, hp = parse(
+        (ModelDataArguments, SmoothingArguments, DGArguments, DomainTrainingArguments, HparamsArguments),
+        ["--config", str(config)], "robusttext dg",
     )
-    assert dg.freeze_encoder is (name == "dg_spurious_probe")
+    assert dg.freeze_encoder is False
     assert args.output_dir.startswith("runs/")
+    assert fishr_arguments(args, hp).fishr_lambda == 1000.0  # the YAML mapping is a valid --hparams
+
+
+def test_python_twin_gives_the_cli_sweep(tiny_model_dir, tmp_path):
+    # leave_one_domain_out takes library objects (a DataSpec, FishrTrainingArguments, a SweepConfig, a
+    # TrainingRecipe): the same sweep as `robusttext dg`, the same tables
+    from robusttext.cli import main
+    from robusttext.dg.domains import SweepConfig, leave_one_domain_out
+    from robusttext.runs.data import DataSpec
+    from robusttext.training.fishr import FishrTrainingArguments
+    from robusttext.training.trainer import TrainingRecipe
+
+    data = _domain_folder(tmp_path / "data", ("a", "b", "c"))
+    common = dict(max_steps=2, eval_steps=1, per_device_train_batch_size=4, use_cpu=True, report_to="none",
+                  disable_tqdm=True, logging_steps=1, seed=42, learning_rate=5e-5)
+    args = FishrTrainingArguments(output_dir=str(tmp_path / "py"), fishr_anneal_steps=1, **common)
+    summary = leave_one_domain_out(tiny_model_dir, DataSpec(str(data), "all"), args,
+                                   SweepConfig(test_domains=["a"], max_per_domain=10),
+                                   TrainingRecipe(rate=0.0, max_length=16, algorithm="fishr"))
+    argv = ["dg", "--model", tiny_model_dir, "--dataset", str(data), "--test-domains", "a", "--max-steps", "2",
+            "--eval-steps", "1", "--per-device-train-batch-size", "4", "--use-cpu", "--report-to", "none",
+            "--disable-tqdm", "true", "--logging-steps", "1", "--max-length", "16", "--max-per-domain", "10",
+            "--hparams", '{"fishr_anneal_steps": 1}', "--output-dir", str(tmp_path / "cli")]
+    assert main(argv) == 0
+    cli = json.loads((tmp_path / "cli" / "dg_results.json").read_text())
+    assert cli["tables"] == summary["tables"]
+    assert [r["trace"] for r in cli["runs"]] == [r["trace"] for r in summary["runs"]]
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        SweepConfig(seeds=0)
+    with pytest.raises(ValueError, match="update_model_card needs certify"):
+        SweepConfig(update_model_card=True)
+    with pytest.raises(ValueError, match="certify needs training under deletion noise"):
+        leave_one_domain_out(tiny_model_dir, DataSpec(str(data), "all"), args, SweepConfig(certify=CertifyProtocol()))

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from _experiments import EXPERIMENTS, experiment
+from _experiments import EXPERIMENTS, load_experiment
 
 
 def test_every_experiment_script_is_tested_here_or_elsewhere():
@@ -18,7 +18,7 @@ def test_every_experiment_script_is_tested_here_or_elsewhere():
 
 
 def test_evaluate_experiment_refuses_bad_settings_in_one_line(capsys):
-    ev = experiment("evaluate_text")
+    ev = load_experiment("evaluate_text")
     for bad, flag in ((["--significance", "2"], "--significance"), (["--confirm-n", "0"], "--confirm-n"),
                       (["--smoothed-num-examples", "0"], "--smoothed-num-examples"), (["--futility", "0.2"], "--futility")):
         assert ev.main(["--model", "x", *bad]) == 2
@@ -34,7 +34,7 @@ def test_evaluate_experiment_runs_the_smoothed_target_on_its_own_recipes_and_exa
 
     dataset = short_sst2(data_dir, tmp_path, 4)
     out = tmp_path / "eval"
-    code = experiment("evaluate_text").main([
+    code = load_experiment("evaluate_text").main([
         "--model", tiny_model_dir, "--dataset", dataset, "--max-length", "64", "--n0", "10", "--n", "40", "--p-del", "0.7",
         "--recipes", "deepwordbug,pruthi", "--attack-target", "both", "--smoothed-recipes", "deepwordbug",
         "--smoothed-num-examples", "2", "--attack-n", "5", "--confirm-n", "30", "--significance", "0.01",
@@ -60,7 +60,7 @@ def test_train_experiment_sets_the_library_fields_the_product_command_leaves_at_
     monkeypatch.setattr(convert, "train_classifier", lambda *a, **kw: calls.append((a, kw)) or {"train_loss": 0.5})
     common = ["--model", "m", "--dataset", "d.jsonl", "--eval-split", "validation", "--p-del", "0.9", "--certify-eval", "4",
               "--output_dir", str(tmp_path / "m")]
-    assert experiment("train_text").main([*common, "--noise-copies", "2", "--consistency-weight", "10",
+    assert load_experiment("train_text").main([*common, "--noise-copies", "2", "--consistency-weight", "10",
                                           "--entropy-weight", "0.5", "--certify-eval-n", "32"]) == 0
     assert main(["train", *common]) == 0
     (exp_args, exp_kw), (cli_args, cli_kw) = calls
@@ -75,7 +75,7 @@ def test_train_experiment_sets_the_library_fields_the_product_command_leaves_at_
     if importlib.util.find_spec("textattack") is not None:  # Augmentation needs TextAttack
         from robusttext.training.augment import Augmentation
 
-        assert experiment("train_text").main([*common, "--augment", "charswap", "--augment-rate", "0.25",
+        assert load_experiment("train_text").main([*common, "--augment", "charswap", "--augment-rate", "0.25",
                                               "--augment-words-pct", "0.3"]) == 0
         assert main(["train", *common, "--augment", "charswap"]) == 0
         assert calls[2][1]["augmentation"] == Augmentation("charswap", 0.25, 0.3)
@@ -103,7 +103,7 @@ def test_text_configs_hold_only_options_of_their_command(command, config, patche
     module, name = patched.rsplit(".", 1)
     monkeypatch.setattr(importlib.import_module(module), name, parsed)  # robusttext.cli.main is also a function
     monkeypatch.chdir(EXPERIMENTS.parent)
-    run = experiment("evaluate_text").command if command.startswith("experiments/") else (
+    run = load_experiment("evaluate_text").command if command.startswith("experiments/") else (
         lambda argv: main([command, *argv]))
     with pytest.raises(_Parsed):
         run(["--config", config, "--model", "m"])

@@ -241,12 +241,28 @@ def test_missing_domain_is_skipped_and_keeps_its_state():
 
 # ----------------------------------------------------------------- bad input
 def test_bad_hyper_parameters_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="fishr-lambda"):
+    with pytest.raises(ValueError, match="fishr_lambda must be a finite number >= 0"):
         FishrTrainingArguments(output_dir=str(tmp_path), fishr_lambda=-1.0)
-    with pytest.raises(ValueError, match="fishr-ema"):
+    with pytest.raises(ValueError, match="fishr_ema must be in"):
         FishrTrainingArguments(output_dir=str(tmp_path), fishr_ema=1.0)
-    with pytest.raises(ValueError, match="fishr-anneal-steps"):
+    with pytest.raises(ValueError, match="fishr_anneal_steps must be >= 0"):
         FishrTrainingArguments(output_dir=str(tmp_path), fishr_anneal_steps=-3)
+    # DomainBed-style hparams (a JSON object or a mapping), checked against the registry; defaults from it
+    from transformers import TrainingArguments
+
+    from robusttext.training.hparams_registry import default_hparams
+
+    base = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    args = FishrTrainingArguments.with_hparams(base, '{"fishr_lambda": 10, "fishr_anneal_steps": 3}')
+    assert (args.fishr_lambda, args.fishr_ema, args.fishr_anneal_steps) == (10.0, default_hparams("fishr")["fishr_ema"], 3)
+    assert args.output_dir == str(tmp_path) and args.domain_column == "domain"
+    assert FishrTrainingArguments.with_hparams(base, {"fishr_ema": 0.5}).fishr_ema == 0.5
+    with pytest.raises(ValueError, match=r"hparams: unknown key 'lambda'; valid keys: fishr_anneal_steps, fishr_ema, fishr_lambda$"):
+        FishrTrainingArguments.with_hparams(base, {"lambda": 1.0})
+    with pytest.raises(ValueError, match="hparams: fishr_lambda must be a number, got 'big'"):
+        FishrTrainingArguments.with_hparams(base, {"fishr_lambda": "big"})
+    with pytest.raises(ValueError, match="fishr_ema must be in"):
+        FishrTrainingArguments.with_hparams(base, {"fishr_ema": 2})
     with pytest.raises(ValueError, match="at least 2 training domains"):
         FishrPenalty(1)
 

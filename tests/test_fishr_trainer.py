@@ -145,8 +145,8 @@ def test_cli_train_fishr_with_held_out_domain(tiny_model_dir, tmp_path, capsys):
     assert rc == 2 and "--test-domains ['books'] are not domains of the data" in capsys.readouterr().err
     rc = main(["train", "--algorithm", "fishr", "--test-domains", "b", "c", "--output-dir", str(tmp_path / "o3"), *common])
     assert rc == 2 and "at least 2 training domains" in capsys.readouterr().err
-    rc = main(["train", "--algorithm", "fishr", "--fishr-lambda", "-1", "--output-dir", str(tmp_path / "o4"), *common])
-    assert rc == 2 and "--fishr-lambda must be" in capsys.readouterr().err
+    rc = main(["train", "--algorithm", "fishr", "--hparams", '{"fishr_lambda": -1}', "--output-dir", str(tmp_path / "o4"), *common])
+    assert rc == 2 and "--hparams: fishr_lambda must be" in capsys.readouterr().err
 
 
 def test_new_classification_head_is_seeded(tmp_path, tiny_model_dir):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _experiments import load_experiment
 from robusttext.training.fishr import FishrPenalty
 from robusttext.dg.spurious import ORACLE, SpuriousSpec, parse_spec, spurious_environments
 
@@ -80,13 +82,13 @@ def test_non_binary_labels_are_refused():
 
 
 # ----------------------------------------------------------------- the sweep's spurious mode (tiny)
-def test_dg_spurious_mode_holds_out_the_anti_correlated_environment(tiny_model_dir, tmp_path):
-    from robusttext.cli import main
-
+def test_dg_spurious_experiment_holds_out_the_anti_correlated_environment(tiny_model_dir, tmp_path, capsys):
+    # experiments/dg_spurious.py: the spurious-marker benchmark through the library's sweep (a tiny run)
+    main = load_experiment("dg_spurious").main
     texts, labels = _corpus(90)
     (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts, labels)))
     out = tmp_path / "o"
-    argv = ["dg", "--model", tiny_model_dir, "--dataset", str(tmp_path / "d.jsonl"), "--spurious", "alpha,omega",
+    argv = ["--model", tiny_model_dir, "--dataset", str(tmp_path / "d.jsonl"), "--spurious", "alpha,omega",
             "--max-steps", "1", "--per-device-train-batch-size", "4", "--use-cpu", "--report-to", "none",
             "--output-dir", str(out), "--max-length", "16", "--disable-tqdm", "true"]
     assert main(argv) == 0
@@ -94,6 +96,25 @@ def test_dg_spurious_mode_holds_out_the_anti_correlated_environment(tiny_model_d
     assert res["heldout"] == ["env2-agree10"] and res["algorithms"] == ["erm", "fishr", ORACLE]
     assert all(r["train_domains"] == ["env0-agree90", "env1-agree80"] for r in res["runs"])
     assert "| erm-nomarker |" in (out / "dg_report.md").read_text()
+    capsys.readouterr()
+    assert main([*argv, "--spurious_agreements", "0.9,0.1"]) == 2  # the benchmark's own checks, one line
+    assert "--spurious-agreements needs >= 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["dg_spurious", "dg_spurious_probe"])
+def test_dg_spurious_experiment_configs_parse(name):
+    # Every key of the experiment's configs is an option of experiments/dg_spurious.py
+    from robusttext.cli.arguments import DGArguments, HparamsArguments, ModelDataArguments, SmoothingArguments
+    from robusttext.config import parse
+    from robusttext.training.fishr import DomainTrainingArguments
+
+    module = load_experiment("dg_spurious")
+    config = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.yaml"
+    *_, dg, args, hp, sp = parse(
+        (ModelDataArguments, SmoothingArguments, DGArguments, DomainTrainingArguments, HparamsArguments,
+         module.SpuriousArguments), ["--config", str(config)], "experiments/dg_spurious.py")
+    assert dg.freeze_encoder is (name == "dg_spurious_probe") and sp.spurious == "alpha,omega"
+    assert args.output_dir.startswith("runs/") and json.loads(hp.hparams)["fishr_lambda"] == 10000
 
 
 # ----------------------------------------------------------------- Fishr recovers a known invariant feature

@@ -58,8 +58,7 @@ def test_two_processes_attack_like_one(model_dir, tmp_path):
     from _multiprocess import assert_two_shares, launch_two
 
     attack = ["attack", "--dataset", "digits", "--split", "test", "--max_examples", "40", "--model_dir", model_dir,
-              "--attack", "pgd", "--norm", "linf", "--eps", "0.05", "0.2", "--steps", "5", "--batch_size", "8",
-              "--figure_examples", "0"]
+              "--attack", "pgd", "--norm", "linf", "--eps", "0.05", "0.2", "--steps", "5", "--batch_size", "8"]
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([*attack, "--output_dir", str(one)]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -137,7 +136,7 @@ def test_unknown_command_and_help(capsys):
     assert main(["segment"]) == 2
     assert "unknown command" in capsys.readouterr().err
     assert main(["--help"]) == 0
-    assert "compare" in capsys.readouterr().out
+    assert "coloredmnist" in capsys.readouterr().out
 
 
 def test_registered_as_robusttext_plugin(capsys):

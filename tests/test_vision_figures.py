@@ -168,10 +168,12 @@ def test_figures_are_reproducible_from_the_seed(model, digits, tmp_path):
 
 
 def test_attack_command_writes_and_links_its_figures(model_dir, tmp_path):
-    assert main(["attack", "--dataset", "digits", "--split", "test", "--max_examples", "40", "--model_dir", model_dir,
-                 "--attack", "pgd", "--norm", "linf", "--eps", "0", "0.1", "--steps", "5", "--figure_examples", "30",
-                 "--grid_images", "4", "--curve_linf_eps", "0", "0.2", "--curve_l2_eps", "0", "2",
-                 "--output_dir", str(tmp_path)]) == 0
+    # the figure sizes are library settings (AttackConfig.figure_examples, .grid_images): set through the library
+    from robusttext_vision.pipelines import AttackConfig, run_attack
+
+    config = AttackConfig(attack="pgd", norm="linf", eps=(0.0, 0.1), steps=5, figure_examples=30, grid_images=4,
+                          curve_linf_eps=(0.0, 0.2), curve_l2_eps=(0.0, 2.0))
+    run_attack(model_dir, load_images("digits", "test", max_examples=40), tmp_path, config)
     links = linked_pngs(tmp_path / "robustness.md")
     assert links == ["adversarial_examples.png", "accuracy_vs_eps.png"]
     assert all(is_png(tmp_path / f) for f in links)
@@ -191,9 +193,11 @@ def test_certified_curve_is_exact_on_known_radii():
 
 
 def test_certify_command_figures_match_results_file(model_dir, digits, tmp_path):
-    assert main(["certify", "--model_dir", model_dir, "--dataset", "digits", "--split", "test", "--max_examples", "15",
-                 "--sigma", "0.25", "--n0", "20", "--n", "200", "--alpha", "0.01", "--figure_images", "3",
-                 "--noisy_copies", "4", "--output_dir", str(tmp_path)]) == 0
+    # figure_images is a library setting (ImageCertifyConfig.figure_images): set through the library
+    from robusttext_vision.pipelines import ImageCertifyConfig, run_certify
+
+    config = ImageCertifyConfig(sigma=0.25, n0=20, n=200, alpha=0.01, figure_images=3, noisy_copies=4)
+    run_certify(model_dir, load_images("digits", "test", max_examples=15), tmp_path, config)
     links = linked_pngs(tmp_path / "report.md")
     assert links == ["certified_curve.png", "noisy_examples.png"]
     assert all(is_png(tmp_path / f) for f in links)
@@ -223,14 +227,18 @@ def test_noisy_examples_show_the_records_and_seeded_copies(model, digits, tmp_pa
         assert drawn["copies"][i] == [f"f: {int(c)}" for c in model(a[i]).argmax(1)]
 
 
-def test_compare_command_writes_and_links_its_figures(tmp_path):
-    args = ["compare", "--dataset", "digits", "--train_split", "train", "--eval_split", "test", "--arch", "linear",
+def test_compare_experiment_writes_and_links_its_figures(tmp_path):
+    # experiments/vision_compare.py: the MNIST study, moved out of the CLI, on 8x8 digits
+    from _experiments import load_experiment
+
+    compare = load_experiment("vision_compare")
+    args = ["--dataset", "digits", "--train_split", "train", "--eval_split", "test", "--arch", "linear",
             "--epochs", "1", "--lr", "0.01", "--train_steps", "2", "--warmup_epochs", "0", "--sigma", "0.25",
             "--linf_eps", "0.1", "--l2_eps", "1", "--attack_steps", "3", "--attack_examples", "30",
             "--certify_examples", "8", "--n0", "10", "--n", "50", "--alpha", "0.05", "--figure_examples", "20",
             "--grid_images", "3", "--curve_linf_eps", "0", "0.2", "--curve_l2_eps", "0", "2",
             "--output_dir", str(tmp_path)]
-    assert main(args) == 0
+    assert compare.main(args) == 0
     links = linked_pngs(tmp_path / "compare.md")
     assert links == ["compare.png", "compare_certified.png", "adversarial_examples_normal.png",
                      "adversarial_examples_pgd_at.png", "adversarial_examples_gaussian.png", "accuracy_vs_eps.png",
@@ -248,12 +256,21 @@ def test_compare_command_writes_and_links_its_figures(tmp_path):
 @pytest.mark.parametrize("argv, field", [
     (["linear", "--curve_eps", "0", "-0.1"], "--curve_eps"),
     (["attack", "--curve_l2_eps", "-1"], "--curve_l2_eps"),
-    (["attack", "--grid_images", "-2"], "--grid_images"),
     (["certify", "--noisy_copies", "-1"], "--noisy_copies"),
-    (["compare", "--figure_examples", "-5"], "--figure_examples"),
 ])
 def test_bad_figure_options_are_refused_naming_the_option(argv, field, tmp_path, capsys):
     assert main([*argv, "--output_dir", str(tmp_path / "never")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and field in err[0]
     assert not (tmp_path / "never").exists()
+
+
+def test_bad_figure_settings_are_refused_by_the_library_naming_the_field():
+    from robusttext_vision.pipelines import AttackConfig, ImageCertifyConfig
+
+    with pytest.raises(ValueError, match="--grid_images must be an integer >= 0"):
+        AttackConfig(grid_images=-2)
+    with pytest.raises(ValueError, match="--figure_examples must be an integer >= 0"):
+        AttackConfig(figure_examples=-5)
+    with pytest.raises(ValueError, match="--figure_images must be an integer >= 0"):
+        ImageCertifyConfig(figure_images=-1)

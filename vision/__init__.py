@@ -12,10 +12,9 @@ results store (``robusttext.runs.results``); the core never imports this package
 ``robusttext_vision.smoothing``   Gaussian mechanism + PREDICT/CERTIFY on the core engine (Cohen et al. 2019)
 ``robusttext_vision.denoise``     DnCNN denoiser, MSE and stability objectives (Salman et al. 2020)
 ``robusttext_vision.linear``      exactly robust binary linear classifier (closed-form inner maximisation)
-``robusttext_vision.pipelines``   what each subcommand runs (load, call the library, write results)
-``robusttext_vision.compare``     normal vs PGD-AT vs Gaussian CNN in one table
+``robusttext_vision.pipelines``   the jobs, one call each on a model folder, images, a config, a folder
 ``robusttext_vision.report``      Markdown tables and PNGs
 ``robusttext_vision.figures``     the pictures behind the tables: adversarial examples, curves over eps, noisy copies
-``robusttext_vision.cli``         ``robusttext vision train|attack|certify|denoise|linear|compare``
+``robusttext_vision.cli``         ``robusttext vision train|attack|certify|denoise|linear|coloredmnist``
 =====================  ==========================================================================
 """

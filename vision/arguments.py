@@ -1,4 +1,5 @@
-"""Command-line arguments of ``robusttext vision ...`` as dataclasses for ``transformers.HfArgumentParser``.
+"""Command-line arguments of ``robusttext vision ...`` as dataclasses for ``transformers.HfArgumentParser``; the
+command line turns them once into the library's configurations (:mod:`robusttext_vision.pipelines`).
 
 Every option is ``--snake_case`` on the command line, a key of a YAML file given with
 ``--config configs/vision_*.yaml`` (command-line options win), or a keyword in Python.
@@ -9,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-#: eps of the accuracy-under-attack figures (pixel units): Linf up to 0.4, L2 up to 5 (MNIST).
-CURVE_LINF_EPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
-CURVE_L2_EPS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+from .pipelines import CURVE_L2_EPS, CURVE_LINF_EPS
 
 
 @dataclass
@@ -67,8 +66,6 @@ class AttackArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier results first."})
     curve_linf_eps: list[float] = field(default_factory=lambda: list(CURVE_LINF_EPS), metadata={"help": "Linf radii of the accuracy-vs-eps figure (pixel units)."})
     curve_l2_eps: list[float] = field(default_factory=lambda: list(CURVE_L2_EPS), metadata={"help": "L2 radii of the accuracy-vs-eps figure (pixel units)."})
-    figure_examples: int = field(default=300, metadata={"help": "Images attacked for the figures (the first N; 0 = no figures)."})
-    grid_images: int = field(default=8, metadata={"help": "Images in the grid of adversarial examples."})
 
 
 @dataclass
@@ -86,7 +83,6 @@ class CertifyImageArguments:
     seed: int = field(default=0, metadata={"help": "Seed of every image's random stream."})
     output_dir: str = field(default="runs/vision/certify", metadata={"help": "results.jsonl, summary.json, report.md, PNG."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier results first."})
-    figure_images: int = field(default=4, metadata={"help": "Images shown with their noisy copies in noisy_examples.png (0 = none)."})
     noisy_copies: int = field(default=6, metadata={"help": "Noisy copies per image in noisy_examples.png."})
 
 
@@ -127,3 +123,23 @@ class LinearArguments:
     output_dir: str = field(default="runs/vision/linear", metadata={"help": "linear.json, linear.md, weights.png and the figures go here."})
     curve_eps: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], metadata={"help": "Radii of the exact-attack accuracy figure."})
     boundary_digits: int = field(default=8, metadata={"help": "Misclassified digits nearest the boundary shown per model."})
+
+
+@dataclass
+class ColoredMNISTArguments:
+    """``robusttext vision coloredmnist``: Colored MNIST in the IRM protocol (the benchmark's construction is the
+    paper's, robusttext_vision.coloredmnist.ColoredMNISTConfig; variations: experiments/coloredmnist.py)."""
+
+    algorithm: str = field(default="erm,fishr,gray", metadata={"help": "Comma-separated: erm, fishr, gray (grayscale oracle)."})
+    seeds: int = field(default=10, metadata={"help": "Restarts: seeds seed, seed+1, ... (paper: 10)."})
+    seed: int = field(default=0, metadata={"help": "First seed (environments and initialisation)."})
+    lr: float = field(default=0.0004898536566546834, metadata={"help": "Adam learning rate."})
+    steps: int = field(default=501, metadata={"help": "Full-batch Adam steps."})
+    hparams: Optional[str] = field(default=None, metadata={
+        "help": "Model hyper-parameters as a JSON object, e.g. '{\"hidden_dim\": 390, \"penalty_anneal_iters\": 150}' (keys: "
+                "hidden_dim, the MLP width; l2_regularizer_weight, of the squared parameter norm, default IRM's prior for the "
+                "training-set size; penalty_anneal_iters, steps at penalty weight 1; penalty_weight, in the paper's units; "
+                "defaults: robusttext.training.hparams_registry)."})
+    data_root: Optional[str] = field(default=None, metadata={"help": "Folder of the MNIST IDX files (default: shared data)."})
+    output_dir: str = field(default="runs/vision/coloredmnist", metadata={"help": "Where runs.jsonl, summary.json, report.md go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier runs in output_dir first."})

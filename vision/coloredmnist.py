@@ -3,8 +3,9 @@ oracle, in the IRM protocol, the setting of Fishr's Table 2 (Rame, Dancette, Cor
 
 Environments, built by default from the MNIST **test** split (the only split offline, 10,000 digits): for
 each seed, the images are shuffled with that seed and cut into 4,000 / 4,000 / 2,000 (the IRM repository's
-25,000 / 25,000 / 10,000 of the train split, scaled to what is here; ``--mnist-split train --env-sizes
-25000,25000,10000`` is IRM's own cut where the train split is at hand). Then, per image
+25,000 / 25,000 / 10,000 of the train split, scaled to what is here; ``mnist_split="train",
+env_sizes="25000,25000,10000"``, i.e. ``experiments/coloredmnist.py --mnist-split train --env-sizes
+25000,25000,10000``, is IRM's own cut where the train split is at hand). Then, per image
 (IRM recipe): 2x subsampling to 14x14; binary label ``digit < 5``, flipped with probability 0.25;
 colour ``c = label XOR Bernoulli(e)`` with ``e = 0.2, 0.1`` in the two training environments and
 ``e = 0.9`` in the test one (colour agrees with the label 80% / 90% / 10% of the time); the image goes
@@ -24,8 +25,8 @@ prior on the weights as IRM's**. IRM's loss is a mean over its N0 = 50,000 train
 that prior with N training images makes the coefficient of the mean loss ``0.00110794568 * N0 / N``
 (x 6.25 for 8,000). Every other value is IRM's; the mean cross-entropy and the penalty are per-image
 averages, so they need no rescaling. The width H defaults to 128 instead of IRM's 390, for compute
-only (4x cheaper per step on a CPU; ``--hidden-dim 390`` for the original; the two widths are compared
-in ``docs/benchmarks.md``). ``--subsample-views 4`` (not IRM's) puts each training digit in 4 times, subsampled
+only (4x cheaper per step on a CPU; ``--hparams '{"hidden_dim": 390}'`` for the original; the two widths are compared
+in ``docs/benchmarks.md``). ``subsample_views=4`` (not IRM's; ``experiments/coloredmnist.py --subsample-views 4``) puts each training digit in 4 times, subsampled
 at the four row/column offsets of the 2x grid, with its one noisy label and colour (N above counts digits,
 not views); the test environments keep IRM's offset.
 
@@ -41,7 +42,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -50,45 +51,69 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robusttext.training.hparams_registry import BENCHMARKS, benchmark_hparams, check_hparams
+
 ALGORITHMS = ("erm", "fishr", "gray")
 #: IRM's l2 coefficient and the number of training images it was set for (MNIST train[:50000]).
 IRM_L2, IRM_TRAIN_IMAGES = 0.00110794568, 50000
 COLUMNS = ("train_accuracy", "test_accuracy", "gray_test_accuracy")
 
 
-@dataclass
-class ColoredMNISTArguments:
-    """``robusttext vision coloredmnist``: Colored MNIST in the IRM protocol (defaults: the paper's)."""
+_HP = benchmark_hparams("coloredmnist")
 
-    algorithm: str = field(default="erm,fishr,gray", metadata={"help": "Comma-separated: erm, fishr, gray (grayscale oracle)."})
-    seeds: int = field(default=10, metadata={"help": "Restarts: seeds seed, seed+1, ... (paper: 10)."})
-    seed: int = field(default=0, metadata={"help": "First seed (environments and initialisation)."})
-    env_sizes: str = field(default="4000,4000,2000", metadata={"help": "Images in training env 1, env 2, test env (sum <= 10000)."})
-    color_flip: str = field(default="0.2,0.1,0.9", metadata={"help": "Colour flip probability e per environment (IRM: 0.2, 0.1, 0.9)."})
-    label_noise: float = field(default=0.25, metadata={"help": "Label flip probability, in [0, 0.5)."})
-    hidden_dim: int = field(default=128, metadata={"help": "MLP width (IRM: 390; 128 for compute, see the module docstring)."})
-    l2_regularizer_weight: Optional[float] = field(
-        default=None,
-        metadata={"help": "Weight of the squared parameter norm (default: IRM's 0.00110794568 x 50000 / training images, "
-                          "IRM's prior on the weights; see the module docstring)."},
-    )
-    lr: float = field(default=0.0004898536566546834, metadata={"help": "Adam learning rate."})
-    penalty_anneal_iters: int = field(default=190, metadata={"help": "Steps with penalty weight 1 before the full weight."})
-    penalty_weight: float = field(default=91257.18613115903, metadata={"help": "Penalty weight in the paper's units (summed coordinates)."})
-    steps: int = field(default=501, metadata={"help": "Full-batch Adam steps."})
-    subsample_views: int = field(
-        default=1,
-        metadata={"help": "Views of each training image: 1 (IRM: the 28x28 digit subsampled at row/column offset 0,0) "
-                          "or 4 (offsets 0,0 0,1 1,0 1,1, same label and colour); test environments keep 1."},
-    )
-    data_root: Optional[str] = field(default=None, metadata={"help": "Folder of the MNIST IDX files (default: shared data)."})
-    mnist_split: str = field(
-        default="test",
-        metadata={"help": "MNIST split the environments are cut from: test (10,000 digits, the one offline here) or train "
-                          "(60,000: IRM's protocol is --mnist-split train --env-sizes 25000,25000,10000)."},
-    )
-    output_dir: str = field(default="runs/vision/coloredmnist", metadata={"help": "Where runs.jsonl, summary.json, report.md go."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Delete earlier runs in output_dir first."})
+
+@dataclass(frozen=True)
+class ColoredMNISTConfig:
+    """One Colored MNIST study in the IRM protocol (defaults: the paper's construction; the model's
+    hyper-parameters from :mod:`robusttext.training.hparams_registry`). Checked by :func:`check_args`.
+
+    Args:
+        algorithm: comma-separated subset of erm, fishr, gray (the grayscale oracle).
+        seeds: restarts, >= 1: ``seed``, ``seed + 1``, ... (paper: 10). seed: the first (environments, initialisation).
+        env_sizes: images in training env 1, env 2 and the test env (integers >= 2; sum at most the split's digits).
+        color_flip: colour flip probability e per environment, in [0, 1] (IRM: 0.2, 0.1, 0.9).
+        label_noise: label flip probability, in [0, 0.5).
+        hidden_dim: MLP width, >= 1 (IRM: 390; 128 for compute, see the module docstring).
+        l2_regularizer_weight: weight of the squared parameter norm, >= 0 (None: IRM's 0.00110794568 x 50000 /
+            training images, IRM's prior on the weights).
+        lr: Adam learning rate, > 0. steps: full-batch Adam steps, >= 1.
+        penalty_anneal_iters: steps with penalty weight 1 before the full weight, >= 0.
+        penalty_weight: penalty weight in the paper's units (summed coordinates), >= 0.
+        subsample_views: views of each training image: 1 (IRM: subsampled at row/column offset 0,0) or 4 (the
+            four offsets, same label and colour); the test environments keep 1.
+        data_root: folder of the MNIST IDX files (None: the shared data).
+        mnist_split: the MNIST split the environments are cut from: test (10,000 digits, the one offline here)
+            or train (60,000: IRM's protocol is ``mnist_split="train", env_sizes="25000,25000,10000"``).
+    """
+
+    algorithm: str = "erm,fishr,gray"
+    seeds: int = 10
+    seed: int = 0
+    env_sizes: str = "4000,4000,2000"
+    color_flip: str = "0.2,0.1,0.9"
+    label_noise: float = 0.25
+    hidden_dim: int = _HP["hidden_dim"]
+    l2_regularizer_weight: Optional[float] = _HP["l2_regularizer_weight"]
+    lr: float = 0.0004898536566546834
+    penalty_anneal_iters: int = _HP["penalty_anneal_iters"]
+    penalty_weight: float = _HP["penalty_weight"]
+    steps: int = 501
+    subsample_views: int = 1
+    data_root: Optional[str] = None
+    mnist_split: str = "test"
+
+    def __post_init__(self) -> None:
+        check_args(self)
+
+    @property
+    def algorithms(self) -> list[str]:
+        """The algorithms to run, in the given order."""
+        return [a.strip().lower() for a in str(self.algorithm).split(",") if a.strip()]
+
+    def with_hparams(self, hparams: str | dict | None) -> "ColoredMNISTConfig":
+        """This study with the registry's Colored MNIST hyper-parameters set from ``hparams`` (a JSON object or a
+        mapping; an unknown key or a value of another type: ``ValueError`` naming it and the valid keys)."""
+        return replace(self, **check_hparams(hparams, BENCHMARKS["coloredmnist"]))
 
 
 def _floats(text: str, name: str, n: int) -> list[float]:
@@ -101,9 +126,10 @@ def _floats(text: str, name: str, n: int) -> list[float]:
     return vals
 
 
-def check_args(args: ColoredMNISTArguments) -> list[str]:
-    """The algorithms to run; a ``ValueError`` naming the field for anything unusable."""
-    algos = [a.strip().lower() for a in str(args.algorithm).split(",") if a.strip()]
+def check_args(args: ColoredMNISTConfig) -> list[str]:
+    """The algorithms to run; a ``ValueError`` naming the field for anything unusable (the options of
+    ``robusttext vision coloredmnist`` and ``experiments/coloredmnist.py`` as flags, the ``--hparams`` keys as is)."""
+    algos = args.algorithms
     if not algos or any(a not in ALGORITHMS for a in algos):
         raise ValueError(f"--algorithm must be a comma-separated subset of {','.join(ALGORITHMS)}, got {args.algorithm!r}")
     if args.mnist_split not in ("train", "test"):
@@ -117,15 +143,20 @@ def check_args(args: ColoredMNISTArguments) -> list[str]:
         raise ValueError(f"--label-noise must be in [0, 0.5), got {args.label_noise}")
     if args.subsample_views not in (1, 4):
         raise ValueError(f"--subsample-views must be 1 or 4, got {args.subsample_views}")
-    for name in ("seeds", "hidden_dim", "steps"):
+    for name in ("seeds", "steps"):
         if int(getattr(args, name)) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.penalty_weight < 0 or (args.l2_regularizer_weight or 0.0) < 0 or args.lr <= 0 or args.penalty_anneal_iters < 0:
-        raise ValueError("--penalty-weight, --l2-regularizer-weight, --penalty-anneal-iters must be >= 0 and --lr > 0")
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.hidden_dim < 1:
+        raise ValueError(f"hidden_dim must be >= 1, got {args.hidden_dim}")
+    if args.lr <= 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    for name in ("penalty_weight", "l2_regularizer_weight", "penalty_anneal_iters"):
+        if (getattr(args, name) or 0) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(args, name)}")
     return algos
 
 
-def l2_weight(args: ColoredMNISTArguments) -> float:
+def l2_weight(args: ColoredMNISTConfig) -> float:
     """The l2 coefficient used: ``args.l2_regularizer_weight`` when given, else IRM's prior for this
     many training images, ``IRM_L2 * 50000 / (env 1 + env 2 images)`` (0.0069 for 4,000 + 4,000)."""
     if args.l2_regularizer_weight is not None:
@@ -166,7 +197,7 @@ def make_environment(digits: torch.Tensor, targets: torch.Tensor, e: float, labe
     return Environment(images, labels.float(), colors)
 
 
-def make_environments(digits: torch.Tensor, targets: torch.Tensor, args: ColoredMNISTArguments, seed: int) -> list[Environment]:
+def make_environments(digits: torch.Tensor, targets: torch.Tensor, args: ColoredMNISTConfig, seed: int) -> list[Environment]:
     """``[train env 1, train env 2, test env, gray test env]`` for one seed (the gray one shares the
     test environment's images and labels)."""
     sizes = [int(s) for s in _floats(args.env_sizes, "env-sizes", 3)]
@@ -225,7 +256,7 @@ def accuracy(logit: torch.Tensor, labels: torch.Tensor) -> float:
     return float(((logit > 0).float() == labels).float().mean())
 
 
-def train_one(envs: list[Environment], algorithm: str, args: ColoredMNISTArguments, seed: int) -> dict[str, Any]:
+def train_one(envs: list[Environment], algorithm: str, args: ColoredMNISTConfig, seed: int) -> dict[str, Any]:
     """One restart: returns train / test / gray-test accuracy of the final model and seconds per step."""
     torch.manual_seed(seed)
     l2 = l2_weight(args)
@@ -263,7 +294,7 @@ def summarize(records: list[dict], algorithms: list[str]) -> dict[str, dict[str,
             for a in algorithms if any(r["algorithm"] == a for r in records)}
 
 
-def table_markdown(summary: dict, args: ColoredMNISTArguments, n_seeds: int, train_seconds: float = 0.0,
+def table_markdown(summary: dict, args: ColoredMNISTConfig, n_seeds: int, train_seconds: float = 0.0,
                    wall_seconds: float | None = None) -> str:
     """The paper's Table 2 layout: train / test / gray-test accuracy (%), mean ± s.e. over seeds, then the
     training time summed over runs (seconds, from the records: the same after a resume) and this
@@ -287,22 +318,23 @@ def table_markdown(summary: dict, args: ColoredMNISTArguments, n_seeds: int, tra
     return head + table + ratio + times
 
 
-def run_coloredmnist(args: ColoredMNISTArguments) -> dict[str, Any]:
-    """Every (algorithm, seed) run, one line each in ``runs.jsonl`` (resumable), then ``summary.json``
-    and ``report.md`` in ``args.output_dir``; returns the summary."""
+def run_coloredmnist(args: ColoredMNISTConfig, output_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Every (algorithm, seed) run of the study ``args``, one line each in ``output_dir/runs.jsonl`` (resumable;
+    ``overwrite``: delete earlier runs first), then ``summary.json`` and ``report.md``; returns the summary
+    (with the report as ``markdown``)."""
     from robusttext.runs.results import ResultsStore, write_json
 
     from .data import load_images
 
     start = time.perf_counter()
-    algos = check_args(args)
+    algos = args.algorithms
     seeds = [args.seed + i for i in range(args.seeds)]
     mnist = load_images("mnist", args.mnist_split, root=args.data_root)
-    params = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "overwrite_output_dir", "algorithm", "seeds")}
+    params = {k: v for k, v in asdict(args).items() if k not in ("algorithm", "seeds")}
     if args.subsample_views == 1:  # IRM's one view: folders written before the option resume
         del params["subsample_views"]
-    store = ResultsStore(args.output_dir, params, name="runs")
-    if args.overwrite_output_dir:
+    store = ResultsStore(output_dir, params, name="runs")
+    if overwrite:
         store.clear()
     store.check_params(write=True)
     done = {(r["algorithm"], r["seed"]) for r in store.finished().values()}
@@ -316,9 +348,9 @@ def run_coloredmnist(args: ColoredMNISTArguments) -> dict[str, Any]:
     records = [r for r in store.finalize() if r["algorithm"] in algos and r["seed"] in seeds]
     summary = summarize(records, algos)
     out = {"table": summary, "parameters": {**params, "algorithms": algos, "seeds": seeds}, "runs": records}
-    write_json(Path(args.output_dir) / "summary.json", out)
+    write_json(Path(output_dir) / "summary.json", out)
     train_seconds = sum(r.get("seconds", r["seconds_per_step"] * args.steps) for r in records)
     md = table_markdown(summary, args, len(seeds), train_seconds, time.perf_counter() - start)
-    (Path(args.output_dir) / "report.md").write_text(md, encoding="utf-8")
+    (Path(output_dir) / "report.md").write_text(md, encoding="utf-8")
     out["markdown"] = md
     return out

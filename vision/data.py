@@ -170,7 +170,7 @@ def _mnist(base: str, root: str | Path | None, download: bool) -> tuple[np.ndarr
     folder = Path(root) if root else shared_data_dir() / "mnist"
     if not folder.is_dir() and not download:
         raise missing_folder_error("mnist", folder, root is not None)
-    hint = ("The shared data holds the test split only: use it (--split 'test[:8000]'; coloredmnist: --mnist-split test)."
+    hint = ("The shared data holds the test split only: use it (--split 'test[:8000]'; experiments/coloredmnist.py: --mnist-split test)."
             if base == "train" else "")
     try:
         return _load_idx_pair(folder, base, "mnist", hint)

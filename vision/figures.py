@@ -68,6 +68,10 @@ def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images).argmax(1).cpu()
 
 
+#: The figures' sizes (library defaults): images attacked for the attack figures, images in a grid of adversarial
+#: examples, images shown with their noisy copies in a certification report.
+FIGURE_EXAMPLES, GRID_IMAGES, FIGURE_IMAGES = 300, 8, 4
+
 #: the figure options of the commands' arguments: eps lists (>= 0) and counts (>= 0).
 FIGURE_EPS_LISTS = ("curve_linf_eps", "curve_l2_eps", "curve_eps")
 FIGURE_COUNTS = ("figure_examples", "grid_images", "figure_images", "noisy_copies", "boundary_digits")
@@ -489,25 +493,27 @@ def attack_command_figures(model: nn.Module, name: str, data: Any, args: Any, ou
 
 
 def compare_figure_set(
-    models: dict[str, nn.Module], data: Any, args: Any, out: Path, certify_dirs: dict[str, Path],
+    models: dict[str, nn.Module], data: Any, out: Path, certify_dirs: dict[str, Path], sigma: float,
+    curve_eps: dict[str, Sequence[float]], seed: int = 0, attack_steps: int = 40, attack_restarts: int = 1,
+    figure_examples: int = FIGURE_EXAMPLES, grid_images: int = GRID_IMAGES,
 ) -> list[tuple[str, str, Any]]:
-    """The figures of ``vision compare`` (``args``: its ``CompareArguments``): the bar chart and
-    certified-accuracy grid it already draws, each model's adversarial-example grid, accuracy under PGD
-    vs eps for every model on the first ``args.figure_examples`` evaluation images, and the exact
-    certified-accuracy curves from the ``results.jsonl`` in each model's ``certify_dirs`` folder."""
+    """The figures of the three-model comparison (``experiments/vision_compare.py``): the bar chart and
+    certified-accuracy grid it already draws, each model's adversarial-example grid (``grid_images`` images),
+    accuracy under PGD (``attack_steps`` x ``attack_restarts``, ``seed``) vs eps (``curve_eps[norm]``, pixel units)
+    for every model on the first ``figure_examples`` images of ``data``, and the exact certified-accuracy curves
+    (Gaussian noise std ``sigma``) from the ``results.jsonl`` in each model's ``certify_dirs`` folder."""
     from robusttext.runs.results import read_jsonl
 
     figures: list[tuple[str, str, Any]] = [
         ("compare.png", "clean and robust accuracies and the certified fraction, per model", None),
-        ("compare_certified.png", f"certified accuracy at radii 0, 0.25, ... (sigma = {args.sigma})", None)]
-    n = min(int(args.figure_examples), len(data))
+        ("compare_certified.png", f"certified accuracy at radii 0, 0.25, ... (sigma = {sigma})", None)]
+    n = min(int(figure_examples), len(data))
     if n >= 1:
-        figures += attack_figure_set(models, data.images[:n], data.labels[:n], data.classes, out, "pgd",
-                                     {"linf": args.curve_linf_eps, "l2": args.curve_l2_eps}, args.grid_images,
-                                     args.seed, steps=args.attack_steps, restarts=args.attack_restarts)
+        figures += attack_figure_set(models, data.images[:n], data.labels[:n], data.classes, out, "pgd", curve_eps,
+                                     grid_images, seed, steps=attack_steps, restarts=attack_restarts)
     records = {name: read_jsonl(Path(d) / "results.jsonl") for name, d in certify_dirs.items()}
     drawn = plot_certified_curves({k: v for k, v in records.items() if v}, out / "compare_certified_curve.png",
-                                  args.sigma)
+                                  sigma)
     figures.append(("compare_certified_curve.png", "certified accuracy vs L2 radius per model, exact at every radius "
                     "of each model's certify/*/results.jsonl (Cohen et al. 2019)", drawn))
     return figures

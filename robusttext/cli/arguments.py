@@ -182,9 +182,19 @@ class TrainArguments:
 
 
 @dataclass
+class HparamsArguments:
+    """DomainBed-style hyper-parameters of ``train`` and ``dg`` (robusttext.training.hparams_registry)."""
+
+    hparams: Optional[str] = field(default=None, metadata={
+        "help": "Fishr hyper-parameters as a JSON object, e.g. '{\"fishr_lambda\": 1e4, \"fishr_anneal_steps\": 18}' "
+                "(keys: fishr_lambda >= 0, fishr_ema in [0, 1), fishr_anneal_steps >= 0 optimizer steps of ERM warm-up; "
+                "those left out take robusttext.training.hparams_registry's defaults: 1000, 0.95, 0)."})
+
+
+@dataclass
 class DGArguments:
-    """A leave-one-domain-out sweep (``robusttext dg``). Fishr hyper-parameters and ``--eval-steps`` (evaluate
-    validation + held-out domain every N steps; default once per epoch) are training arguments."""
+    """A leave-one-domain-out sweep (``robusttext dg``). Fishr hyper-parameters (``--hparams``) and ``--eval-steps``
+    (evaluate validation + held-out domain every N steps; default once per epoch) are training arguments."""
 
     algorithms: str = field(default="erm,fishr", metadata={"help": "Comma-separated algorithms of robusttext.training.hparams_registry: erm, fishr."})
     test_domains: Optional[list[str]] = field(
@@ -198,7 +208,8 @@ class DGArguments:
         default=None, metadata={"help": "Use at most N examples of each training domain (reduced budget)."}
     )
     max_test_examples: Optional[int] = field(
-        default=None, metadata={"help": "Test on at most N examples of the held-out domain (reduced budget)."}
+        default=None, metadata={"help": "Test (and, with --certify, certify) on at most N examples of the held-out domain "
+                                        "(reduced budget)."}
     )
     hparam_trials: int = field(
         default=0,
@@ -206,25 +217,14 @@ class DGArguments:
                           "selection picks among them."},
     )
     freeze_encoder: bool = field(default=False, metadata={"help": FREEZE_ENCODER_HELP})
-    spurious: Optional[str] = field(
-        default=None,
-        metadata={"help": "Two marker words 'A,B': build the constructed spurious-marker benchmark from the dataset's "
-                          "texts (robusttext.dg.spurious) and add a marker-free ERM oracle."},
-    )
-    spurious_agreements: str = field(
-        default="0.9,0.8,0.1",
-        metadata={"help": "Marker-label agreement per environment, training environments first, the held-out one last."},
-    )
-    spurious_label_noise: float = field(default=0.25, metadata={"help": "Label flip probability, in [0, 0.5)."})
-    spurious_seed: int = field(default=0, metadata={"help": "Seed of the environments' cut, label noise and markers."})
     certify: bool = field(
-        default=False, metadata={"help": "Certify each held-out domain with each run's model (needs --p-del > 0)."}
+        default=False, metadata={"help": "Certify each held-out domain's test rows with each run's model (needs --p-del > 0)."}
     )
-    certify_n: int = field(default=1000, metadata={"help": "Estimation samples per input when certifying."})
-    certify_alpha: float = field(default=0.05, metadata={"help": "Failure probability of each certificate."})
-    certify_max_examples: Optional[int] = field(
-        default=100, metadata={"help": "Certify at most N held-out test examples per run."}
-    )
+    n: int = field(default=1000, metadata={"help": "With --certify: estimation samples per input."})
+    alpha: float = field(default=CertifyProtocol.alpha, metadata={"help": "With --certify: failure probability of each certificate."})
+    update_model_card: bool = field(default=False, metadata={
+        "help": "With --certify: write each run's certified results into its saved model folder's README.md "
+                "(runs/<run>/model; robusttext.hub.model_card)."})
 
 
 @dataclass

@@ -128,14 +128,18 @@ def training_defaults(output_dir: str) -> dict[str, Any]:
 
 
 def parse_train(argv: Sequence[str], prog: str = "robusttext train", extra: tuple[type, ...] = ()) -> tuple:
-    """``robusttext train``'s arguments (data, smoothing, training, TrainingArguments, augmentation), then those
-    of the ``extra`` dataclasses (an experiment's), with the command's defaults."""
-    from ..training.fishr import FishrTrainingArguments  # TrainingArguments + --fishr-* and --domain-column
+    """``robusttext train``'s arguments (data, smoothing, training, the ``TrainingArguments`` with ``--hparams``'
+    Fishr values, augmentation), then those of the ``extra`` dataclasses (an experiment's), with the command's
+    defaults."""
+    from ..training.fishr import DomainTrainingArguments  # TrainingArguments + --domain-column
+    from .arguments import HparamsArguments
+    from .convert_dg import fishr_arguments
 
-    return parse(
-        (ModelDataArguments, SmoothingArguments, TrainArguments, FishrTrainingArguments, AugmentArguments, *extra), argv,
-        prog, defaults={**training_defaults("runs/train"), "split": "train"},
+    data, smooth, train, args, augment, hp, *rest = parse(
+        (ModelDataArguments, SmoothingArguments, TrainArguments, DomainTrainingArguments, AugmentArguments,
+         HparamsArguments, *extra), argv, prog, defaults={**training_defaults("runs/train"), "split": "train"},
     )
+    return (data, smooth, train, fishr_arguments(args, hp), augment, *rest)
 
 
 def print_metrics(metrics: dict) -> None:
@@ -152,14 +156,16 @@ def cmd_train(argv: Sequence[str]) -> int:
 
 def cmd_dg(argv: Sequence[str]) -> int:
     """Leave-one-domain-out sweep (see ``robusttext.dg.domains.leave_one_domain_out``)."""
-    from ..dg.domains import leave_one_domain_out, report_markdown
-    from ..training.fishr import FishrTrainingArguments
+    from ..dg.domains import report_markdown
+    from ..training.fishr import DomainTrainingArguments
+    from .arguments import HparamsArguments
+    from .convert_dg import dg_from_arguments
 
-    data, smooth, dg, args = parse(
-        (ModelDataArguments, SmoothingArguments, DGArguments, FishrTrainingArguments), argv, "robusttext dg",
-        defaults={**training_defaults("runs/dg"), "split": "all", "p_del": 0.0},
+    data, smooth, dg, args, hp = parse(
+        (ModelDataArguments, SmoothingArguments, DGArguments, DomainTrainingArguments, HparamsArguments), argv,
+        "robusttext dg", defaults={**training_defaults("runs/dg"), "split": "all", "p_del": 0.0},
     )
-    summary = leave_one_domain_out(data, smooth, dg, args)
+    summary = dg_from_arguments(data, smooth, dg, args, hp)
     print(report_markdown(summary))
     print(f"wrote {args.output_dir}/dg_results.json, dg_report.md")
     return 0

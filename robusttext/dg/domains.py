@@ -3,14 +3,17 @@
 :func:`leave_one_domain_out` trains on all domains but one and tests on the held-out one, for every
 held-out domain, algorithm, hyper-parameter trial and seed; it writes one line per finished run to
 ``dg_runs.jsonl`` (a rerun resumes), then ``dg_results.json`` and ``dg_report.md`` with both
-model-selection rules (:mod:`robusttext.dg.dg_tables`). Options:
+model-selection rules (:mod:`robusttext.dg.dg_tables`). What it runs is a :class:`SweepConfig`:
 
-* ``--hparam-trials N``: besides the run's own hyper-parameters (trial 0), N random draws from
+* ``hparam_trials=N``: besides the run's own hyper-parameters (trial 0), N random draws from
   :mod:`robusttext.training.hparams_registry`;
-* ``--spurious A,B``: the constructed marker benchmark of :mod:`robusttext.dg.spurious` (its last
-  environment is held out) with a marker-free ERM oracle row;
-* ``--p-del P --certify``: training under deletion noise, then each run's model certifies the held-out
-  domain (:func:`certify_heldout`), certified accuracy per edit-distance radius side by side.
+* ``certify=CertifyProtocol(...)`` (with a training rate > 0): each run's model certifies the held-out
+  domain (:func:`certify_heldout`), certified accuracy per edit-distance radius side by side;
+  ``update_model_card`` also writes those results into the run's model folder card.
+
+The data is a :class:`~robusttext.runs.data.DataSpec` with a domain column, or ready variants (the
+constructed spurious-marker benchmark of ``experiments/dg_spurious.py`` passes its environments and a
+marker-free copy, trained as an extra ERM row).
 
 ERM and Fishr are trained identically (same domain-balanced batches, budget and evaluation schedule)
 except for the penalty: ERM is the Fishr trainer with ``fishr_lambda = 0`` and no warm-up (its recorded
@@ -23,18 +26,77 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Optional, Sequence
 
-from .dg_tables import dg_markdown, dg_summary
+from tqdm.auto import tqdm
+
+from ..certificate.protocol import CertifyProtocol
+from ..certificate.rates import RateSchedule
+from ..certificate.smoothing import SmoothedTextClassifier
+from ..compat import overwrite_requested
+from ..hub.model_card import write_model_card
+from ..runs.certify import certification_rate, certify_dataset
+from ..runs.data import DataSpec
+from ..runs.distributed import process_state
+from ..runs.fingerprint import examples_fingerprint
+from ..runs.results import ResultsStore, versions, write_json
 from ..training.domain_data import check_heldout, safe_name, split_domains, training_domains
 from ..training.hparams_registry import parse_algorithms, random_hparams
+from ..training.trainer import TrainingRecipe, accuracy_metric, build_trainer
+from .dg_tables import dg_markdown, dg_summary, markdown_table, mean_se
 
 logger = logging.getLogger("robusttext")
 
 #: Training arguments a hyper-parameter trial may set.
 _TRIAL_FIELDS = ("learning_rate", "weight_decay", "fishr_lambda", "fishr_ema", "fishr_anneal_steps")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What a leave-one-domain-out sweep runs (checked here, once).
+
+    Args:
+        algorithms: registered algorithms (``"erm,fishr"`` or a sequence; :mod:`~robusttext.training.hparams_registry`).
+        test_domains: held-out domains to run (None: every domain, one at a time).
+        seeds: seeds per (algorithm, held-out domain, trial), >= 1: ``args.seed``, ``args.seed + 1``, ...
+        val_fraction: share of each training domain kept for model selection, in (0, 1) (DomainBed: 0.2).
+        max_per_domain: at most this many examples of each training domain (None: all).
+        max_test_examples: at most this many rows of the held-out domain, oracle and test (None: all).
+        hparam_trials: random trials per cell besides trial 0 (the given values), >= 0.
+        certify: certify the held-out test rows with each run's model under this protocol (None: off;
+            needs a training rate > 0).
+        update_model_card: with ``certify``, write each run's certified results into its model folder's card.
+    """
+
+    algorithms: str | Sequence[str] = "erm,fishr"
+    test_domains: Optional[Sequence[str]] = None
+    seeds: int = 1
+    val_fraction: float = 0.2
+    max_per_domain: Optional[int] = None
+    max_test_examples: Optional[int] = None
+    hparam_trials: int = 0
+    certify: Optional[CertifyProtocol] = None
+    update_model_card: bool = False
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.hparam_trials < 0:
+            raise ValueError(f"hparam_trials must be >= 0, got {self.hparam_trials}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.update_model_card and self.certify is None:
+            raise ValueError("update_model_card needs certify: the card holds the certified results")
+        object.__setattr__(self, "algorithms", tuple(parse_algorithms(self.algorithms)))
+
+    def record(self) -> dict[str, Any]:
+        """The fields as a sweep records them (the certify protocol as its budget)."""
+        c = self.certify
+        return {"val_fraction": self.val_fraction, "max_per_domain": self.max_per_domain,
+                "max_test_examples": self.max_test_examples, "hparam_trials": self.hparam_trials,
+                "certify": c is not None, "certify_n": c and c.n, "certify_alpha": c and c.alpha}
 
 
 def run_name(algorithm: str, heldout: str, hparams_seed: int, seed: int) -> str:
@@ -44,7 +106,7 @@ def run_name(algorithm: str, heldout: str, hparams_seed: int, seed: int) -> str:
 
 def trial_hparams(algorithm: str, hparams_seed: int, args: Any) -> dict:
     """Trial 0: the run's own arguments; trial k > 0: the registry's k-th random draw."""
-    algo = "erm" if algorithm not in ("erm", "fishr") else algorithm  # the marker-free oracle is ERM
+    algo = "erm" if algorithm not in ("erm", "fishr") else algorithm  # an extra variant row (an oracle) is ERM
     if hparams_seed == 0:
         h = {k: getattr(args, k) for k in _TRIAL_FIELDS}
     else:
@@ -55,31 +117,28 @@ def trial_hparams(algorithm: str, hparams_seed: int, args: Any) -> dict:
     return h
 
 
-def _load(data: Any, dg: Any, args: Any) -> tuple[dict[str, Any], list[str], list[str]]:
-    """The data variants (``{"": data}`` or marker / marker-free), the held-out domains and algorithms."""
-    from ..runs.data import load_text_dataset
-
-    algorithms = parse_algorithms(dg.algorithms)
-    full = load_text_dataset(
-        data.dataset, data.split, data.dataset_config, data.text_column, data.label_column,
-        domain_column=None if dg.spurious else args.domain_column, max_examples=data.max_examples,
-    )
-    if not dg.spurious:
-        return {"": full}, check_heldout(training_domains(full.dataset, "domain"), dg.test_domains), algorithms
-    from .spurious import ORACLE, parse_spec, spurious_text_data
-
-    spec = parse_spec(dg.spurious, dg.spurious_agreements, dg.spurious_label_noise, dg.spurious_seed)
-    variants = {"": spurious_text_data(full, spec, True), ORACLE: spurious_text_data(full, spec, False)}
-    return variants, [spec.names()[-1]], algorithms + [ORACLE]
+def _load(data: DataSpec | Mapping[str, Any], sweep: SweepConfig, domain_column: str) -> tuple[dict[str, Any], list[str], dict]:
+    """The data variants (``{"": data, extra row name: data, ...}``), the held-out domains and the data's
+    record (its spec, or the variants' content fingerprints)."""
+    if isinstance(data, DataSpec):
+        variants = {"": data.load(domain_column=domain_column)}
+        record = data.record()
+    else:
+        variants = dict(data)
+        if "" not in variants:
+            raise ValueError("data: a mapping of variants needs the main one under the key ''")
+        record = {"variants": {k: examples_fingerprint(v.texts, v.labels) for k, v in variants.items()}}
+    domains = training_domains(variants[""].dataset, "domain")
+    return variants, check_heldout(domains, list(sweep.test_domains) if sweep.test_domains else None), record
 
 
-def _params(data: Any, smooth: Any, dg: Any, args: Any, heldout: list, algorithms: list, seeds: list) -> dict:
-    keys = ("val_fraction", "max_per_domain", "max_test_examples", "hparam_trials", "freeze_encoder", "spurious", "spurious_agreements",
-            "spurious_label_noise", "spurious_seed", "certify", "certify_n", "certify_alpha", "certify_max_examples")
+def _params(model: str, record: dict, recipe: TrainingRecipe, sweep: SweepConfig, args: Any, heldout: list,
+            algorithms: list, seeds: list) -> dict:
+    rate = recipe.rate if isinstance(recipe.rate, float) else recipe.rate.describe()
     params = {
-        "model": data.model, "dataset": data.dataset, "split": data.split, "max_length": data.max_length,
-        "max_examples": data.max_examples, "p_del": smooth.p_del, "unit": smooth.unit, "algorithms": algorithms,
-        "heldout": heldout, "seeds": seeds, **{k: getattr(dg, k) for k in keys}, "eval_steps": args.eval_steps,
+        "model": model, **record, "max_length": recipe.max_length, "p_del": rate, "unit": recipe.unit,
+        "algorithms": algorithms, "heldout": heldout, "seeds": seeds, **sweep.record(),
+        "freeze_encoder": recipe.freeze_encoder, "eval_steps": args.eval_steps,
         **{k: getattr(args, k) for k in _TRIAL_FIELDS}, "num_train_epochs": args.num_train_epochs,
         "max_steps": args.max_steps, "per_device_train_batch_size": args.per_device_train_batch_size,
     }
@@ -90,32 +149,30 @@ def _params(data: Any, smooth: Any, dg: Any, args: Any, heldout: list, algorithm
     return params
 
 
-def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
+def leave_one_domain_out(model: str, data: DataSpec | Mapping[str, Any], args: Any, sweep: SweepConfig = SweepConfig(),
+                         recipe: TrainingRecipe = TrainingRecipe(rate=0.0)) -> dict:
     """Run the sweep; returns the summary (see :func:`robusttext.dg.dg_tables.dg_summary`).
 
     Args:
-        data: :class:`~robusttext.cli.arguments.ModelDataArguments` (``split`` holds all domains).
-        smooth: :class:`~robusttext.cli.arguments.SmoothingArguments` (``p_del=0`` trains without noise).
-        dg: :class:`~robusttext.cli.arguments.DGArguments`.
+        model: Hub id or folder of the classifier each run fine-tunes.
+        data: a :class:`~robusttext.runs.data.DataSpec` whose split holds every domain (in ``args.domain_column``),
+            or a mapping of loaded ``TextData`` with a ``domain`` column: ``""`` the main data, any other key an
+            extra row trained as ERM on that data (same environments, e.g. a marker-free oracle).
         args: :class:`~robusttext.training.fishr.FishrTrainingArguments`; each run trains in
             ``output_dir/runs/<run_name>`` without checkpoints.
+        sweep: what to run (:class:`SweepConfig`).
+        recipe: the training noise (rate 0: none), unit, ``max_length`` and ``freeze_encoder``; the algorithm is the run's.
     """
-    from tqdm.auto import tqdm
-
-    from ..certificate.deletion import check_deletion_args
-    from ..compat import overwrite_requested
-    from ..runs.results import ResultsStore, write_json
-
     started = time.time()
-
-    check_dg_args(dg, smooth)
-    check_deletion_args(smooth.p_del, smooth.unit, allow_zero=True)
-    variants, heldout, algorithms = _load(data, dg, args)
-    parts = split_domains(variants[""].dataset, dg.val_fraction, dg.max_per_domain)
-    seeds = [args.seed + i for i in range(dg.seeds)]
+    if sweep.certify is not None and not (isinstance(recipe.rate, RateSchedule) or recipe.rate > 0):
+        raise ValueError("certify needs training under deletion noise: a rate in (0, 1), e.g. p_del 0.9")
+    variants, heldout, record = _load(data, sweep, args.domain_column)
+    algorithms = list(sweep.algorithms) + [k for k in variants if k]
+    parts = split_domains(variants[""].dataset, sweep.val_fraction, sweep.max_per_domain)
+    seeds = [args.seed + i for i in range(sweep.seeds)]
     # seed-major: a stopped sweep has whole seeds (every algorithm and domain) done first
-    grid = [(d, a, h, s) for s in seeds for d in heldout for a in algorithms for h in range(dg.hparam_trials + 1)]
-    params = _params(data, smooth, dg, args, heldout, algorithms, seeds)
+    grid = [(d, a, h, s) for s in seeds for d in heldout for a in algorithms for h in range(sweep.hparam_trials + 1)]
+    params = _params(model, record, recipe, sweep, args, heldout, algorithms, seeds)
     out = Path(args.output_dir)
     store = ResultsStore(out, params, rank=args.process_index, name="dg_runs")
     if overwrite_requested(args) and args.should_save:
@@ -126,27 +183,20 @@ def leave_one_domain_out(data: Any, smooth: Any, dg: Any, args: Any) -> dict:
         if index in done:
             continue
         start = time.time()
-        full = variants.get(algo, variants[""])
-        record = train_heldout(full, parts, d, algo, h, seed, data, smooth, dg, args)
-        record.update(index=index, seconds=round(time.time() - start, 1))
+        run = train_heldout(model, variants.get(algo, variants[""]), parts, (d, algo, h, seed), recipe, sweep, args)
+        run.update(index=index, seconds=round(time.time() - start, 1))
         if args.should_save:
-            store.append([record])
-        logger.info("%s held out %s trial %d seed %d: final test accuracy %.4f", algo, d, h, seed, record["final_test_accuracy"])
+            store.append([run])
+        logger.info("%s held out %s trial %d seed %d: final test accuracy %.4f", algo, d, h, seed, run["final_test_accuracy"])
     records = store.finalize() if args.should_save else list(store.finished().values())
     summary = dg_summary(records, heldout, algorithms)
-    if dg.certify:
+    if sweep.certify is not None:
         summary["certified"] = certified_table(records, heldout, algorithms)
-    summary.update(parameters=params, runs=records, versions=_versions(), wall_seconds=round(time.time() - started, 1))
+    summary.update(parameters=params, runs=records, versions=versions(), wall_seconds=round(time.time() - started, 1))
     if args.should_save:
         write_json(out / "dg_results.json", summary)
         (out / "dg_report.md").write_text(report_markdown(summary), encoding="utf-8")
     return summary
-
-
-def _versions() -> dict:
-    from ..runs.results import versions
-
-    return versions()
 
 
 def report_markdown(summary: dict) -> str:
@@ -178,38 +228,24 @@ def penalty_markdown(records: list[dict], algorithms: list[str]) -> str:
     return "\n".join(["### Fishr penalty on the training domains", "", "| Algorithm | first log | last log |", "|---|---|---|", *rows, ""])
 
 
-def check_dg_args(dg: Any, smooth: Any) -> None:
-    """Clear errors for sweep options that cannot be used."""
-    if dg.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {dg.seeds}")
-    if dg.hparam_trials < 0:
-        raise ValueError(f"--hparam-trials must be >= 0, got {dg.hparam_trials}")
-    if dg.certify and not smooth.p_del > 0:
-        raise ValueError("--certify needs training under deletion noise: pass --p-del in (0, 1), e.g. --p-del 0.9")
-    if dg.certify and dg.certify_n < 10:
-        raise ValueError(f"--certify-n must be >= 10, got {dg.certify_n}")
-
-
-def _split_heldout(parts: dict, heldout: str, dg: Any) -> tuple[list[int], list[int]]:
+def _split_heldout(parts: dict, heldout: str, sweep: SweepConfig) -> tuple[list[int], list[int]]:
     """Rows of the held-out domain: (oracle validation rows, test rows), disjoint; the oracle part is
     the first ``val_fraction`` share of the first ``max_test_examples`` rows."""
-    rows = parts[heldout]["all"][: dg.max_test_examples or None]
-    n_oracle = max(1, int(round(dg.val_fraction * len(rows))))
+    rows = parts[heldout]["all"][: sweep.max_test_examples or None]
+    n_oracle = max(1, int(round(sweep.val_fraction * len(rows))))
     return rows[:n_oracle], rows[n_oracle:]
 
 
-def train_heldout(
-    full: Any, parts: dict, heldout: str, algorithm: str, hparams_seed: int, seed: int, data: Any, smooth: Any,
-    dg: Any, args: Any,
-) -> dict:
-    """One run of the sweep: train on every domain but ``heldout`` with trial ``hparams_seed``'s
-    hyper-parameters, evaluate training-domain validation, held-out oracle and held-out test rows every
-    ``args.eval_steps`` steps (else every epoch) and at the end; returns the record with the trace."""
-    from ..training.trainer import TrainingRecipe, accuracy_metric, build_trainer
-
+def train_heldout(model: str, full: Any, parts: dict, cell: tuple[str, str, int, int], recipe: TrainingRecipe,
+                  sweep: SweepConfig, args: Any) -> dict:
+    """One run of the sweep, ``cell = (held-out domain, algorithm, trial, seed)``: train on every domain but the
+    held-out one with the trial's hyper-parameters, evaluate training-domain validation, held-out oracle and
+    held-out test rows every ``args.eval_steps`` steps (else every epoch) and at the end; returns the record
+    with the trace."""
+    heldout, algorithm, hparams_seed, seed = cell
     train_domains = [d for d in parts if d != heldout]
     ds = full.dataset
-    oracle_rows, test_rows = _split_heldout(parts, heldout, dg)
+    oracle_rows, test_rows = _split_heldout(parts, heldout, sweep)
     sets = {
         "val": ds.select([i for d in train_domains for i in parts[d]["val"]]),
         "oracle": ds.select(oracle_rows), "test": ds.select(test_rows),
@@ -222,10 +258,8 @@ def train_heldout(
         args, output_dir=str(run_dir), seed=seed, save_strategy="no", load_best_model_at_end=False, report_to=[],
         **hp, **steps,
     )
-    recipe = TrainingRecipe(rate=smooth.training_rate(), unit=smooth.unit, max_length=data.max_length,
-                            algorithm="fishr", freeze_encoder=dg.freeze_encoder)
-    trainer = build_trainer(data.model, train_ds, full.label_names, run_args, recipe, eval_dataset=sets,
-                            compute_metrics=accuracy_metric(), domains=train_domains)
+    trainer = build_trainer(model, train_ds, full.label_names, run_args, replace(recipe, algorithm="fishr"),
+                            eval_dataset=sets, compute_metrics=accuracy_metric(), domains=train_domains)
     trainer.train()
     if not any(h.get("step") == trainer.state.global_step and "eval_val_accuracy" in h for h in trainer.state.log_history):
         trainer.evaluate()
@@ -236,8 +270,8 @@ def train_heldout(
         "final_test_accuracy": trace[-1]["test_accuracy"], "trace": trace,
         "loss_trace": _loss_trace(trainer.state.log_history),
     }
-    if dg.certify:
-        record["certified_accuracy"] = certify_heldout(trainer, sets["test"], run_dir, data, smooth, dg, seed)
+    if sweep.certify is not None:
+        record["certified_accuracy"] = certify_heldout(trainer, sets["test"], run_dir, recipe, sweep, seed)
     return record
 
 
@@ -261,37 +295,33 @@ def _loss_trace(history: list[dict]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- certified and domain-robust
-def certify_heldout(trainer: Any, test_ds: Any, run_dir: Path, data: Any, smooth: Any, dg: Any, seed: int) -> dict:
+def certify_heldout(trainer: Any, test_ds: Any, run_dir: Path, recipe: TrainingRecipe, sweep: SweepConfig,
+                    seed: int) -> dict:
     """Certify the held-out domain's test rows with the run's model: the one adapter to the core's
-    certification (:func:`robusttext.runs.certify.certify_dataset`, whose protocol and defaults apply).
+    certification (:func:`robusttext.runs.certify.certify_dataset`, under ``sweep.certify``).
 
-    Saves the model to ``run_dir/model`` and the rows to ``run_dir/heldout.jsonl``, certifies the first
-    ``dg.certify_max_examples`` of them with ``n = dg.certify_n`` samples at ``alpha = dg.certify_alpha``
-    into ``run_dir/certify`` (resumable there), and returns the certified accuracy per radius
-    (``{"0": acc, "1": acc, ...}``, radius in deletion units as strings)."""
-    from ..certificate.protocol import CertifyProtocol
-    from ..certificate.smoothing import SmoothedTextClassifier
-    from ..runs.certify import certification_rate, certify_dataset
-    from ..runs.data import DataSpec
-    from ..runs.distributed import process_state
-
+    Saves the model to ``run_dir/model`` and the rows to ``run_dir/heldout.jsonl``, certifies them into
+    ``run_dir/certify`` (resumable there) at the training rate (a fixed rate, or the schedule) and, with
+    ``sweep.update_model_card``, merges the results into ``run_dir/model/README.md``
+    (:func:`robusttext.hub.model_card.write_model_card`, the code path of ``certify --update-model-card``).
+    Returns the certified accuracy per radius (``{"0": acc, "1": acc, ...}``, radius in deletion units as strings)."""
     model_dir = run_dir / "model"
     trainer.save_model(str(model_dir))
-    rows = test_ds.select(range(min(len(test_ds), dg.certify_max_examples or len(test_ds))))
     path = run_dir / "heldout.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": int(y)}) + "\n" for t, y in zip(rows["text"], rows["label"])))
-    protocol = CertifyProtocol(n0=min(CertifyProtocol().n0, dg.certify_n), n=dg.certify_n, alpha=dg.certify_alpha)
-    rate = certification_rate(str(model_dir), smooth.p_del, smooth.rate_schedule)
-    clf = SmoothedTextClassifier.from_pretrained(str(model_dir), p_del=rate, unit=smooth.unit, max_length=data.max_length,
+    path.write_text("".join(json.dumps({"text": t, "label": int(y)}) + "\n" for t, y in zip(test_ds["text"], test_ds["label"])))
+    protocol = replace(sweep.certify, n0=min(sweep.certify.n0, sweep.certify.n))
+    fixed = isinstance(recipe.rate, float)
+    rate = certification_rate(str(model_dir), recipe.rate if fixed else None, None if fixed else recipe.rate)
+    clf = SmoothedTextClassifier.from_pretrained(str(model_dir), p_del=rate, unit=recipe.unit, max_length=recipe.max_length,
                                                  seed=seed, autocast_dtype="fp32", device=process_state().device)
     summary = certify_dataset(clf, DataSpec(str(path), "test"), run_dir / "certify", protocol)
+    if sweep.update_model_card and process_state().is_main_process:
+        write_model_card(run_dir / "certify", model_dir)
     return {str(k): float(v) for k, v in summary["certified_accuracy"].items()}
 
 
 def certified_table(records: list[dict], heldout: list[str], algorithms: list[str]) -> dict:
     """Certified accuracy per radius on each held-out domain, mean over seeds (trial 0 runs only)."""
-    from .dg_tables import mean_se
-
     table: dict[str, dict[str, dict[str, list[float]]]] = {}
     for a in algorithms:
         for d in heldout:
@@ -305,8 +335,6 @@ def certified_table(records: list[dict], heldout: list[str], algorithms: list[st
 
 def certified_markdown(table: dict) -> str:
     """Per held-out domain: rows = algorithms, columns = radius, cells = certified accuracy (%)."""
-    from .dg_tables import markdown_table
-
     out = ["## Certified accuracy on the held-out domain (%)", ""]
     for d, algos in table.items():
         radii = sorted(next(iter(algos.values())), key=float)

@@ -24,19 +24,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from ..compat import ResumableTrainingArguments
 
 from .domain_data import DOMAIN_KEY, DomainBalancedSampler, DomainCollator, training_domains
-from .hparams_registry import default_hparams
+from .hparams_registry import check_hparams, default_hparams, fishr_specs
 
 logger = logging.getLogger("robusttext")
 
@@ -47,16 +47,24 @@ _FISHR_DEFAULTS = default_hparams("fishr")
 def check_fishr_args(fishr_lambda: float, fishr_ema: float, fishr_anneal_steps: int) -> None:
     """Raise a clear ``ValueError`` for Fishr hyper-parameters that cannot be used."""
     if not isinstance(fishr_lambda, (int, float)) or not math.isfinite(fishr_lambda) or fishr_lambda < 0:
-        raise ValueError(f"--fishr-lambda must be a finite number >= 0, got {fishr_lambda!r} (paper default 1000)")
+        raise ValueError(f"fishr_lambda must be a finite number >= 0, got {fishr_lambda!r} (paper default 1000)")
     if not (0.0 <= float(fishr_ema) < 1.0):
-        raise ValueError(f"--fishr-ema must be in [0, 1), got {fishr_ema!r} (paper default 0.95)")
+        raise ValueError(f"fishr_ema must be in [0, 1), got {fishr_ema!r} (paper default 0.95)")
     if int(fishr_anneal_steps) < 0:
-        raise ValueError(f"--fishr-anneal-steps must be >= 0, got {fishr_anneal_steps!r}")
+        raise ValueError(f"fishr_anneal_steps must be >= 0, got {fishr_anneal_steps!r}")
 
 
 @dataclass
-class FishrTrainingArguments(ResumableTrainingArguments):
-    """``transformers.TrainingArguments`` (with ``overwrite_output_dir``) plus the Fishr hyper-parameters (used by :class:`FishrTrainer`)."""
+class DomainTrainingArguments(ResumableTrainingArguments):
+    """``transformers.TrainingArguments`` (with ``overwrite_output_dir``) plus the column naming each example's domain."""
+
+    domain_column: str = field(default="domain", metadata={"help": "Column naming each example's domain."})
+
+
+@dataclass
+class FishrTrainingArguments(DomainTrainingArguments):
+    """:class:`DomainTrainingArguments` plus the Fishr hyper-parameters (used by :class:`FishrTrainer`; defaults
+    from :mod:`robusttext.training.hparams_registry`; the command line sets them with ``--hparams``)."""
 
     fishr_lambda: float = field(default=_FISHR_DEFAULTS["fishr_lambda"], metadata={"help": "Fishr penalty weight lambda (>= 0; paper: 1000)."})
     fishr_ema: float = field(default=_FISHR_DEFAULTS["fishr_ema"], metadata={"help": "EMA decay of per-domain gradient variances, in [0, 1)."})
@@ -64,11 +72,18 @@ class FishrTrainingArguments(ResumableTrainingArguments):
         default=int(_FISHR_DEFAULTS["fishr_anneal_steps"]),
         metadata={"help": "Optimizer steps with penalty weight 0 (ERM warm-up); the optimizer state is reset at the switch."},
     )
-    domain_column: str = field(default="domain", metadata={"help": "Column naming each example's domain."})
 
     def __post_init__(self) -> None:
         check_fishr_args(self.fishr_lambda, self.fishr_ema, self.fishr_anneal_steps)
         super().__post_init__()
+
+    @classmethod
+    def with_hparams(cls, args: TrainingArguments, hparams: str | dict | None = None) -> "FishrTrainingArguments":
+        """``args`` (any ``TrainingArguments``) as Fishr training arguments, the Fishr hyper-parameters from
+        ``hparams`` (a JSON object or a mapping, checked by :func:`~robusttext.training.hparams_registry.check_hparams`;
+        keys left out take the registry's defaults)."""
+        values = {f.name: getattr(args, f.name) for f in fields(args) if f.init and f.name in cls.__dataclass_fields__}
+        return cls(**{**values, **check_hparams(hparams, fishr_specs())})
 
 
 # --------------------------------------------------------------------------- the head

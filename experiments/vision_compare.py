@@ -1,4 +1,9 @@
-"""``robusttext vision compare``: one small CNN trained three ways, attacked and certified the same way.
+#!/usr/bin/env python
+"""One small CNN trained three ways, attacked and certified the same way: the MNIST study of docs/benchmarks.md
+(section 8), through the vision library (:mod:`robusttext_vision.pipelines`, :mod:`robusttext_vision.attacks`,
+:mod:`robusttext_vision.figures`).
+
+    python experiments/vision_compare.py --config experiments/vision_compare.yaml
 
 The models: **normal** (cross-entropy), **PGD-AT** (Madry et al. 2018, Linf) and **Gaussian**
 (noise augmentation at the smoothing sigma, Cohen et al. 2019). For each, on the evaluation split:
@@ -14,14 +19,26 @@ results store), so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from robusttext.config import parse
+from robusttext.errors import run_command
+from robusttext.runs.distributed import end_process_group, process_state
+from robusttext.runs.report import plot_certified_accuracy
 from robusttext.runs.results import write_json
-
-from .arguments import CURVE_L2_EPS, CURVE_LINF_EPS, CertifyImageArguments, ImageDataArguments, TrainImageArguments
-from .figures import check_figure_args, compare_figure_set, figures_markdown
+from robusttext_vision.attacks import attack_dataset
+from robusttext_vision.data import load_images
+from robusttext_vision.figures import (
+    FIGURE_EXAMPLES, GRID_IMAGES, check_figure_args, compare_figure_set, figures_markdown,
+)
+from robusttext_vision.models import WEIGHTS_NAME, load_model
+from robusttext_vision.pipelines import (
+    CURVE_L2_EPS, CURVE_LINF_EPS, ImageCertifyConfig, TrainConfig, certify_images, clean_accuracy, train_and_save,
+)
+from robusttext_vision.report import plot_accuracy_bars, table_markdown
 
 METHODS = (("normal", "standard"), ("PGD-AT", "pgd"), ("Gaussian", "gaussian"))
 
@@ -56,8 +73,8 @@ class CompareArguments:
     output_dir: str = field(default="runs/vision/compare", metadata={"help": "Where everything goes."})
     curve_linf_eps: list[float] = field(default_factory=lambda: list(CURVE_LINF_EPS), metadata={"help": "Linf radii of the accuracy-vs-eps figure (pixel units)."})
     curve_l2_eps: list[float] = field(default_factory=lambda: list(CURVE_L2_EPS), metadata={"help": "L2 radii of the accuracy-vs-eps figure (pixel units)."})
-    figure_examples: int = field(default=300, metadata={"help": "Eval images attacked for the figures (the first N; 0 = no attack figures)."})
-    grid_images: int = field(default=8, metadata={"help": "Images in each model's grid of adversarial examples."})
+    figure_examples: int = field(default=FIGURE_EXAMPLES, metadata={"help": "Eval images attacked for the figures (the first N; 0 = no attack figures)."})
+    grid_images: int = field(default=GRID_IMAGES, metadata={"help": "Images in each model's grid of adversarial examples."})
 
 
 def attack_columns(args: CompareArguments) -> list[tuple[str, str, str, float]]:
@@ -72,8 +89,6 @@ def attack_columns(args: CompareArguments) -> list[tuple[str, str, str, float]]:
 
 def evaluate_attacks(model: Any, images: Any, labels: Any, args: CompareArguments, cache: Path) -> dict[str, float]:
     """Robust accuracies of ``attack_columns``; cached in ``cache`` (reused when the parameters match)."""
-    from .attacks import attack_dataset
-
     params = {k: getattr(args, k) for k in ("linf_eps", "l2_eps", "attack_steps", "attack_restarts", "attack_examples", "seed")}
     if cache.exists():
         old = json.loads(cache.read_text())
@@ -92,33 +107,24 @@ def evaluate_attacks(model: Any, images: Any, labels: Any, args: CompareArgument
     return acc
 
 
-def ensure_model(args: CompareArguments, data_args: ImageDataArguments, method: str, model_dir: Path) -> None:
+def ensure_model(args: CompareArguments, train_data: Any, method: str, model_dir: Path) -> None:
     """Train the ``method`` model into ``model_dir`` unless its weights are already there."""
-    from .models import WEIGHTS_NAME
-    from .pipelines import train_and_save
-
     if (model_dir / WEIGHTS_NAME).exists():
         return
-    train = TrainImageArguments(
-        method=method, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        eps=args.train_eps, norm="linf", steps=args.train_steps, warmup_epochs=args.warmup_epochs,
-        sigma=args.sigma, seed=args.seed, eval_split=None, output_dir=str(model_dir),
-    )
-    train_and_save(data_args, train)
+    config = TrainConfig(method=method, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         eps=args.train_eps, norm="linf", steps=args.train_steps, warmup_epochs=args.warmup_epochs,
+                         sigma=args.sigma, seed=args.seed)
+    train_and_save(train_data, model_dir, config)
 
 
 def certify_model(model: Any, name: str, model_dir: Path, certified: Any, args: CompareArguments, out: Path) -> dict[str, Any]:
     """The certify summary of ``model`` smoothed at ``args.sigma`` on the ``certified`` images (cached in
     ``out/certify/<method>``)."""
-    from .pipelines import certify_images
-
-    cert = CertifyImageArguments(
-        model_dir=str(model_dir), sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha,
-        batch_size=args.certify_batch_size, seed=args.seed, output_dir=str(out / "certify" / model_dir.name),
-    )
+    config = ImageCertifyConfig(sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha,
+                                batch_size=args.certify_batch_size, seed=args.seed)
     params = {"task": "vision-certify", "model_dir": str(model_dir), "dataset": certified.name,
-              "split": args.eval_split, "max_examples": args.certify_examples}
-    return certify_images(model, certified, cert, params, name=name)
+              "split": args.eval_split, "max_examples": args.certify_examples, "denoiser_dir": None}
+    return certify_images(model, certified, out / "certify" / model_dir.name, config, params, name=name)
 
 
 def write_compare(
@@ -127,10 +133,6 @@ def write_compare(
 ) -> None:
     """``compare.json``, ``compare.md`` (table and figures), ``compare.png`` and ``compare_certified.png``
     (main process). Adds each row's ``certified_fraction`` after ``compare.json`` is written."""
-    from robusttext.runs.report import plot_certified_accuracy
-
-    from .report import plot_accuracy_bars, table_markdown
-
     rows = result["rows"]
     write_json(out / "compare.json", result)
     acc_cols = [("clean_accuracy", "clean")] + [
@@ -144,7 +146,9 @@ def write_compare(
         f"certification on the first {len(certified)} at sigma = {args.sigma} (n0 = {args.n0}, n = {args.n}, "
         f"alpha = {args.alpha}); avg radius over the images certified correct (L2, pixel units)."
     )
-    figures = compare_figure_set(models, evaluation, args, out, {n: out / "certify" / m for n, m in METHODS})
+    figures = compare_figure_set(models, evaluation, out, {n: out / "certify" / m for n, m in METHODS}, args.sigma,
+                                 {"linf": args.curve_linf_eps, "l2": args.curve_l2_eps}, args.seed, args.attack_steps,
+                                 args.attack_restarts, args.figure_examples, args.grid_images)
     (out / "compare.md").write_text(table_markdown(rows, cols, caption) + figures_markdown(figures), encoding="utf-8")
     for r in rows.values():
         r["certified_fraction"] = r["certified_count"] / max(1, len(certified))
@@ -156,23 +160,17 @@ def write_compare(
 
 def run_compare(args: CompareArguments) -> dict[str, Any]:
     """Train (or reuse) the three models, attack and certify them; write and return the table."""
-    from robusttext.runs.distributed import process_state
-
-    from .models import load_model
-    from .pipelines import clean_accuracy, load_data
-
     check_figure_args(args)
     state = process_state()
     out = Path(args.output_dir)
-    data_args = ImageDataArguments(dataset=args.dataset, split=args.train_split, data_root=args.data_root)
-    evaluation = load_data(data_args, args.eval_split)
-    attacked = load_data(data_args, args.eval_split, args.attack_examples)
-    certified = load_data(data_args, args.eval_split, args.certify_examples)
+    load = lambda split, n=None: load_images(args.dataset, split, args.data_root, n)  # noqa: E731
+    train_data, evaluation = load(args.train_split), load(args.eval_split)
+    attacked, certified = load(args.eval_split, args.attack_examples), load(args.eval_split, args.certify_examples)
     rows: dict[str, dict[str, Any]] = {}
     curves, models = {}, {}
     for name, method in METHODS:
         model_dir = out / "models" / method
-        ensure_model(args, data_args, method, model_dir)
+        ensure_model(args, train_data, method, model_dir)
         model = models[name] = load_model(model_dir)[0]
         row: dict[str, Any] = {"clean_accuracy": clean_accuracy(model, evaluation)}
         if state.is_main_process:
@@ -188,3 +186,22 @@ def run_compare(args: CompareArguments) -> dict[str, Any]:
         write_compare(result, curves, models, evaluation, attacked, certified, args, out)
     state.wait_for_everyone()
     return result
+
+
+def run(argv: Sequence[str]) -> int:
+    """Parse ``argv`` (options, or ``--config experiments/vision_compare.yaml``), run, print the rows."""
+    (args,) = parse((CompareArguments,), argv, "experiments/vision_compare.py")
+    print(json.dumps(run_compare(args)["rows"], indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Errors as the command line reports them (one line, exit 2); the process group is left at the end."""
+    try:
+        return run_command("experiments/vision_compare.py", run, list(sys.argv[1:] if argv is None else argv))
+    finally:
+        end_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
