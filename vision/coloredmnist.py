@@ -51,9 +51,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robusttext.training.hparams_registry import BENCHMARKS, benchmark_hparams, check_hparams
+from robusttext.training.hparams_registry import ALGORITHMS as REGISTERED, BENCHMARKS, benchmark_hparams, check_hparams
 
-ALGORITHMS = ("erm", "fishr", "gray")
+#: The registry's algorithms, then the benchmark's oracle "gray" (ERM on the images without their colour).
+ALGORITHMS = (*REGISTERED, "gray")
 #: IRM's l2 coefficient and the number of training images it was set for (MNIST train[:50000]).
 IRM_L2, IRM_TRAIN_IMAGES = 0.00110794568, 50000
 COLUMNS = ("train_accuracy", "test_accuracy", "gray_test_accuracy")
