@@ -35,9 +35,12 @@ from typing import Any, Callable, Sequence
 
 from transformers import TrainerCallback
 
-from robusttext.certificate.protocol import CertifyProtocol  # internal paths: robusttext itself exports this module lazily
-from robusttext.certificate.deletion import DeletionCollator, check_deletion_args
+from robusttext.certificate.deletion import DeletionCollator, check_deletion_args  # internal paths: robusttext itself exports this module lazily
+from robusttext.certificate.protocol import CertifyProtocol
 from robusttext.certificate.smoothing import SmoothedTextClassifier
+from robusttext.certificate.stats import max_edit_distance_radius
+from robusttext.runs.certify import certification_record
+from robusttext.runs.report import summarize_certification
 
 logger = logging.getLogger("robusttext")
 
@@ -151,7 +154,6 @@ class CertifiedEvalCallback(TrainerCallback):
     def certified_metrics(self, model: Any, tokenizer: Any, dataset: Any, collator: Any = None, step: int = 0) -> dict:
         """Certify the subset with ``model`` as it is now; returns the metrics without the ``eval_`` prefix
         (the same on every process)."""
-        from robusttext.runs.report import summarize_certification
 
         if dataset is None:
             raise ValueError(_NO_EVAL_SET)
@@ -178,7 +180,6 @@ class CertifiedEvalCallback(TrainerCallback):
 
     def _certify_share(self, clf: SmoothedTextClassifier, texts: list[str], labels: list[int]) -> list[dict]:
         """This process's blocks of inputs certified, then every process's records gathered (sorted by index)."""
-        from robusttext.runs.certify import certification_record
 
         rank, world = _rank_and_world()
         blocks = [list(range(s, min(s + self.chunk_size, len(texts)))) for s in range(0, len(texts), self.chunk_size)]
@@ -227,7 +228,6 @@ _NO_EVAL_SET = ("CertifiedEvalCallback: no evaluation set to certify; pass eval_
 
 def default_radii(clf: SmoothedTextClassifier) -> list[int]:
     """0 .. the largest radius a fixed rate can certify (``robusttext certify``'s table), else 0, 1, 2, 4, 8, 16."""
-    from robusttext.certificate.stats import max_edit_distance_radius
 
     p = clf.p_del
     return list(range(max_edit_distance_radius(p) + 1)) if p is not None else [0, 1, 2, 4, 8, 16]

@@ -26,6 +26,10 @@ from typing import Any
 
 import yaml
 
+from ..runs.distributed import process_state
+from ..runs.report import UNIT_NAMES, certification_markdown
+from ..version import __version__
+
 #: ``metric_args["method"]`` of the model-index entries robusttext owns (and replaces).
 METHOD = "robusttext randomized deletion"
 CARD = "README.md"
@@ -93,8 +97,6 @@ def section_key(params: dict[str, Any]) -> str:
 
 def human_section(summary: dict[str, Any], image: str | None) -> str:
     """robusttext's Markdown section of the card, between its markers."""
-    from ..version import __version__
-    from robusttext.runs.report import UNIT_NAMES, certification_markdown
 
     p, unit = summary["parameters"], summary.get("unit") or summary["parameters"].get("unit", "word")
     key = section_key(p)
@@ -251,7 +253,6 @@ def card_for_run(run_dir: str | Path, model_dir: str | Path | None = None, push_
                  token: str | None = None) -> str:
     """``robusttext card`` / ``certify --update-model-card``: write the card (on the main process) and, with
     ``push_to_hub``, upload the folder (the token is checked before the card is written); returns what was done."""
-    from robusttext.runs.distributed import process_state
 
     if push_to_hub and token is None:
         token = hub_token(push_to_hub)
