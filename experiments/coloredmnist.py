@@ -19,8 +19,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from robusttext.config import parse
-from robusttext.errors import run_command
+from robusttext.config import parse, run_script
 from robusttext_vision.arguments import ColoredMNISTArguments
 from robusttext_vision.cli import coloredmnist_config
 from robusttext_vision.coloredmnist import ColoredMNISTConfig, run_coloredmnist
@@ -49,8 +48,7 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Errors as the command line reports them (one line, exit 2)."""
-    return run_command("experiments/coloredmnist.py", run, list(sys.argv[1:] if argv is None else argv))
+    return run_script("experiments/coloredmnist.py", run, argv)
 
 
 if __name__ == "__main__":

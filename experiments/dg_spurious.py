@@ -24,11 +24,9 @@ from robusttext.cli.arguments import DGArguments, HparamsArguments, ModelDataArg
 from robusttext.cli.convert import data_spec
 from robusttext.cli.convert_dg import dg_recipe, fishr_arguments, sweep_config
 from robusttext.cli.main import training_defaults
-from robusttext.config import parse
+from robusttext.config import parse, run_script
 from robusttext.dg.domains import leave_one_domain_out, report_markdown
 from robusttext.dg.spurious import ORACLE, parse_spec, spurious_text_data
-from robusttext.errors import run_command
-from robusttext.runs.distributed import end_process_group
 from robusttext.training.fishr import DomainTrainingArguments
 
 
@@ -62,11 +60,7 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Errors as the command line reports them (one line, exit 2); the process group is left at the end."""
-    try:
-        return run_command("experiments/dg_spurious.py", run, list(sys.argv[1:] if argv is None else argv))
-    finally:
-        end_process_group()
+    return run_script("experiments/dg_spurious.py", run, argv)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from _run import run
-
+from robusttext.config import run_script
 from robusttext.evaluation.evaluate import EvaluateConfig
 
 
@@ -50,7 +49,7 @@ def command(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run("experiments/evaluate_text.py", command, argv)
+    return run_script("experiments/evaluate_text.py", command, argv)
 
 
 if __name__ == "__main__":

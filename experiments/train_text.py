@@ -19,8 +19,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
-from _run import run
-
+from robusttext.config import run_script
 from robusttext.training.augment import Augmentation
 from robusttext.training.trainer import TrainingRecipe
 
@@ -63,7 +62,7 @@ def command(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run("experiments/train_text.py", command, argv)
+    return run_script("experiments/train_text.py", command, argv)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from _run import run
-
+from robusttext.config import run_script
 from robusttext.evaluation.tuning import TuneConfig
 
 
@@ -61,7 +60,7 @@ def command(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run("experiments/tune_rates.py", command, argv)
+    return run_script("experiments/tune_rates.py", command, argv)
 
 
 if __name__ == "__main__":

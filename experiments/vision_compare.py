@@ -24,9 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from robusttext.config import parse
-from robusttext.errors import run_command
-from robusttext.runs.distributed import end_process_group, process_state
+from robusttext.config import parse, run_script
+from robusttext.runs.distributed import process_state
 from robusttext.runs.report import plot_certified_accuracy
 from robusttext.runs.results import write_json
 from robusttext_vision.attacks import attack_dataset
@@ -196,11 +195,7 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Errors as the command line reports them (one line, exit 2); the process group is left at the end."""
-    try:
-        return run_command("experiments/vision_compare.py", run, list(sys.argv[1:] if argv is None else argv))
-    finally:
-        end_process_group()
+    return run_script("experiments/vision_compare.py", run, argv)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,15 @@ import contextvars
 import json
 import logging
 import sys
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
 from .certificate.models import set_trust_remote_code
 from .errors import DEBUG_FLAG, MissingPathError, UserError, one_line, run_command, split_debug
 from .runs.data import set_default_encoding
+from .runs.distributed import end_process_group
 
 #: A subcommand table: name -> (one-line help, function taking the remaining argv and returning an exit code).
 Commands = dict[str, tuple[str, Callable[[Sequence[str]], int]]]
@@ -144,16 +146,38 @@ def dispatch(prog: str, commands: Commands, argv: Sequence[str], own_debug: Any 
     if name not in commands:
         print(f"{prog}: unknown command {name!r}; choose one of {', '.join(commands)}", file=sys.stderr)
         return 2
+    return run_script(f"{prog} {name}", commands[name][1], rest, own_debug is None or name in own_debug)
+
+
+def run_script(prog: str, command: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None,
+               take_debug: bool = True) -> int:
+    """Run ``command(argv)`` (default: the process's arguments) as every ``robusttext`` command runs: ``--debug``
+    taken out when ``take_debug``, user errors as one line with exit 2 (:func:`robusttext.errors.run_command`),
+    and the process group left at the end, also after an error (a gloo group left open can abort the exit).
+    The subcommands and the ``experiments/`` scripts run through it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     debug = False
-    if own_debug is None or name in own_debug:
-        rest, debug = split_debug(rest)
+    if take_debug:
+        argv, debug = split_debug(argv)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_warning()
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    from .runs.distributed import end_process_group
-
     try:  # a copy of the context: options a command sets (--trust-remote-code, --encoding) end with it
-        return contextvars.copy_context().run(run_command, f"{prog} {name}", commands[name][1], rest, debug)
+        return contextvars.copy_context().run(run_command, prog, command, argv, debug)
     finally:
         end_process_group()
+
+
+@contextmanager
+def hparams_errors() -> Iterator[None]:
+    """Re-raise a ``ValueError`` about ``--hparams``' values as the command line names them: the registry's
+    ``hparams ...`` as ``--hparams ...``, a value the registry took but the algorithm refuses (``fishr_ema must be
+    ...``) as ``--hparams: fishr_ema must be ...``; a message that already names a flag is kept."""
+    try:
+        yield
+    except ValueError as err:
+        msg = str(err)
+        if type(err) is not ValueError or msg.startswith("--"):
+            raise
+        raise ValueError(f"--{msg}" if msg.startswith("hparams") else f"--hparams: {msg}") from None

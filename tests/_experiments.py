@@ -12,10 +12,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def load_experiment(name: str) -> ModuleType:
-    """The module ``experiments/<name>.py``, loaded once per test process (``experiments/`` on the path, so
-    that the scripts find their shared helpers such as ``_run``)."""
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
+    """The module ``experiments/<name>.py``, loaded once per test process."""
     key = f"experiment_{name}"
     if key not in sys.modules:
         spec = importlib.util.spec_from_file_location(key, EXPERIMENTS / f"{name}.py")

@@ -14,7 +14,7 @@ from _experiments import EXPERIMENTS, load_experiment
 def test_every_experiment_script_is_tested_here_or_elsewhere():
     # bench_rates: tests/test_scripts.py; tune_rates: also tests/test_adaptdel.py; train_text: also tests/test_consistency.py;
     # dg_spurious: tests/test_spurious.py; coloredmnist: tests/test_coloredmnist.py; vision_compare: tests/test_vision_figures.py
-    tested = {"_run.py", "bench_rates.py", "evaluate_text.py", "train_text.py", "tune_rates.py",
+    tested = {"bench_rates.py", "evaluate_text.py", "train_text.py", "tune_rates.py",
               "dg_spurious.py", "coloredmnist.py", "vision_compare.py"}
     assert {p.name for p in EXPERIMENTS.glob("*.py")} == tested
 

@@ -19,7 +19,7 @@ import sys
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from robusttext.config import dispatch, parse
+from robusttext.config import dispatch, hparams_errors, parse
 
 if TYPE_CHECKING:
     from .arguments import ColoredMNISTArguments, ImageDataArguments
@@ -106,14 +106,10 @@ def coloredmnist_config(args: "ColoredMNISTArguments", **construction: Any) -> "
     :class:`~robusttext_vision.coloredmnist.ColoredMNISTConfig`; ``--hparams`` errors name it and the key."""
     from .coloredmnist import ColoredMNISTConfig
 
-    try:
+    with hparams_errors():  # the options' own messages name their flag; the registry's keys come from --hparams
         config = ColoredMNISTConfig(algorithm=args.algorithm, seeds=args.seeds, seed=args.seed, lr=args.lr,
                                     steps=args.steps, data_root=args.data_root, **construction)
         return config.with_hparams(args.hparams)
-    except ValueError as err:  # the options' own messages name their flag; the registry's keys come from --hparams
-        msg = str(err)
-        raise ValueError(msg if msg.startswith("--") else f"--{msg}" if msg.startswith("hparams")
-                         else f"--hparams: {msg}") from None
 
 
 def cmd_coloredmnist(argv: Sequence[str]) -> int:

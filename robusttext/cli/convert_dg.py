@@ -10,6 +10,7 @@ from ..certificate.protocol import CertifyProtocol
 from ..dg.domains import SweepConfig, leave_one_domain_out
 from ..training.fishr import FishrTrainingArguments
 from ..training.trainer import TrainingRecipe
+from ..config import hparams_errors
 from .arguments import DGArguments, HparamsArguments, ModelDataArguments, SmoothingArguments
 from .convert import data_spec, flag_errors
 
@@ -17,11 +18,8 @@ from .convert import data_spec, flag_errors
 def fishr_arguments(args: Any, hp: HparamsArguments) -> FishrTrainingArguments:
     """The parsed ``TrainingArguments`` with ``--hparams``' Fishr values (checked against the registry; the
     others at the registry's defaults); errors name ``--hparams`` and the key."""
-    try:
+    with hparams_errors():
         return FishrTrainingArguments.with_hparams(args, hp.hparams)
-    except ValueError as err:
-        msg = str(err)
-        raise ValueError(f"--{msg}" if msg.startswith("hparams") else f"--hparams: {msg}") from None
 
 
 def sweep_config(dg: DGArguments) -> SweepConfig:
